@@ -1,0 +1,35 @@
+"""Fetch a BEIR dataset into the data folder.
+
+    python datasets/download.py scifact [--mirror DIR] [--copy]
+
+Links (or copies) it from a local mirror when one holds it (--mirror, SYNTRIEVER_MIRROR, or
+../shared/datasets beside the repository), else downloads BEIR's zip. Then loads every split
+present to validate it.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.data import fetch_dataset, load_dataset  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("dataset")
+    parser.add_argument("--mirror", default=None, help="local folder holding BEIR datasets")
+    parser.add_argument("--copy", action="store_true", help="copy from the mirror instead of linking")
+    args = parser.parse_args()
+    setup_logging()
+    path = fetch_dataset(args.dataset, args.mirror, copy=args.copy)
+    for qrels in sorted((path / "qrels").glob("*.tsv")):
+        ds = load_dataset(path, qrels.stem)
+        print(f"{args.dataset}/{qrels.stem}: {len(ds.corpus)} docs, {len(ds.queries)} queries, "
+              f"{sum(len(d) for d in ds.qrels.values())} judgements")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Stage 1 data: synthesise CoT queries, relevant and irrelevant passages, then self-verify.
+
+    python datasets/parse_synthetic.py scifact [--limit N] [--llm-backend local|online|batch]
+
+Writes generated/<dataset>/synthesis-<prompt version>-<model>/<dataset>_synthetic.jsonl and a
+summary; re-running resumes from the results already written.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.data import load_dataset  # noqa: E402
+from syntriever.llm.config import add_llm_args, config_from_args  # noqa: E402
+from syntriever.synthesis import SynthesisSettings, run_synthesis  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("dataset")
+    parser.add_argument("--limit", type=int, default=None, help="first N training queries only")
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="passage length cap (paper: 512; embedded default: 128)")
+    parser.add_argument("--max-tokens-cot", type=int, default=None,
+                        help="CoT length cap (paper: 512; embedded default: 96)")
+    parser.add_argument("--verify-mode", choices=["text", "logprobs"], default=None,
+                        help="verdict from the answer word (paper) or the yes/no log-probability "
+                        "margin (embedded default)")
+    parser.add_argument("--verify-threshold", type=float, default=None,
+                        help="logprobs mode: fixed margin threshold (default: calibrated per run)")
+    add_llm_args(parser, default_concurrency=8)
+    args = parser.parse_args()
+    setup_logging()
+    config = config_from_args(args)
+    local = config.is_local
+    settings = SynthesisSettings(
+        temperature=args.temperature,
+        max_tokens_passage=args.max_tokens or (128 if local else 512),
+        max_tokens_cot=args.max_tokens_cot or (96 if local else 512),
+        verify_mode=args.verify_mode or ("logprobs" if local else "text"),
+        verify_threshold=args.verify_threshold,
+    )
+    out = run_synthesis(load_dataset(args.dataset, "train"), config, settings, args.limit)
+    if out is not None:
+        summary = json.loads(out.with_suffix(".summary.json").read_text())
+        print(json.dumps({k: summary[k] for k in summary if k not in ("settings", "llm")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Evaluate a retriever on a BEIR split, or gather a dataset's results into a table.
+
+    python evaluate.py MODEL DATASET [--split test]     # e.g. minilm, minilm-sft, minilm-final, bm25
+    python evaluate.py --table DATASET [--baseline minilm]
+
+Writes results/<dataset>/<MODEL>.json (BEIR metrics, per-query nDCG@10, config, timings);
+--table writes results/<dataset>/table.md and ndcg10.png (95% bootstrap CIs, paired tests).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.evaluation import REPORTED, evaluate_model  # noqa: E402
+from syntriever.tables import write_table  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("model", nargs="?", help="bm25, an encoder preset, a trained name, a path or hub id")
+    parser.add_argument("dataset", nargs="?")
+    parser.add_argument("--table", metavar="DATASET", help="write the results table of DATASET")
+    parser.add_argument("--baseline", default=None, help="row to test every other row against")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--top-k", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=None)
+    parser.add_argument("--no-cache", action="store_true", help="re-encode the corpus")
+    args = parser.parse_args()
+    setup_logging()
+    if args.table:
+        print(write_table(args.table, baseline=args.baseline).read_text())
+        return
+    if not (args.model and args.dataset):
+        parser.error("give MODEL DATASET, or --table DATASET")
+    record, path = evaluate_model(
+        args.model, args.dataset, args.split, top_k=args.top_k, batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length, use_cache=not args.no_cache,
+    )
+    shown = {k: round(100 * record["metrics"][k], 2) for k in REPORTED}
+    print(json.dumps({"model": args.model, "dataset": args.dataset, "metrics_x100": shown,
+                      "passages_per_s": record["config"].get("passages_per_s"),
+                      "timings": record["timings"], "result_file": str(path)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

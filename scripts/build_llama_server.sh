@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build llama.cpp's native OpenAI-compatible `llama-server` from the llama.cpp sources vendored in
+# the llama-cpp-python source package on PyPI. Built once per machine into a cache folder and
+# reused afterwards (the binary is static, ~15 MB). Prints the binary's path on the last line.
+set -euo pipefail
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+CACHE="${SYNTRIEVER_CACHE:-$HOME/.cache/syntriever}"
+DEST="$CACHE/llama-server-$VERSION"
+BIN="$DEST/llama-server"
+if [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1; then
+  echo "$BIN"
+  exit 0
+fi
+PY="${PYTHON:-python3}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+echo "building llama-server from llama-cpp-python==$VERSION sources (about 5 min on 2 cores)" >&2
+"$PY" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$WORK" >&2
+tar -xzf "$WORK"/llama_cpp_python-"$VERSION".tar.gz -C "$WORK"
+SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
+cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+  -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DLLAMA_BUILD_SERVER=ON -DGGML_NATIVE=ON >&2
+cmake --build "$WORK/build" --target llama-server -j "$(nproc)" >&2
+mkdir -p "$DEST"
+cp "$WORK/build/bin/llama-server" "$BIN.tmp"
+mv "$BIN.tmp" "$BIN"
+"$BIN" --version >&2 || true
+echo "$BIN"

@@ -1,0 +1,66 @@
+"""Evaluate one model on a BEIR split and write its result file.
+
+``bm25`` is a model name too (the lexical baseline); any other name is an encoder (preset,
+trained model ``output/<name>-<dataset>``, local folder or hub id) searched exactly over the
+whole corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from syntriever.data import load_dataset
+from syntriever.encoders import load_encoder, resolve
+from syntriever.metrics import evaluate_run
+from syntriever.retrieval import bm25_search, dense_search
+from syntriever.tables import make_result, save_result
+
+logger = logging.getLogger(__name__)
+
+REPORTED = ("NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10", "NDCG@100", "Recall@10", "Recall@100", "MRR@10")
+
+
+def evaluate_model(
+    model_name: str,
+    dataset: str | Path,
+    split: str = "test",
+    *,
+    top_k: int = 100,
+    batch_size: int = 32,
+    max_seq_length: int | None = None,
+    use_cache: bool = True,
+    results_root: Path | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """Retrieve for every query of ``split``, score with BEIR's metrics, save the result file.
+
+    ``dataset`` is a name in the data folder or a dataset folder path."""
+    start = time.perf_counter()
+    ds = load_dataset(dataset, split)
+    config: dict[str, Any] = {"split": split, "top_k": top_k}
+    if model_name == "bm25":
+        run, stats = bm25_search(ds.corpus, ds.queries, top_k)
+        model_path = "bm25s (English stop words, Snowball stemmer)"
+        config["retriever"] = "bm25s"
+    else:
+        model_path, _ = resolve(model_name, ds.name)
+        model = load_encoder(model_name, ds.name, max_seq_length=max_seq_length)
+        run, stats = dense_search(model, ds.corpus, ds.queries, top_k, batch_size, use_cache)
+        config.update(
+            retriever="dense exact cosine", max_seq_length=model.max_seq_length, batch_size=batch_size,
+            prompts=model.prompts, corpus_embeddings_cached=stats.corpus_cache_hit,
+        )
+        if stats.passages_per_s:
+            config["passages_per_s"] = stats.passages_per_s
+        config["queries_per_s"] = stats.queries_per_s
+    aggregate, per_query = evaluate_run(ds.qrels, run)
+    metrics = {name: aggregate[name] for name in REPORTED}
+    timings = {**stats.timings, "total_s": round(time.perf_counter() - start, 2)}
+    record = make_result(
+        model_name, ds.name, metrics, {"NDCG@10": per_query["NDCG@10"]}, split=split,
+        config=config, model_path=str(model_path), timings=timings,
+    )
+    path = save_result(record, results_root)
+    return record, path

@@ -1,0 +1,164 @@
+"""JSONL files that survive crashes: atomic whole-file writes, fsync'd appends, torn-tail repair.
+
+Every reader reports the file and line of a malformed record, so bad input never fails silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and, where known, the line."""
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_jsonl(path: str | Path, *, drop_torn_tail: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield one dict per non-empty line of ``path`` (see :func:`read_jsonl_numbered`)."""
+    for _, record in read_jsonl_numbered(path, drop_torn_tail=drop_torn_tail):
+        yield record
+
+
+def read_jsonl_numbered(
+    path: str | Path, *, drop_torn_tail: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, dict)`` per non-empty line of ``path`` (``.gz`` allowed).
+
+    A line that is not a JSON object raises :class:`DataError` naming ``path:line``. With
+    ``drop_torn_tail`` a last line without its newline that does not parse (a write cut short by a
+    crash) is logged and skipped instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with _open_text(path) as fh:
+        lines = iter(fh)
+        lineno = 0
+        for line in lines:
+            lineno += 1
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                is_tail = not line.endswith("\n") and next(lines, None) is None
+                if drop_torn_tail and is_tail:
+                    logger.warning("%s:%d: dropping torn last line (interrupted write)", path, lineno)
+                    return
+                raise DataError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            yield lineno, record
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write ``rows`` to ``path`` atomically (temp file, fsync, rename); return the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write one JSON document atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a partial last line (no trailing newline) off ``path``; return the bytes removed."""
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        if size == 0:
+            return 0
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        # walk back to the previous newline
+        pos = size - 1
+        block = 4096
+        while pos > 0:
+            start = max(0, pos - block)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            idx = chunk.rfind(b"\n")
+            if idx >= 0:
+                pos = start + idx + 1
+                break
+            pos = start
+        fh.truncate(pos)
+        fh.flush()
+        os.fsync(fh.fileno())
+    removed = size - pos
+    logger.warning("%s: removed a torn last line of %d bytes (interrupted write)", path, removed)
+    return removed
+
+
+class JsonlAppender:
+    """Append-only JSONL writer; each record is flushed and fsync'd before ``append`` returns.
+
+    Opening repairs a torn last line left by a crash, so the file always holds whole records.
+    """
+
+    def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(self.path)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._fsync = fsync
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        if self._fsync:
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,126 @@
+"""Choosing and running an LLM backend from command-line flags.
+
+``--llm-backend`` picks the runner; without it the choice is: ``online`` when a base URL is set
+(``--llm-base-url`` or ``OPENAI_BASE_URL``) or an ``OPENAI_API_KEY`` is present, else ``local``
+(the embedded llama.cpp server). The API key is read from the environment only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from syntriever.llm.cost import estimate
+from syntriever.llm.local import DEFAULT_PRESET, PRESETS, LocalServer, gguf_path, model_sha256
+from syntriever.llm.online import RunStats, run_online
+from syntriever.llm.requests import load_requests, load_results
+from syntriever.llm.secrets import api_key
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LLMConfig:
+    """Where requests go, and how."""
+
+    backend: str = "local"
+    model: str = DEFAULT_PRESET
+    base_url: str | None = None
+    concurrency: int = 8
+    threads: int | None = None
+    max_retries: int = 6
+    dry_run: bool = False
+    poll_interval: float = 30.0
+    price_in: float | None = None
+    price_out: float | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.backend == "local"
+
+    def model_tag(self) -> str:
+        """A short, file-safe name of the model answering the requests."""
+        from syntriever.paths import file_safe
+
+        return file_safe(self.model.rsplit("/", 1)[-1].removesuffix(".gguf"))
+
+    def provenance(self) -> dict[str, str]:
+        """Model identity for output files (GGUF sha256 for the embedded model; never the key)."""
+        info = {"backend": self.backend, "model": self.model}
+        if self.is_local:
+            path = gguf_path(self.model)
+            info.update(gguf=path.name, gguf_sha256=model_sha256(path))
+        elif self.base_url:
+            info["base_url"] = self.base_url
+        return info
+
+
+def add_llm_args(parser: argparse.ArgumentParser, *, default_concurrency: int = 8) -> None:
+    """Add the ``--llm-*`` flags shared by every LLM stage."""
+    group = parser.add_argument_group("LLM")
+    group.add_argument(
+        "--llm-backend", choices=["batch", "online", "local"], default=None,
+        help="runner (default: online if a base URL or OPENAI_API_KEY is set, else local)",
+    )
+    group.add_argument(
+        "--llm-model", default=None,
+        help=f"model name; for local a preset {sorted(PRESETS)} or a .gguf path "
+        f"(default: {DEFAULT_PRESET} locally, gpt-4o otherwise)",
+    )
+    group.add_argument("--llm-base-url", default=None, help="OpenAI-compatible base URL (vLLM, Ollama, ...)")
+    group.add_argument("--llm-concurrency", type=int, default=default_concurrency,
+                       help="parallel requests (online) or server slots (local)")
+    group.add_argument("--llm-threads", type=int, default=None,
+                       help="local server CPU threads (default: all cores; 1 leaves a core free)")
+    group.add_argument("--llm-max-retries", type=int, default=6)
+    group.add_argument("--llm-poll-interval", type=float, default=30.0, help="seconds between batch polls")
+    group.add_argument("--llm-price-in", type=float, default=None, help="USD per 1M input tokens")
+    group.add_argument("--llm-price-out", type=float, default=None, help="USD per 1M output tokens")
+    group.add_argument("--dry-run", action="store_true", help="write requests, print the estimate, stop")
+
+
+def config_from_args(args: argparse.Namespace) -> LLMConfig:
+    """Resolve the flags (and the environment) into an :class:`LLMConfig`."""
+    base_url = args.llm_base_url or os.environ.get("OPENAI_BASE_URL")
+    backend = args.llm_backend or ("online" if base_url or api_key() else "local")
+    model = args.llm_model or (DEFAULT_PRESET if backend == "local" else "gpt-4o")
+    return LLMConfig(
+        backend=backend, model=model, base_url=base_url, concurrency=args.llm_concurrency,
+        threads=args.llm_threads,
+        max_retries=args.llm_max_retries, dry_run=args.dry_run, poll_interval=args.llm_poll_interval,
+        price_in=args.llm_price_in, price_out=args.llm_price_out,
+    )
+
+
+def run_requests(
+    config: LLMConfig, requests_path: Path, results_path: Path, *, desc: str = "LLM"
+) -> RunStats | None:
+    """Run a request file with the configured backend; return stats (None for a dry run)."""
+    requests = load_requests(requests_path)
+    done = load_results(results_path)
+    pending = [r for r in requests if r["custom_id"] not in done]
+    prices = (config.price_in, config.price_out) if config.price_in is not None else None
+    est = estimate(pending, None if config.is_local else config.model, config.backend == "batch", prices)
+    logger.info("%s: %d of %d requests to run; estimate: %s", desc, len(pending), len(requests),
+                est.summary())
+    if config.dry_run:
+        return None
+    if not pending:
+        return RunStats(total=len(requests), skipped=len(requests))
+    if config.backend == "batch":
+        from syntriever.llm.batch import run_batch
+
+        return run_batch(requests_path, results_path, config=config, desc=desc)
+    if config.is_local:
+        with LocalServer(model=config.model, parallel=config.concurrency, threads=config.threads) as server:
+            return run_online(
+                requests_path, results_path, base_url=server.base_url, api_key=None,
+                concurrency=config.concurrency, max_retries=config.max_retries, desc=desc,
+            )
+    return run_online(
+        requests_path, results_path, base_url=config.base_url, api_key=api_key(), model=config.model,
+        concurrency=config.concurrency, max_retries=config.max_retries, desc=desc,
+    )

@@ -1,0 +1,129 @@
+"""Stage 1, distillation: training examples from labelled pairs plus synthetic data.
+
+One example per (training query, labelled relevant passage) of the train qrels, with the
+query's synthetic positive, CoT query and synthetic negative, and the self-verification flag as
+the ``label`` column (1 verified, 0 relabelled as a hard negative, -1 unknown). The ablations of
+the paper's Table 3 drop columns; with no synthetic data at all it is InfoNCE on labelled pairs
+(the paper's fine-tuned baseline).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+
+from syntriever.data import BeirDataset
+from syntriever.encoders import add_prefix
+from syntriever.jsonl import DataError, read_jsonl_numbered
+from syntriever.losses import UNVERIFIED, SyntrieverClusterLoss
+
+logger = logging.getLogger(__name__)
+
+VERDICT_LABEL = {"yes": 1, "no": 0, "unparseable": UNVERIFIED, "missing": UNVERIFIED}
+
+
+@dataclass(frozen=True)
+class Stage1Variant:
+    """Which parts of the method are on; names the trained model."""
+
+    use_cot: bool = True
+    use_synthetic: bool = True
+    use_verification: bool = True
+
+    @property
+    def uses_llm_data(self) -> bool:
+        return self.use_cot or self.use_synthetic
+
+    def suffix(self) -> str:
+        """Model-name suffix: ``sft``, ``sft-nocot``, ``sft-nosyn``, ``sft-noverify``, ``labelled``."""
+        if not self.uses_llm_data:
+            return "labelled"
+        parts = ["sft"]
+        if not self.use_cot:
+            parts.append("nocot")
+        if not self.use_synthetic:
+            parts.append("nosyn")
+        if self.use_synthetic and not self.use_verification:
+            parts.append("noverify")
+        return "-".join(parts)
+
+
+def load_synthetic(path: Path) -> dict[str, dict[str, Any]]:
+    """Read ``<dataset>_synthetic.jsonl`` into ``{query_id: record}`` (checks every line)."""
+    records: dict[str, dict[str, Any]] = {}
+    for line, rec in read_jsonl_numbered(path):
+        for key in ("query_id", "cot", "positive", "negative", "verdict"):
+            if key not in rec:
+                raise DataError(f"{path}:{line}: synthetic record lacks {key!r}")
+        if rec["verdict"] not in VERDICT_LABEL:
+            raise DataError(f"{path}:{line}: unknown verdict {rec['verdict']!r}")
+        records[str(rec["query_id"])] = rec
+    return records
+
+
+def build_examples(
+    train: BeirDataset,
+    model: SentenceTransformer,
+    variant: Stage1Variant,
+    synthetic: dict[str, dict[str, Any]] | None,
+) -> tuple[Dataset, dict[str, int]]:
+    """Columns (query, positive[, synthetic][, cot][, negative][, label]) and counts."""
+    if variant.uses_llm_data and synthetic is None:
+        raise ValueError("this variant needs synthetic data")
+    rows: dict[str, list[Any]] = {"query": [], "positive": []}
+    if variant.use_synthetic:
+        rows["synthetic"] = []
+    if variant.use_cot:
+        rows["cot"] = []
+    if variant.use_synthetic:
+        rows["negative"] = []
+        rows["label"] = []
+    counts = {"pairs": 0, "skipped_no_synthetic": 0, "relabelled": 0, "unknown_verdict": 0,
+              "empty_cot": 0}
+    for qid, docs in train.qrels.items():
+        for doc_id, score in docs.items():
+            if score < 1:
+                continue
+            rec = synthetic.get(qid) if synthetic is not None else None
+            if variant.uses_llm_data and rec is None:
+                counts["skipped_no_synthetic"] += 1
+                continue
+            counts["pairs"] += 1
+            rows["query"].append(train.queries[qid])
+            rows["positive"].append(train.passage_text(doc_id))
+            if rec is None:
+                continue
+            if variant.use_synthetic:
+                rows["synthetic"].append(rec["positive"])
+                rows["negative"].append(rec["negative"])
+                label = VERDICT_LABEL[rec["verdict"]] if variant.use_verification else 1
+                counts["relabelled"] += label == 0
+                counts["unknown_verdict"] += label == UNVERIFIED
+                rows["label"].append(label)
+            if variant.use_cot:
+                cot = rec["cot"].strip()
+                if not cot:  # the LLM returned nothing: fall back to the query itself
+                    counts["empty_cot"] += 1
+                    cot = train.queries[qid]
+                rows["cot"].append(cot)
+    if not rows["query"]:
+        raise ValueError("no training examples: is the synthetic file for this dataset?")
+    rows["query"] = add_prefix(model, rows["query"], "query")
+    for column in ("positive", "synthetic", "cot", "negative"):
+        if column in rows:
+            rows[column] = add_prefix(model, rows[column], "document")
+    logger.info("stage-1 examples: %s", counts)
+    return Dataset.from_dict(rows), counts
+
+
+def make_loss(
+    model: SentenceTransformer, variant: Stage1Variant, scale: float = 20.0
+) -> SyntrieverClusterLoss:
+    """The cluster loss matching the variant's columns (tau = 1 / scale = 0.05)."""
+    return SyntrieverClusterLoss(model, scale=scale, use_cot=variant.use_cot,
+                                 use_synthetic=variant.use_synthetic)

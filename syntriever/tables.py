@@ -1,0 +1,537 @@
+"""Result files, the paper's reference numbers, Markdown tables and charts per dataset.
+
+One evaluation writes ``results/<dataset>/<model>.json`` (model name made file-safe); the schema
+is built by :func:`make_result`. :func:`write_table` turns a dataset's result files into
+``results/<dataset>/table.md`` and ``results/<dataset>/ndcg10.png``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import itertools
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .jsonl import DataError, write_json
+from .metrics import bootstrap_ci, paired_bootstrap
+
+logger = logging.getLogger(__name__)
+
+HEADLINE = "NDCG@10"
+TABLE_METRICS = ("NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10", "NDCG@100", "Recall@100", "MRR@10")
+CHART_NAME = "ndcg10.png"
+TABLE_NAME = "table.md"
+
+# Paper row names (Kim & Baek 2025, Tables 1 and 3).
+BM25 = "BM25"
+E5_FT = "E5 fine-tuned (no synthetic data)"
+SYNTRIEVER = "Syntriever (E5)"
+COT_ONLY = "+CoT query (stage 1 ablation)"
+SYN_ONLY = "+synthetic passages (stage 1 ablation)"
+STAGE1 = "stage 1, both (Table 3)"
+BT = "Bradley-Terry instead of partial PL"
+NOVERIFY_FINAL = "self-verification off (full pipeline)"
+NOVERIFY_SFT = "self-verification off (stage 1; not in paper)"
+ZERO_SHOT = "zero-shot (not in paper)"
+
+# nDCG@10 x 100 reported in the paper, per dataset and row. Table 1 gives BM25, E5 fine-tuned and
+# Syntriever for all seven datasets; Table 3 gives the ablation rows (its base row equals E5_FT and
+# its last row equals SYNTRIEVER).
+PAPER_NDCG10: dict[str, dict[str, float]] = {
+    "msmarco": {BM25: 22.8, E5_FT: 42.4, SYNTRIEVER: 50.3},
+    "hotpotqa": {BM25: 60.1, E5_FT: 63.4, SYNTRIEVER: 70.2},
+    "fiqa": {BM25: 23.5, E5_FT: 37.9, SYNTRIEVER: 41.9, BT: 35.7},
+    "scifact": {
+        BM25: 66.5,
+        E5_FT: 73.7,
+        SYNTRIEVER: 80.5,
+        COT_ONLY: 76.7,
+        SYN_ONLY: 77.3,
+        STAGE1: 78.9,
+        NOVERIFY_FINAL: 79.7,
+        BT: 79.8,
+    },
+    "nfcorpus": {
+        BM25: 32.5,
+        E5_FT: 35.8,
+        SYNTRIEVER: 43.3,
+        COT_ONLY: 40.2,
+        SYN_ONLY: 40.8,
+        STAGE1: 41.4,
+        BT: 36.1,
+    },
+    "nq": {BM25: 32.9, E5_FT: 49.3, SYNTRIEVER: 52.1},
+    "fever": {BM25: 75.3, E5_FT: 57.1, SYNTRIEVER: 60.3},
+}
+
+# Our model names -> (pipeline group, paper row). First matching pattern wins (fnmatch on the
+# lower-cased model name), so specific patterns come before general ones. The group sets the row
+# order in tables: 0 BM25, 1 zero-shot, 2 labelled pairs only, 3 stage-1 ablations, 4 stage 1,
+# 5 stage 2 and its variants; names matching nothing go last, alphabetically.
+MODEL_ROWS: list[tuple[str, int, str]] = [
+    ("bm25", 0, BM25),
+    ("minilm", 1, ZERO_SHOT),
+    ("e5", 1, ZERO_SHOT),
+    ("contriever", 1, ZERO_SHOT),
+    ("*-labelled", 2, E5_FT),
+    ("*-sup", 2, E5_FT),
+    ("*-sft-nosyn", 3, COT_ONLY),
+    ("*-sft-nocot", 3, SYN_ONLY),
+    ("*-sft-noverify", 3, NOVERIFY_SFT),
+    ("*-sft", 4, STAGE1),
+    ("*-final", 5, SYNTRIEVER),
+    ("*-final-bt", 5, BT),
+    ("*-final-noverify", 5, NOVERIFY_FINAL),
+]
+UNKNOWN_GROUP = 99
+
+
+def _match(model: str) -> tuple[int, int, str] | None:
+    name = model.lower()
+    for index, (pattern, group, row) in enumerate(MODEL_ROWS):
+        if fnmatch.fnmatchcase(name, pattern):
+            return group, index, row
+    return None
+
+
+def paper_row(model: str) -> str | None:
+    """Name of the paper row our ``model`` reproduces, or None for names we do not know."""
+    hit = _match(model)
+    return hit[2] if hit else None
+
+
+def paper_ndcg10(dataset: str, model: str) -> float | None:
+    """The paper's nDCG@10 x 100 for the row matching ``model`` on ``dataset``, if reported."""
+    row = paper_row(model)
+    return PAPER_NDCG10.get(dataset.lower(), {}).get(row) if row else None
+
+
+def pipeline_key(model: str) -> tuple[int, int, str]:
+    """Sort key placing models in pipeline order; unknown names last, alphabetically."""
+    hit = _match(model)
+    if hit is None:
+        return UNKNOWN_GROUP, 0, model.lower()
+    return hit[0], hit[1], model.lower()
+
+
+# ----------------------------------------------------------------------------- result files
+
+
+def make_result(
+    model: str,
+    dataset: str,
+    metrics: Mapping[str, float],
+    per_query: Mapping[str, Mapping[str, float]],
+    *,
+    split: str = "test",
+    num_queries: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    model_path: str | None = None,
+    timings: Mapping[str, float] | None = None,
+    created: str | None = None,
+) -> dict[str, Any]:
+    """Build (and validate) one result record.
+
+    Schema::
+
+        model        the MODEL argument exactly as typed ("minilm-sft", "intfloat/e5-base-v2")
+        dataset      BEIR dataset name ("scifact"); split: "test" (MS MARCO: "dev")
+        metrics      {"NDCG@10": 0.66, "Recall@100": ..., "MRR@10": ...}: fractions in [0, 1],
+                     BEIR key names, means over all qrels queries (metrics.evaluate_run)
+        per_query    {"NDCG@10": {qid: value, ...}, ...}: at least NDCG@10 for the CIs
+        num_queries  number of evaluated queries (default: size of per_query["NDCG@10"])
+        config       free-form settings of the run (encoder, max length, batch size, ...)
+        model_path   where the evaluated weights came from ("" if not applicable)
+        timings      {"encode_corpus_s": ..., ...}: wall-clock seconds
+        created      ISO 8601 time (default: now, UTC)
+    """
+    if num_queries is None:
+        num_queries = len(per_query.get(HEADLINE, {}))
+    record = {
+        "model": model,
+        "dataset": dataset,
+        "split": split,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "per_query": {m: {q: float(v) for q, v in vals.items()} for m, vals in per_query.items()},
+        "num_queries": int(num_queries),
+        "config": dict(config or {}),
+        "model_path": model_path or "",
+        "timings": {k: float(v) for k, v in (timings or {}).items()},
+        "created": created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    validate_result(record, f"result of {model!r} on {dataset!r}")
+    return record
+
+
+def validate_result(record: Any, where: str) -> None:
+    """Raise :class:`DataError` (message starting with ``where``) if ``record`` is malformed."""
+
+    def fail(msg: str) -> None:
+        raise DataError(f"{where}: {msg}")
+
+    if not isinstance(record, dict):
+        fail("not a JSON object")
+    for key, kind in (("model", str), ("dataset", str), ("split", str), ("metrics", dict)):
+        if not isinstance(record.get(key), kind):
+            fail(f"field {key!r} missing or not a {kind.__name__}")
+    if not record["model"]:
+        fail("empty model name")
+    metrics = record["metrics"]
+    if HEADLINE not in metrics:
+        fail(f"metrics lack {HEADLINE}")
+    for name, value in metrics.items():
+        if not _is_fraction(value):
+            fail(f"metric {name} = {value!r} is not a number in [0, 1]")
+    per_query = record.get("per_query", {})
+    if not isinstance(per_query, dict):
+        fail("per_query is not an object")
+    for name, values in per_query.items():
+        if not isinstance(values, dict) or not all(_is_fraction(v) for v in values.values()):
+            fail(f"per_query[{name!r}] is not an object of numbers in [0, 1]")
+        if name in metrics and values:
+            mean = math.fsum(values.values()) / len(values)
+            if abs(mean - metrics[name]) > 1e-4:
+                fail(f"{name}: mean of per-query values {mean:.6f} != metric {metrics[name]:.6f}")
+    num = record.get("num_queries")
+    if not isinstance(num, int) or isinstance(num, bool) or num < 0:
+        fail("num_queries missing or not a non-negative integer")
+    if HEADLINE in per_query and len(per_query[HEADLINE]) != num:
+        fail(f"num_queries {num} != {len(per_query[HEADLINE])} per-query {HEADLINE} values")
+
+
+def _is_fraction(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and -1e-9 <= value <= 1 + 1e-9
+    )
+
+
+def results_dir(dataset: str, root: Path | None = None) -> Path:
+    """``<root>/<dataset>``; ``root`` defaults to :func:`syntriever.paths.results_root`."""
+    base = Path(root) if root is not None else paths.results_root()
+    return base / paths.check_name(dataset)
+
+
+def result_path(dataset: str, model: str, root: Path | None = None) -> Path:
+    """Where the result file of ``model`` on ``dataset`` lives."""
+    return results_dir(dataset, root) / f"{paths.file_safe(model)}.json"
+
+
+def save_result(record: Mapping[str, Any], root: Path | None = None) -> Path:
+    """Validate and write ``record`` atomically to its result path; return the path."""
+    validate_result(dict(record), f"result of {record.get('model')!r}")
+    path = result_path(record["dataset"], record["model"], root)
+    write_json(path, dict(record))
+    logger.info("wrote %s", path)
+    return path
+
+
+def load_results(dataset: str, root: Path | None = None) -> list[dict[str, Any]]:
+    """All result records in ``<root>/<dataset>/*.json``, sorted by file name.
+
+    Hidden files and JSON files that do not look like results (no ``model`` and no ``metrics``
+    field) are skipped. A file that does not parse, looks like a result but breaks the schema,
+    belongs to another dataset or repeats a model raises :class:`DataError` naming the file.
+    """
+    folder = results_dir(dataset, root)
+    if not folder.is_dir():
+        return []
+    records: list[dict[str, Any]] = []
+    seen: dict[str, Path] = {}
+    for path in sorted(folder.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(record, dict) or ("model" not in record and "metrics" not in record):
+            logger.debug("skipping %s: not a result file", path)
+            continue
+        validate_result(record, str(path))
+        if record["dataset"] != dataset:
+            raise DataError(f"{path}: dataset {record['dataset']!r}, expected {dataset!r}")
+        if record["model"] in seen:
+            raise DataError(f"{path}: model {record['model']!r} already in {seen[record['model']]}")
+        seen[record["model"]] = path
+        records.append(record)
+    return records
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _p(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def _per_query(record: Mapping[str, Any], metric: str = HEADLINE) -> dict[str, float] | None:
+    values = record.get("per_query", {}).get(metric)
+    return dict(values) if values else None
+
+
+def _ci(record: Mapping[str, Any], n_resamples: int, seed: int) -> tuple[float, float] | None:
+    values = _per_query(record)
+    if values is None:
+        return None
+    _, low, high = bootstrap_ci([values[q] for q in sorted(values)], n_resamples, seed=seed)
+    return low, high
+
+
+def _paired(
+    a: Mapping[str, Any], b: Mapping[str, Any], n_resamples: int, seed: int, metric: str = HEADLINE
+) -> dict[str, Any] | None:
+    """Paired bootstrap a - b, or None (logged) when per-query values are missing or differ."""
+    va, vb = _per_query(a, metric), _per_query(b, metric)
+    if va is None or vb is None:
+        return None
+    try:
+        return paired_bootstrap(va, vb, n_resamples=n_resamples, seed=seed)
+    except ValueError as err:
+        logger.warning("no paired test %s vs %s: %s", a["model"], b["model"], err)
+        return None
+
+
+def sort_results(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Results in pipeline order (see :data:`MODEL_ROWS`)."""
+    return sorted(results, key=lambda r: pipeline_key(r["model"]))
+
+
+def markdown_table(
+    dataset: str,
+    results: Sequence[Mapping[str, Any]],
+    baseline: str | None = None,
+    *,
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> str:
+    """Markdown table of ``results`` (x100, one decimal) in pipeline order.
+
+    NDCG@10 carries its 95% percentile-bootstrap CI over queries. ``paper nDCG@10`` is the paper's
+    number for the matching row (``-`` if none). With ``baseline`` (a model name present in
+    ``results``) a column gives the paired-bootstrap difference in NDCG@10, its CI and p-value.
+    """
+    rows = sort_results(results)
+    models = [r["model"] for r in rows]
+    base = None
+    if baseline is not None:
+        base = next((r for r in rows if r["model"] == baseline), None)
+        if base is None:
+            logger.warning("baseline %r not among the results of %s", baseline, dataset)
+    header = ["model", "queries", *TABLE_METRICS, "paper nDCG@10", "paper row"]
+    if base is not None:
+        header.append(f"Δ vs {baseline}")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for record in rows:
+        metrics = record["metrics"]
+        cells = [f"`{record['model']}`", str(record.get("num_queries", "-"))]
+        for name in TABLE_METRICS:
+            cell = _pct(metrics.get(name))
+            if name == HEADLINE:
+                ci = _ci(record, n_resamples, seed)
+                if ci is not None:
+                    cell += f" [{_pct(ci[0])}, {_pct(ci[1])}]"
+            cells.append(cell)
+        paper = paper_ndcg10(dataset, record["model"])
+        cells.append("-" if paper is None else f"{paper:.1f}")
+        cells.append(paper_row(record["model"]) or "-")
+        if base is not None:
+            if record is base:
+                cells.append("(baseline)")
+            else:
+                test = _paired(record, base, n_resamples, seed)
+                cells.append("-" if test is None else _diff_cell(test))
+        lines.append("| " + " | ".join(cells) + " |")
+    splits = sorted({str(r.get("split", "?")) for r in rows})
+    lines.append("")
+    lines.append(
+        f"{dataset}, split {'/'.join(splits)}; {len(models)} models. Metrics x100; NDCG@10 with "
+        f"a 95% percentile bootstrap CI over queries ({n_resamples} resamples, seed {seed})."
+    )
+    if base is not None:
+        lines.append(
+            f"Δ: paired bootstrap of per-query NDCG@10 (row − `{baseline}`), 95% CI and "
+            "two-sided p-value (shift method)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _diff_cell(test: Mapping[str, Any]) -> str:
+    d, lo, hi = (100 * test[k] for k in ("mean_diff", "ci_low", "ci_high"))
+    return f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}] {_p(test['p_value'])}"
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def paired_table(
+    results: Sequence[Mapping[str, Any]],
+    metric: str = HEADLINE,
+    *,
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> str:
+    """Markdown list of paired-bootstrap tests of ``metric`` between every pair of rows.
+
+    Each line gives the difference (later row − earlier row in pipeline order, x100), its 95% CI,
+    the p-value and the Holm-adjusted p-value over all pairs shown.
+    """
+    rows = sort_results(results)
+    tests: list[tuple[str, str, dict[str, Any] | None]] = []
+    for earlier, later in itertools.combinations(rows, 2):
+        test = _paired(later, earlier, n_resamples, seed, metric)
+        tests.append((later["model"], earlier["model"], test))
+    done = [t for _, _, t in tests if t is not None]
+    adjusted = iter(holm([t["p_value"] for t in done]))
+    lines = [
+        f"| A | B | Δ {metric} (A − B) | 95% CI | p | p (Holm) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a, b, test in tests:
+        if test is None:
+            lines.append(f"| `{a}` | `{b}` | - | - | - | - |")
+            continue
+        d, lo, hi = (100 * test[k] for k in ("mean_diff", "ci_low", "ci_high"))
+        lines.append(
+            f"| `{a}` | `{b}` | {d:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {test['p_value']:.4f} "
+            f"| {next(adjusted):.4f} |"
+        )
+    if not tests:
+        lines.append("| - | - | - | - | - | - |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- output files
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def bar_chart(
+    dataset: str,
+    results: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> Path:
+    """PNG bar chart of NDCG@10 x100 with 95% CI error bars; paper values as hollow diamonds."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = sort_results(results)
+    if not rows:
+        raise ValueError(f"no results to plot for {dataset}")
+    names = [r["model"] for r in rows]
+    heights = [100 * r["metrics"][HEADLINE] for r in rows]
+    below, above = [], []
+    for record, height in zip(rows, heights, strict=True):
+        ci = _ci(record, n_resamples, seed)
+        low, high = (100 * ci[0], 100 * ci[1]) if ci else (height, height)
+        below.append(max(0.0, height - low))
+        above.append(max(0.0, high - height))
+    paper = [(i, paper_ndcg10(dataset, n)) for i, n in enumerate(names)]
+    paper = [(i, v) for i, v in paper if v is not None]
+
+    fig = Figure(figsize=(max(4.0, 0.9 * len(rows) + 2.0), 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    xs = list(range(len(rows)))
+    ax.bar(xs, heights, yerr=[below, above], capsize=4, color="#4c72b0", label="ours (95% CI)")
+    if paper:
+        ax.scatter(
+            [i for i, _ in paper],
+            [v for _, v in paper],
+            marker="D",
+            s=60,
+            facecolors="none",
+            edgecolors="#c44e52",
+            linewidths=1.8,
+            zorder=3,
+            label="paper",
+        )
+    ax.set_xticks(xs)
+    ax.set_xticklabels(names, rotation=30, ha="right")
+    ax.set_ylabel("nDCG@10 x100")
+    ax.set_title(f"{dataset}: nDCG@10")
+    top = max(
+        [*heights, *(h + a for h, a in zip(heights, above, strict=True)), *(v for _, v in paper)]
+    )
+    ax.set_ylim(0, min(100.0, top * 1.15 + 1))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    out = Path(path)
+    _atomic_write(out, buffer.getvalue())
+    logger.info("wrote %s", out)
+    return out
+
+
+def write_table(
+    dataset: str,
+    root: Path | None = None,
+    *,
+    baseline: str | None = None,
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> Path:
+    """Write ``<root>/<dataset>/table.md`` (chart embedded) and ``ndcg10.png``; return md path."""
+    folder = results_dir(dataset, root)
+    results = load_results(dataset, root)
+    if not results:
+        raise DataError(f"{folder}: no result files")
+    bar_chart(dataset, results, folder / CHART_NAME, n_resamples=n_resamples, seed=seed)
+    text = "\n".join(
+        [
+            f"# {dataset}",
+            "",
+            markdown_table(dataset, results, baseline, n_resamples=n_resamples, seed=seed),
+            f"![]({CHART_NAME})",
+            "",
+            "## Paired tests (NDCG@10)",
+            "",
+            paired_table(results, n_resamples=n_resamples, seed=seed),
+        ]
+    )
+    md = folder / TABLE_NAME
+    _atomic_write(md, text.encode("utf-8"))
+    logger.info("wrote %s", md)
+    return md

@@ -1,0 +1,132 @@
+"""Fine-tuning a bi-encoder with the sentence-transformers trainer (both stages).
+
+One function, :func:`train`, runs ``SentenceTransformerTrainer`` with the paper's optimiser
+settings (AdamW, lr 2e-5, weight decay 0.01, cosine schedule with warm-up), a batch sampler that
+never puts the same text (hence the same query) twice in a batch, and saves a SentenceTransformer
+folder with a ``syntriever.json`` card listing the data and the settings. Under ``torchrun`` or
+``accelerate launch`` the trainer runs data-parallel on several processes/GPUs unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer import (
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.training_args import BatchSamplers
+from torch import nn
+
+from syntriever import __version__
+from syntriever.jsonl import write_json
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings; the defaults are the paper's, the CPU presets are smaller."""
+
+    epochs: float = 10.0
+    batch_size: int = 60
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 1000
+    warmup_ratio: float | None = None  # overrides warmup_steps when set
+    max_seq_length: int = 512
+    seed: int = 42
+    fp16: bool = False
+    bf16: bool = False
+    max_steps: int = -1
+
+    @classmethod
+    def for_device(cls, paper: bool, **overrides: Any) -> TrainSettings:
+        """The paper's settings on a GPU, or CPU defaults that finish on a 2-core machine."""
+        if paper or torch.cuda.is_available():
+            base = cls(fp16=torch.cuda.is_available())
+        else:
+            base = cls(epochs=3.0, batch_size=32, warmup_steps=0, warmup_ratio=0.1, max_seq_length=128)
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(base, key, value)
+        return base
+
+
+def train(
+    model: SentenceTransformer,
+    dataset: Dataset,
+    loss: nn.Module,
+    settings: TrainSettings,
+    out_dir: Path,
+    card: dict[str, Any],
+) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` with ``loss``; save it to ``out_dir``; return the card."""
+    model.max_seq_length = settings.max_seq_length
+    scratch = Path(tempfile.mkdtemp(prefix="syntriever-train-"))
+    # transformers 5 reads a float warmup_steps < 1 as a ratio of the total steps
+    warmup = settings.warmup_ratio if settings.warmup_ratio else settings.warmup_steps
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(scratch),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.lr,
+        weight_decay=settings.weight_decay,
+        lr_scheduler_type="cosine",
+        optim="adamw_torch",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        seed=settings.seed,
+        fp16=settings.fp16,
+        bf16=settings.bf16,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        dataloader_drop_last=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        warmup_steps=warmup,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - start
+    shutil.rmtree(scratch, ignore_errors=True)
+    steps = int(output.global_step)
+    examples_seen = min(len(dataset), steps * settings.batch_size) if settings.max_steps > 0 else int(
+        round(len(dataset) * settings.epochs))
+    card = {
+        **card,
+        "syntriever_version": __version__,
+        "settings": asdict(settings),
+        "examples": len(dataset),
+        "steps": steps,
+        "train_seconds": round(seconds, 1),
+        "examples_per_s": round(examples_seen / seconds, 3) if seconds else None,
+        "final_train_loss": round(float(output.training_loss), 5),
+        "loss_history": [
+            {"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h
+        ],
+        "loss": type(loss).__name__,
+        "loss_config": loss.get_config_dict() if hasattr(loss, "get_config_dict") else {},
+    }
+    if trainer.is_world_process_zero():
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        model.save(str(out_dir))
+        write_json(out_dir / "syntriever.json", card)
+        with open(out_dir / "README.md", "a", encoding="utf-8") as fh:
+            fh.write("\n\n## Syntriever training record\n\n```json\n")
+            fh.write(json.dumps({k: v for k, v in card.items() if k != "loss_history"}, indent=2))
+            fh.write("\n```\n")
+        logger.info("saved %s (%d steps, %.0f s, %.2f examples/s)", out_dir, steps, seconds,
+                    card["examples_per_s"] or 0)
+    return card

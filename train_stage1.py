@@ -1,0 +1,100 @@
+"""Stage 1 (distillation): fine-tune an encoder with the Syntriever cluster loss.
+
+    python train_stage1.py MODEL DATASET [--no-cot] [--no-synthetic] [--no-verify] [--labelled-only]
+
+MODEL is an encoder preset (minilm, e5, contriever), a local folder or a hub id. Reads the train
+split and the synthetic data of datasets/parse_synthetic.py; saves output/<MODEL>-sft-<DATASET>
+(ablations: -sft-nocot, -sft-nosyn, -sft-noverify; labelled pairs only: <MODEL>-labelled).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.data import load_dataset  # noqa: E402
+from syntriever.encoders import load_encoder  # noqa: E402
+from syntriever.llm.local import DEFAULT_PRESET  # noqa: E402
+from syntriever.paths import check_name, file_safe, output_root  # noqa: E402
+from syntriever.prompts import PROMPT_VERSION  # noqa: E402
+from syntriever.stage1 import Stage1Variant, build_examples, load_synthetic, make_loss  # noqa: E402
+from syntriever.synthesis import run_dir  # noqa: E402
+from syntriever.training import TrainSettings, train  # noqa: E402
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    """Optimiser flags; unset ones take the paper's values on GPU, CPU defaults otherwise."""
+    group = parser.add_argument_group("training (paper: 10 epochs, batch 60, lr 2e-5, max length 512)")
+    group.add_argument("--paper", action="store_true", help="use the paper's settings even on CPU")
+    group.add_argument("--epochs", type=float, default=None)
+    group.add_argument("--batch-size", type=int, default=None)
+    group.add_argument("--lr", type=float, default=None)
+    group.add_argument("--weight-decay", type=float, default=None)
+    group.add_argument("--warmup-steps", type=int, default=None)
+    group.add_argument("--max-seq-length", type=int, default=None)
+    group.add_argument("--max-steps", type=int, default=None)
+    group.add_argument("--seed", type=int, default=None)
+
+
+def settings_from_args(args: argparse.Namespace, **paper_overrides: object) -> TrainSettings:
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "weight_decay",
+                                                "warmup_steps", "max_seq_length", "max_steps", "seed")}
+    if args.warmup_steps is not None:
+        overrides["warmup_ratio"] = None
+    settings = TrainSettings.for_device(args.paper, **overrides)
+    for key, value in paper_overrides.items():
+        if getattr(args, key, None) is None:
+            setattr(settings, key, value)
+    return settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("dataset")
+    parser.add_argument("--synthetic", type=Path, default=None,
+                        help="synthetic JSONL (default: the run of --llm-model for DATASET)")
+    parser.add_argument("--llm-model", default=DEFAULT_PRESET, help="which LLM's synthetic data to use")
+    parser.add_argument("--no-cot", action="store_true", help="ablation: without CoT queries")
+    parser.add_argument("--no-synthetic", action="store_true", help="ablation: without synthetic passages")
+    parser.add_argument("--no-verify", action="store_true", help="ablation: ignore self-verification")
+    parser.add_argument("--labelled-only", action="store_true",
+                        help="baseline: InfoNCE on the labelled pairs only (no synthetic data)")
+    parser.add_argument("--output-name", default=None, help="model name (default: MODEL-sft[-ablation])")
+    add_train_args(parser)
+    args = parser.parse_args()
+    setup_logging()
+    variant = Stage1Variant(
+        use_cot=not (args.no_cot or args.labelled_only),
+        use_synthetic=not (args.no_synthetic or args.labelled_only),
+        use_verification=not args.no_verify,
+    )
+    name = args.output_name or f"{file_safe(args.model)}-{variant.suffix()}"
+    out_dir = output_root() / f"{check_name(name, 'model')}-{check_name(args.dataset)}"
+    train_split = load_dataset(args.dataset, "train")
+    synthetic_file = None
+    synthetic = None
+    if variant.uses_llm_data:
+        from syntriever.llm.config import LLMConfig
+
+        synthetic_file = args.synthetic or (
+            run_dir(args.dataset, LLMConfig(model=args.llm_model)) / f"{args.dataset}_synthetic.jsonl")
+        synthetic = load_synthetic(synthetic_file)
+    model = load_encoder(args.model)
+    dataset, counts = build_examples(train_split, model, variant, synthetic)
+    settings = settings_from_args(args)
+    card = {
+        "stage": 1, "base_model": args.model, "dataset": args.dataset, "split": "train",
+        "variant": variant.__dict__, "synthetic_file": str(synthetic_file) if synthetic_file else None,
+        "prompt_version": PROMPT_VERSION if synthetic else None, "example_counts": counts,
+    }
+    card = train(model, dataset, make_loss(model, variant), settings, out_dir, card)
+    print(f"saved {out_dir}: {card['steps']} steps in {card['train_seconds']} s "
+          f"({card['examples_per_s']} examples/s), final loss {card['final_train_loss']}")
+    print(f"evaluate with: python evaluate.py {name} {args.dataset}")
+
+
+if __name__ == "__main__":
+    main()
