@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.cli import add_train_args, settings_from_args, setup_logging  # noqa: E402
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.encoders import load_encoder  # noqa: E402
 from syntriever.llm.local import DEFAULT_PRESET  # noqa: E402
@@ -21,33 +21,7 @@ from syntriever.paths import check_name, file_safe, output_root  # noqa: E402
 from syntriever.prompts import PROMPT_VERSION  # noqa: E402
 from syntriever.stage1 import Stage1Variant, build_examples, load_synthetic, make_loss  # noqa: E402
 from syntriever.synthesis import run_dir  # noqa: E402
-from syntriever.training import TrainSettings, train  # noqa: E402
-
-
-def add_train_args(parser: argparse.ArgumentParser) -> None:
-    """Optimiser flags; unset ones take the paper's values on GPU, CPU defaults otherwise."""
-    group = parser.add_argument_group("training (paper: 10 epochs, batch 60, lr 2e-5, max length 512)")
-    group.add_argument("--paper", action="store_true", help="use the paper's settings even on CPU")
-    group.add_argument("--epochs", type=float, default=None)
-    group.add_argument("--batch-size", type=int, default=None)
-    group.add_argument("--lr", type=float, default=None)
-    group.add_argument("--weight-decay", type=float, default=None)
-    group.add_argument("--warmup-steps", type=int, default=None)
-    group.add_argument("--max-seq-length", type=int, default=None)
-    group.add_argument("--max-steps", type=int, default=None)
-    group.add_argument("--seed", type=int, default=None)
-
-
-def settings_from_args(args: argparse.Namespace, **paper_overrides: object) -> TrainSettings:
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "weight_decay",
-                                                "warmup_steps", "max_seq_length", "max_steps", "seed")}
-    if args.warmup_steps is not None:
-        overrides["warmup_ratio"] = None
-    settings = TrainSettings.for_device(args.paper, **overrides)
-    for key, value in paper_overrides.items():
-        if getattr(args, key, None) is None:
-            setattr(settings, key, value)
-    return settings
+from syntriever.training import train  # noqa: E402
 
 
 def main() -> None:
@@ -63,7 +37,7 @@ def main() -> None:
     parser.add_argument("--labelled-only", action="store_true",
                         help="baseline: InfoNCE on the labelled pairs only (no synthetic data)")
     parser.add_argument("--output-name", default=None, help="model name (default: MODEL-sft[-ablation])")
-    add_train_args(parser)
+    add_train_args(parser, "10 epochs, batch 60, lr 2e-5, max length 512")
     args = parser.parse_args()
     setup_logging()
     variant = Stage1Variant(

@@ -7,15 +7,13 @@ summary; re-running resumes from the results already written.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syntriever.cli import setup_logging  # noqa: E402
 from syntriever.data import load_dataset  # noqa: E402
-from syntriever.llm.config import add_llm_args, config_from_args  # noqa: E402
+from syntriever.llm.config import parse_llm_cli, print_summary  # noqa: E402
 from syntriever.synthesis import SynthesisSettings, run_synthesis  # noqa: E402
 
 
@@ -33,10 +31,7 @@ def main() -> None:
                         "margin (embedded default)")
     parser.add_argument("--verify-threshold", type=float, default=None,
                         help="logprobs mode: fixed margin threshold (default: calibrated per run)")
-    add_llm_args(parser, default_concurrency=8)
-    args = parser.parse_args()
-    setup_logging()
-    config = config_from_args(args)
+    args, config = parse_llm_cli(parser, default_concurrency=8)
     local = config.is_local
     settings = SynthesisSettings(
         temperature=args.temperature,
@@ -45,10 +40,7 @@ def main() -> None:
         verify_mode=args.verify_mode or ("logprobs" if local else "text"),
         verify_threshold=args.verify_threshold,
     )
-    out = run_synthesis(load_dataset(args.dataset, "train"), config, settings, args.limit)
-    if out is not None:
-        summary = json.loads(out.with_suffix(".summary.json").read_text())
-        print(json.dumps({k: summary[k] for k in summary if k not in ("settings", "llm")}, indent=2))
+    print_summary(run_synthesis(load_dataset(args.dataset, "train"), config, settings, args.limit))
 
 
 if __name__ == "__main__":

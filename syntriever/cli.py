@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from syntriever.training import TrainSettings
+
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "max_seq_length", "max_steps",
+               "seed")
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -31,3 +39,36 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         timings[name] = round(time.perf_counter() - start, 3)
+
+
+def add_train_args(parser: argparse.ArgumentParser, paper: str) -> None:
+    """Optimiser flags; unset ones take the paper's values on GPU, CPU defaults otherwise.
+
+    ``paper`` states the stage's paper settings in the help text."""
+    group = parser.add_argument_group(f"training (paper: {paper})")
+    group.add_argument("--paper", action="store_true", help="use the paper's settings even on CPU")
+    group.add_argument("--epochs", type=float, default=None)
+    group.add_argument("--batch-size", type=int, default=None)
+    group.add_argument("--lr", type=float, default=None)
+    group.add_argument("--weight-decay", type=float, default=None)
+    group.add_argument("--warmup-steps", type=int, default=None)
+    group.add_argument("--max-seq-length", type=int, default=None)
+    group.add_argument("--max-steps", type=int, default=None)
+    group.add_argument("--seed", type=int, default=None)
+
+
+def settings_from_args(
+    args: argparse.Namespace,
+    *,
+    paper_defaults: dict[str, Any] | None = None,
+    cpu_defaults: dict[str, Any] | None = None,
+) -> TrainSettings:
+    """:class:`~syntriever.training.TrainSettings` from the :func:`add_train_args` flags and a
+    stage's own paper / CPU defaults (see ``TrainSettings.for_device``)."""
+    from syntriever.training import TrainSettings  # imported late: it pulls in torch
+
+    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS}
+    if args.warmup_steps is not None:
+        overrides["warmup_ratio"] = None
+    return TrainSettings.for_device(args.paper, paper_defaults=paper_defaults, cpu_defaults=cpu_defaults,
+                                    **overrides)

@@ -28,13 +28,12 @@ from typing import Any
 from syntriever import prompts
 from syntriever.data import BeirDataset
 from syntriever.jsonl import write_json, write_jsonl
-from syntriever.llm.config import LLMConfig, run_requests
+from syntriever.llm.config import LLMConfig, execute_requests
 from syntriever.llm.requests import (
     answer_text,
     chat_request,
     finish_reason,
-    load_results,
-    token_logprob,
+    logprob_margin,
     top_logprobs,
     usage,
 )
@@ -127,14 +126,7 @@ def parse_yes_no(text: str) -> str:
 def yes_no_margin(result: dict[str, Any]) -> float | None:
     """log P(yes) - log P(no) at the first answer token; None when neither is among the top
     alternatives. When only one is listed the other is bounded by the lowest listed logprob."""
-    alternatives = top_logprobs(result, 0)
-    if not alternatives:
-        return None
-    lp_yes, lp_no = token_logprob(alternatives, YES), token_logprob(alternatives, NO)
-    if math.isinf(lp_yes) and math.isinf(lp_no):
-        return None
-    floor = min(alternatives.values())
-    return (lp_yes if not math.isinf(lp_yes) else floor) - (lp_no if not math.isinf(lp_no) else floor)
+    return logprob_margin(top_logprobs(result, 0), YES, NO)
 
 
 def youden_threshold(positive: list[float], negative: list[float]) -> float:
@@ -220,15 +212,15 @@ def run_synthesis(
     """Generate, verify and write ``<dataset>_synthetic.jsonl``; resumes from earlier results."""
     folder = run_dir(ds.name, config)
     queries = training_queries(ds, limit)
-    gen_req, gen_res = folder / "generation.requests.jsonl", folder / "generation.results.jsonl"
-    write_jsonl(gen_req, generation_requests(queries, config, settings))
-    if run_requests(config, gen_req, gen_res, desc="synthesis") is None:
+    generated = execute_requests(
+        config, folder, "generation", generation_requests(queries, config, settings), desc="synthesis"
+    )
+    if generated is None:
         return None
-    generated = load_results(gen_res)
-    ver_req, ver_res = folder / "verification.requests.jsonl", folder / "verification.results.jsonl"
-    write_jsonl(ver_req, verification_requests(queries, generated, config))
-    run_requests(config, ver_req, ver_res, desc="verification")
-    verified = load_results(ver_res)
+    verified = execute_requests(
+        config, folder, "verification", verification_requests(queries, generated, config),
+        desc="verification",
+    ) or {}
     records, summary = build_records(queries, generated, verified, config, settings)
     out = synthetic_path(ds.name, config)
     write_jsonl(out, records)

@@ -25,7 +25,7 @@ from sentence_transformers.sentence_transformer import (
     SentenceTransformerTrainer,
     SentenceTransformerTrainingArguments,
 )
-from sentence_transformers.training_args import BatchSamplers
+from sentence_transformers.base.sampler import BatchSamplers
 from torch import nn
 
 from syntriever import __version__
@@ -51,12 +51,25 @@ class TrainSettings:
     max_steps: int = -1
 
     @classmethod
-    def for_device(cls, paper: bool, **overrides: Any) -> TrainSettings:
-        """The paper's settings on a GPU, or CPU defaults that finish on a 2-core machine."""
+    def for_device(
+        cls,
+        paper: bool,
+        *,
+        paper_defaults: dict[str, Any] | None = None,
+        cpu_defaults: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> TrainSettings:
+        """The paper's settings on a GPU (or with ``paper``), or CPU defaults that finish on a
+        2-core machine; a stage's own ``paper_defaults``/``cpu_defaults`` replace the stage-1
+        values, and ``overrides`` that are not None replace both."""
         if paper or torch.cuda.is_available():
             base = cls(fp16=torch.cuda.is_available())
+            stage = paper_defaults or {}
         else:
             base = cls(epochs=3.0, batch_size=32, warmup_steps=0, warmup_ratio=0.1, max_seq_length=128)
+            stage = cpu_defaults or {}
+        for key, value in stage.items():
+            setattr(base, key, value)
         for key, value in overrides.items():
             if value is not None:
                 setattr(base, key, value)

@@ -8,11 +8,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from syntriever.jsonl import write_jsonl
 from syntriever.llm.cost import estimate
 from syntriever.llm.local import DEFAULT_PRESET, PRESETS, LocalServer, gguf_path, model_sha256
 from syntriever.llm.online import RunStats, run_online
@@ -82,6 +85,28 @@ def add_llm_args(parser: argparse.ArgumentParser, *, default_concurrency: int = 
     group.add_argument("--dry-run", action="store_true", help="write requests, print the estimate, stop")
 
 
+def parse_llm_cli(
+    parser: argparse.ArgumentParser, *, default_concurrency: int = 8
+) -> tuple[argparse.Namespace, LLMConfig]:
+    """Add the ``--llm-*`` flags, parse the command line, set up logging; return the arguments
+    and the resolved :class:`LLMConfig` (the start of every LLM stage script)."""
+    from syntriever.cli import setup_logging
+
+    add_llm_args(parser, default_concurrency=default_concurrency)
+    args = parser.parse_args()
+    setup_logging()
+    return args, config_from_args(args)
+
+
+def print_summary(out: Path | None) -> None:
+    """Print the summary written beside an LLM stage's output (settings and model left out)."""
+    if out is None:
+        return
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("settings", "llm")}, indent=2))
+    print(f"wrote {out}")
+
+
 def config_from_args(args: argparse.Namespace) -> LLMConfig:
     """Resolve the flags (and the environment) into an :class:`LLMConfig`."""
     base_url = args.llm_base_url or os.environ.get("OPENAI_BASE_URL")
@@ -124,3 +149,18 @@ def run_requests(
         requests_path, results_path, base_url=config.base_url, api_key=api_key(), model=config.model,
         concurrency=config.concurrency, max_retries=config.max_retries, desc=desc,
     )
+
+
+def execute_requests(
+    config: LLMConfig, folder: Path, name: str, requests: list[dict[str, Any]], *, desc: str
+) -> dict[str, dict[str, Any]] | None:
+    """One LLM step: write ``<folder>/<name>.requests.jsonl``, run it (resuming from
+    ``<name>.results.jsonl``) and return the results by ``custom_id``; None for a dry run."""
+    requests_path, results_path = folder / f"{name}.requests.jsonl", folder / f"{name}.results.jsonl"
+    if not requests:
+        logger.warning("%s: no requests to send", desc)
+        return {}
+    write_jsonl(requests_path, requests)
+    if run_requests(config, requests_path, results_path, desc=desc) is None:
+        return None
+    return load_results(results_path)

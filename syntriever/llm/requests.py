@@ -135,12 +135,21 @@ def finish_reason(result: dict[str, Any]) -> str:
     return _choice(result).get("finish_reason") or ""
 
 
+def _logprob_content(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return (_choice(result).get("logprobs") or {}).get("content") or []
+
+
+def generated_tokens(result: dict[str, Any]) -> list[str]:
+    """The generated tokens of a result that asked for log-probabilities (else empty)."""
+    return [entry.get("token", "") for entry in _logprob_content(result)]
+
+
 def top_logprobs(result: dict[str, Any], position: int = 0) -> dict[str, float]:
     """``{token: logprob}`` of the top alternatives at generated token ``position``.
 
     Empty when the request did not ask for log-probabilities or the answer is shorter.
     """
-    content = (_choice(result).get("logprobs") or {}).get("content") or []
+    content = _logprob_content(result)
     if position >= len(content):
         return {}
     entry = content[position]
@@ -155,6 +164,25 @@ def token_logprob(alternatives: dict[str, float], words: Iterable[str]) -> float
     wanted = {w.strip().lower() for w in words}
     probs = [math.exp(lp) for tok, lp in alternatives.items() if tok.strip().lower() in wanted]
     return math.log(sum(probs)) if probs else -math.inf
+
+
+def logprob_margin(
+    alternatives: dict[str, float], first: Iterable[str], second: Iterable[str]
+) -> float | None:
+    """log P(``first``) - log P(``second``) among ``alternatives`` (see :func:`token_logprob`).
+
+    None when neither is listed; when only one is, the other is bounded by the lowest listed
+    log-probability (it ranked below every alternative returned).
+    """
+    if not alternatives:
+        return None
+    lp_first, lp_second = token_logprob(alternatives, first), token_logprob(alternatives, second)
+    if math.isinf(lp_first) and math.isinf(lp_second):
+        return None
+    floor = min(alternatives.values())
+    return (lp_first if not math.isinf(lp_first) else floor) - (
+        lp_second if not math.isinf(lp_second) else floor
+    )
 
 
 def usage(result: dict[str, Any]) -> tuple[int, int]:

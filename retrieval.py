@@ -1,0 +1,44 @@
+"""Stage 2, step 1: rank the corpus for every training query with the stage-1 model.
+
+    python retrieval.py MODEL-sft DATASET [--k 100] [--text-k 5]
+
+MODEL-sft is a trained stage-1 name (resolves to output/<MODEL-sft>-<DATASET>), a preset, a
+folder or a hub id. Writes generated/<dataset>/retrieval-<MODEL-sft>.jsonl (k ranked doc ids and
+scores per query, passage texts of the first text-k) and a summary with Recall@k of the train
+qrels; stage2/parse_comparison.py reads it.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.stage2 import retrieve_training_queries  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("model", help="stage-1 model, e.g. minilm-sft")
+    parser.add_argument("dataset")
+    parser.add_argument("--k", type=int, default=100, help="passages ranked per query")
+    parser.add_argument("--text-k", type=int, default=5,
+                        help="passage texts stored per query (at least the comparisons' --k)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=None)
+    parser.add_argument("--no-cache", action="store_true", help="re-encode the corpus")
+    args = parser.parse_args()
+    setup_logging()
+    out = retrieve_training_queries(
+        args.model, args.dataset, args.k, args.text_k, batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length, use_cache=not args.no_cache,
+    )
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    print(json.dumps({k: summary[k] for k in ("queries", "recall", "mrr@10", "timings")}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

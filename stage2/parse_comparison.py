@@ -1,0 +1,65 @@
+"""Stage 2, step 2: LLM preferences between the stage-1 model's top passages.
+
+    python stage2/parse_comparison.py MODEL-sft DATASET [--k 5] [--pairs N]
+        [--judge-mode text|logprobs] [--judge-max-chars N] [--llm-backend local|online|batch]
+
+Reads generated/<dataset>/retrieval-<MODEL-sft>.jsonl (retrieval.py) and asks the LLM, for the
+top K passages of every training query, which of two passages is more relevant (all C(K,2)
+pairs, or the first N in rank order with --pairs). Writes
+generated/<dataset>/comparison-<prompt version>-<llm>-<MODEL-sft>/<dataset>_preferences.jsonl
+(one triple per decided pair) and a summary; re-running resumes from the results written.
+
+Judge modes: "text" reads the answer "Passage #1"/"Passage #2" (the paper; default for remote
+models); "logprobs" asks both orders and compares log P("1") - log P("2") averaged over the
+orders, which cancels position bias (default for the embedded model). Unparseable answers are
+counted, never guessed. --judge-max-chars truncates passages in the prompt only (default: none
+for remote models, 1000 characters for the embedded model to bound CPU prompt processing).
+Requests sharing a prefix (query, passage #1) are consecutive, for llama.cpp's prompt cache; a
+low --llm-concurrency (1-2 on a small CPU) lets more of them reuse it.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from syntriever.llm.config import parse_llm_cli, print_summary  # noqa: E402
+from syntriever.stage2 import JUDGE_MODES, ComparisonSettings, run_comparisons  # noqa: E402
+
+LOCAL_MAX_CHARS = 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("model", help="stage-1 model whose retrieval file to read, e.g. minilm-sft")
+    parser.add_argument("dataset")
+    parser.add_argument("--k", type=int, default=5, help="top passages compared per query (paper: 5)")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="first N pairs per query in rank order (default: all C(K,2))")
+    parser.add_argument("--judge-mode", choices=JUDGE_MODES, default=None,
+                        help="text (paper; remote default) or logprobs (both orders; embedded default)")
+    parser.add_argument("--judge-max-chars", type=int, default=None,
+                        help=f"truncate passages in the judge prompt (default: none remote, "
+                        f"{LOCAL_MAX_CHARS} embedded; 0 = never)")
+    parser.add_argument("--judge-max-tokens", type=int, default=None,
+                        help="answer length cap (default: 8 text, 6 logprobs)")
+    parser.add_argument("--agreeing-only", action="store_true",
+                        help="logprobs: drop pairs whose two orders prefer different passages")
+    parser.add_argument("--limit", type=int, default=None, help="first N training queries only")
+    parser.add_argument("--retrieval-file", type=Path, default=None,
+                        help="default: generated/<dataset>/retrieval-<MODEL>.jsonl")
+    args, config = parse_llm_cli(parser, default_concurrency=8)
+    local = config.is_local
+    max_chars = args.judge_max_chars if args.judge_max_chars is not None else (
+        LOCAL_MAX_CHARS if local else None)
+    settings = ComparisonSettings(
+        k=args.k, pairs=args.pairs, judge_mode=args.judge_mode or ("logprobs" if local else "text"),
+        max_chars=max_chars or None, max_tokens=args.judge_max_tokens, agreeing_only=args.agreeing_only,
+    )
+    print_summary(run_comparisons(args.dataset, args.model, config, settings, args.retrieval_file,
+                                  args.limit))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,434 @@
+"""Stage 2: retrieval file, comparison requests, judging, preference triples and training.
+
+Everything runs on hand-built inputs and the tiny offline model; only the last test (marked
+``llm``) talks to the real embedded llama.cpp server, with 4 short requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from syntriever import paths
+from syntriever.cli import add_train_args, settings_from_args
+from syntriever.jsonl import read_jsonl, write_jsonl
+from syntriever.llm.config import LLMConfig
+from syntriever.llm.requests import result_line
+from syntriever.stage2 import (
+    ComparisonSettings,
+    Judgement,
+    answer_position,
+    build_preference_examples,
+    build_preferences,
+    candidate_pairs,
+    choice_score,
+    comparison_requests,
+    judge_logprobs,
+    judge_text,
+    load_preferences,
+    order_stats,
+    pair_id,
+    parse_choice,
+    preferences_path,
+    retrieve_training_queries,
+    run_comparisons,
+    truncate,
+)
+from syntriever.training import TrainSettings
+
+JUDGE = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1")
+
+
+def retrieval_record(qid: str, n: int = 5, text_len: int = 40) -> dict[str, Any]:
+    """A retrieval line with ``n`` ranked passages d<qid>-<rank> whose texts are distinct."""
+    ids = [f"d{qid}-{r}" for r in range(1, n + 1)]
+    return {
+        "query_id": qid, "query": f"question {qid}?", "doc_ids": ids,
+        "scores": [1.0 - 0.1 * r for r in range(n)],
+        "texts": [f"passage {d} " + "x" * text_len for d in ids],
+    }
+
+
+def result(cid: str, tokens: list[tuple[str, dict[str, float]]], prompt_tokens: int = 100) -> dict[str, Any]:
+    """A Batch output line whose answer is the given tokens, each with its top alternatives."""
+    content = [
+        {"token": tok, "logprob": alts.get(tok, max(alts.values())),
+         "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alts.items()]}
+        for tok, alts in tokens
+    ]
+    body = {
+        "choices": [{
+            "index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "".join(t for t, _ in tokens)},
+            "logprobs": {"content": content},
+        }],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens)},
+    }
+    return result_line(cid, body)
+
+
+def answer(cid: str, digit: str, lp1: float, lp2: float, prefix: bool = True) -> dict[str, Any]:
+    """"Passage #<digit>" (or a bare digit) with log P(1) = lp1 and log P(2) = lp2 at the digit."""
+    lead = [("Pass", {"Pass": -0.01, "The": -5.0}), ("age", {"age": -0.01}), (" #", {" #": -0.02})]
+    return result(cid, ([*lead] if prefix else []) + [(digit, {"1": lp1, "2": lp2, "3": -9.0})])
+
+
+def text_answer(cid: str, text: str) -> dict[str, Any]:
+    return result_line(cid, {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+                             "usage": {"prompt_tokens": 50, "completion_tokens": 3}})
+
+
+# --------------------------------------------------------------------------------------------
+# pairs and requests
+# --------------------------------------------------------------------------------------------
+
+
+def test_candidate_pairs_are_all_combinations_in_rank_order() -> None:
+    pairs = candidate_pairs(5)
+    assert len(pairs) == math.comb(5, 2) == 10
+    assert pairs[:5] == [(0, 1), (0, 2), (0, 3), (0, 4), (1, 2)]
+    assert all(i < j for i, j in pairs)
+    assert candidate_pairs(5, 3) == [(0, 1), (0, 2), (0, 3)]
+    assert candidate_pairs(2) == [(0, 1)]
+
+
+def test_text_requests_one_per_pair_higher_ranked_first() -> None:
+    rec = retrieval_record("q1")
+    reqs = comparison_requests([rec], JUDGE, ComparisonSettings(k=5, judge_mode="text"))
+    assert len(reqs) == 10
+    first = reqs[0]
+    assert first["custom_id"] == "q1:dq1-1|dq1-2:ab" == pair_id("q1", "dq1-1", "dq1-2", "ab")
+    prompt = first["body"]["messages"][-1]["content"]
+    assert prompt.index("passage dq1-1") < prompt.index("passage dq1-2")
+    assert first["body"]["temperature"] == 0.0 and "logprobs" not in first["body"]
+    assert all(r["custom_id"].endswith(":ab") for r in reqs)
+
+
+def test_logprob_requests_both_orders_grouped_by_shared_prefix() -> None:
+    records = [retrieval_record("q1", 3), retrieval_record("q2", 3)]
+    reqs = comparison_requests(records, JUDGE, ComparisonSettings(k=3, judge_mode="logprobs"))
+    assert len(reqs) == 2 * 2 * math.comb(3, 2)
+    assert {r["custom_id"].rsplit(":", 1)[1] for r in reqs} == {"ab", "ba"}
+    assert all(r["body"]["logprobs"] and r["body"]["top_logprobs"] == 10 for r in reqs)
+    assert all(r["body"]["temperature"] == 0.0 and r["body"]["max_tokens"] == 6 for r in reqs)
+    # the prompt up to passage #2 is the shared prefix; each prefix forms one contiguous run
+    prefixes = [r["body"]["messages"][-1]["content"].split("Passage #2")[0] for r in reqs]
+    runs = [p for i, p in enumerate(prefixes) if i == 0 or p != prefixes[i - 1]]
+    assert len(runs) == len(set(runs)) == 2 * 3  # one run per (query, passage #1)
+    q1 = [r["custom_id"] for r in reqs[:6]]
+    assert q1 == ["q1:dq1-1|dq1-2:ab", "q1:dq1-1|dq1-3:ab", "q1:dq1-1|dq1-2:ba",
+                  "q1:dq1-2|dq1-3:ab", "q1:dq1-1|dq1-3:ba", "q1:dq1-2|dq1-3:ba"]
+
+
+def test_pairs_limit_and_truncation_apply_to_requests() -> None:
+    rec = retrieval_record("q1", 5, text_len=500)
+    settings = ComparisonSettings(k=5, pairs=2, judge_mode="logprobs", max_chars=100)
+    reqs = comparison_requests([rec], JUDGE, settings)
+    assert len(reqs) == 4
+    assert settings.tag() == "comparison-logprobs-chars100"
+    prompt = reqs[0]["body"]["messages"][-1]["content"]
+    assert "x" * 200 not in prompt and " ..." in prompt
+    assert truncate("word " * 100, 52) == " ".join(["word"] * 10) + " ..."  # at a word boundary
+    assert truncate("short", 12) == "short" and truncate("long text", None) == "long text"
+
+
+def test_too_few_stored_texts_is_an_error() -> None:
+    rec = retrieval_record("q1", 5)
+    rec["texts"] = rec["texts"][:3]
+    with pytest.raises(ValueError, match="--text-k 5"):
+        comparison_requests([rec], JUDGE, ComparisonSettings(k=5))
+
+
+# --------------------------------------------------------------------------------------------
+# text answers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, choice", [
+    ("Passage #1", 1), ("Passage #2", 2), ("passage #2.", 2), ("**Passage #1**", 1),
+    ("Passage 2", 2), ("#1", 1), (" #2", 2), ("1", 1), ("2.", 2), ("Passage #1 is more relevant.", 1),
+    ("Passage #12", None), ("#3", None), ("Neither passage", None), ("Both", None), ("", None),
+    ("The second passage", None), ("I think Passage #2", None), ("Passage", None),
+])
+def test_parse_choice(text: str, choice: int | None) -> None:
+    assert parse_choice(text) == choice
+
+
+def test_text_judge_counts_unparseable_and_never_reads_it_as_two() -> None:
+    records = [retrieval_record("q1", 3)]
+    answers = {"q1:dq1-1|dq1-2:ab": "Passage #2", "q1:dq1-1|dq1-3:ab": "I cannot decide.",
+               "q1:dq1-2|dq1-3:ab": "Passage #1"}
+    results = {cid: text_answer(cid, text) for cid, text in answers.items()}
+    settings = ComparisonSettings(k=3, judge_mode="text")
+    triples, summary = build_preferences(records, results, JUDGE, settings)
+    assert [(t["winner_id"], t["loser_id"]) for t in triples] == [("dq1-2", "dq1-1"), ("dq1-2", "dq1-3")]
+    assert summary["pairs"] == 3 and summary["decided"] == 2 and summary["unparseable"] == 1
+    assert summary["text_answers"] == {"1": 1, "2": 1, "unparseable": 1}
+    assert summary["position_bias_rate"] is None  # one order only
+    assert summary["higher_ranked_wins_share"] == 0.5
+    assert judge_text(None).status == "missing"
+    assert judge_text(text_answer("x", "no idea")).winner is None
+
+
+# --------------------------------------------------------------------------------------------
+# log-probability judge
+# --------------------------------------------------------------------------------------------
+
+
+def test_choice_score_reads_the_digit_position_not_the_first_token() -> None:
+    res = answer("c", "1", -0.1, -2.6)
+    assert answer_position(res) == 3
+    assert choice_score(res) == pytest.approx(2.5)
+    bare = answer("c", "2", -3.0, -0.5, prefix=False)
+    assert answer_position(bare) == 0 and choice_score(bare) == pytest.approx(-2.5)
+    # "2" missing from the alternatives: bounded by the lowest listed log-probability
+    only_one = result("c", [("1", {"1": -0.2, "A": -4.0})])
+    assert choice_score(only_one) == pytest.approx(3.8)
+    assert choice_score(result("c", [("Neither", {"Neither": -0.1})])) is None
+
+
+def test_logprob_winner_is_the_sign_of_the_order_average() -> None:
+    # both orders answer #1 (position bias) but A's margin is larger: A wins
+    v = judge_logprobs(answer("ab", "1", -0.1, -3.1), answer("ba", "1", -0.5, -1.5))
+    assert (v.winner, v.scores["a_over_b"]) == ("a", pytest.approx((3.0 - 1.0) / 2))
+    # B preferred in both orders
+    v = judge_logprobs(answer("ab", "2", -2.0, -0.1), answer("ba", "1", -0.1, -2.0))
+    assert v.winner == "b" and v.status == "decided" and v.choices == [2, 1]
+    # a tie, a missing digit and a missing result are never decided
+    tie = judge_logprobs(answer("ab", "1", -0.5, -1.5), answer("ba", "1", -0.5, -1.5))
+    assert (tie.winner, tie.status) == (None, "unparseable")
+    nodigit = judge_logprobs(answer("ab", "1", -0.5, -1.5), result("ba", [("Both", {"Both": -0.1})]))
+    assert (nodigit.winner, nodigit.status) == (None, "unparseable")
+    assert judge_logprobs(answer("ab", "1", -0.5, -1.5), None).status == "missing"
+    # agreeing-only drops a pair whose orders prefer different passages
+    biased = (answer("ab", "1", -0.1, -3.1), answer("ba", "1", -0.5, -1.5))
+    assert judge_logprobs(*biased, agreeing_only=True).status == "dropped_disagreeing"
+
+
+def test_position_bias_and_inconsistency_on_a_hand_built_set() -> None:
+    def j(c1: int | None, c2: int | None, ab: float | None = None, ba: float | None = None) -> Judgement:
+        return Judgement("a", "decided", choices=[c1, c2], scores={"ab": ab, "ba": ba})
+
+    judgements = [
+        j(1, 1, 2.0, 1.0),    # #1 both times: position bias, scores disagree
+        j(1, 2, 2.0, -1.0),   # consistent, A
+        j(2, 1, -1.0, 2.0),   # consistent, B
+        j(2, 2, -1.0, -0.5),  # #2 both times: position bias, scores disagree
+        j(None, 1, 1.0, -1.0),  # one answer unparseable: left out of the text rates
+    ]
+    stats = order_stats(judgements)
+    assert stats["pairs_with_two_text_answers"] == 4
+    assert stats["position_bias_rate"] == 0.5 and stats["inconsistent_share"] == 0.5
+    assert (stats["both_first"], stats["both_second"]) == (1, 1)
+    assert stats["pairs_with_two_scores"] == 5 and stats["score_inconsistent_share"] == pytest.approx(2 / 5)
+
+
+# --------------------------------------------------------------------------------------------
+# preference files
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tmp_generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Send generated/ to a temporary folder."""
+    root = tmp_path / "generated"
+    monkeypatch.setattr(paths, "generated_root", lambda: root)
+    return root
+
+
+def test_preferences_written_and_reread(tmp_generated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = [retrieval_record("q1", 3), retrieval_record("q2", 3)]
+    retrieval_file = tmp_generated / "toy" / "retrieval-minilm-sft.jsonl"
+    write_jsonl(retrieval_file, records)
+    sent: list[list[dict[str, Any]]] = []
+
+    def fake_execute(
+        config: LLMConfig, folder: Path, name: str, requests: list[dict[str, Any]], *, desc: str
+    ) -> dict[str, dict[str, Any]]:
+        sent.append(requests)
+        out = {}
+        for req in requests:  # the judge always prefers the passage shown as #1, a bit
+            cid = req["custom_id"]
+            out[cid] = answer(cid, "1", -0.2, -1.2 if cid.startswith("q1") else -0.7)
+        out.pop("q2:dq2-1|dq2-2:ba")  # one failed request
+        return out
+
+    monkeypatch.setattr("syntriever.stage2.execute_requests", fake_execute)
+    settings = ComparisonSettings(k=3, judge_mode="logprobs")
+    out = run_comparisons("toy", "minilm-sft", JUDGE, settings)
+    assert out == preferences_path("toy", JUDGE, "minilm-sft")
+    assert out.parent.name == "comparison-v1-judge-test-minilm-sft"
+    assert len(sent[0]) == 12
+    # pure position bias: both orders answer #1 with the same margin, so d = 0 for every pair
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["pairs"] == 6 and summary["decided"] == 0
+    assert summary["unparseable"] == 5 and summary["missing"] == 1
+    assert summary["position_bias_rate"] == 1.0 and summary["both_first"] == 5
+    assert summary["prompt_tokens"] == 100 * 11 and summary["completion_tokens"] == 4 * 11
+    assert summary["llm"] == JUDGE.provenance() and summary["prompt_version"] == "v1"
+    assert list(read_jsonl(out)) == []
+
+
+def test_decided_triples_round_trip(tmp_path: Path) -> None:
+    records = [retrieval_record("q1", 2)]
+    results = {
+        "q1:dq1-1|dq1-2:ab": answer("q1:dq1-1|dq1-2:ab", "2", -2.0, -0.2),
+        "q1:dq1-1|dq1-2:ba": answer("q1:dq1-1|dq1-2:ba", "1", -0.1, -2.1),
+    }
+    settings = ComparisonSettings(k=2, judge_mode="logprobs")
+    triples, summary = build_preferences(records, results, JUDGE, settings)
+    assert summary["decided"] == 1 and summary["position_bias_rate"] == 0.0
+    path = tmp_path / "toy_preferences.jsonl"
+    write_jsonl(path, triples)
+    (back,) = load_preferences(path)
+    assert back["winner_id"] == "dq1-2" and back["loser_id"] == "dq1-1"
+    assert back["winner"] == records[0]["texts"][1]  # full text, not the judge's truncation
+    assert (back["winner_rank"], back["loser_rank"], back["mode"]) == (2, 1, "logprobs")
+    assert back["raw_answers"] == ["Passage #2", "Passage #1"]
+    assert back["scores"]["a_over_b"] == pytest.approx(-1.9)
+
+
+# --------------------------------------------------------------------------------------------
+# retrieval with a (tiny) model
+# --------------------------------------------------------------------------------------------
+
+
+def _write_beir(folder: Path) -> None:
+    docs = {
+        "d1": "the sun is a star", "d2": "cats and dogs", "d3": "the river and the sea",
+        "d4": "plants grow in light", "d5": "the capital of france is paris", "d6": "money in the bank",
+    }
+    write_jsonl(folder / "corpus.jsonl", [{"_id": k, "title": "", "text": v} for k, v in docs.items()])
+    write_jsonl(folder / "queries.jsonl", [
+        {"_id": "q1", "text": "what is the sun"}, {"_id": "q2", "text": "where is paris"},
+        {"_id": "q3", "text": "how do plants grow"},
+    ])
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td5\t1\nq3\td4\t0\n")
+
+
+def test_retrieve_training_queries(
+    tmp_path: Path, tmp_generated: Path, tiny_st_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNTRIEVER_DATA", str(tmp_path / "data"))
+    _write_beir(tmp_path / "data" / "toy")
+    out = retrieve_training_queries(str(tiny_st_model_dir), "toy", k=4, text_k=2, use_cache=False)
+    assert out.parent == tmp_generated / "toy" and out.name.startswith("retrieval-")
+    rows = list(read_jsonl(out))
+    assert [r["query_id"] for r in rows] == ["q1", "q2"]  # q3 has no relevant passage
+    for row in rows:
+        assert len(row["doc_ids"]) == len(row["scores"]) == 4 and len(row["texts"]) == 2
+        assert row["scores"] == sorted(row["scores"], reverse=True)
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["queries"] == 2 and set(summary["recall"]) == {"Recall@1", "Recall@2", "Recall@4"}
+
+
+# --------------------------------------------------------------------------------------------
+# training examples, batching and a tiny training run
+# --------------------------------------------------------------------------------------------
+
+TRIPLES = [
+    {"query_id": qid, "query": q, "winner_id": f"{qid}w{n}", "loser_id": f"{qid}l{n}",
+     "winner": w, "loser": lo}
+    for qid, q, pairs in [
+        ("q1", "what causes heat", [("fire causes heat", "the moon"), ("the sun and fire", "a river")]),
+        ("q2", "where is the capital of france", [("paris is the capital", "a bank"),
+                                                   ("the city of paris", "trees in the sea")]),
+        ("q3", "how do plants grow", [("plants grow by light", "dogs and cats"),
+                                       ("light and water", "money in the bank")]),
+    ]
+    for n, (w, lo) in enumerate(pairs)
+]
+
+
+def test_build_preference_examples_columns_and_prefixes(tiny_st_model: SentenceTransformer) -> None:
+    tiny_st_model.prompts = {"query": "query: ", "document": "passage: "}
+    ds = build_preference_examples(TRIPLES, tiny_st_model)
+    assert ds.column_names == ["query", "preferred", "less_preferred"]
+    assert len(ds) == 6
+    assert ds[0] == {"query": "query: what causes heat", "preferred": "passage: fire causes heat",
+                     "less_preferred": "passage: the moon"}
+
+
+def test_no_duplicates_sampler_keeps_repeated_queries_apart(tiny_st_model: SentenceTransformer) -> None:
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    ds = build_preference_examples(TRIPLES, tiny_st_model)
+    for seed in range(5):
+        sampler = NoDuplicatesBatchSampler(ds, batch_size=3, drop_last=False, seed=seed)
+        batches = list(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(6))
+        for batch in batches:
+            queries = [ds[i]["query"] for i in batch]
+            assert len(queries) == len(set(queries))
+
+
+def test_tiny_partial_plackett_luce_training_run(tiny_st_model: SentenceTransformer, tmp_path: Path) -> None:
+    from syntriever.losses import PartialPlackettLuceLoss
+    from syntriever.training import train
+
+    ds = build_preference_examples(TRIPLES, tiny_st_model)
+    settings = TrainSettings(epochs=1, batch_size=3, warmup_steps=0, max_seq_length=16, max_steps=2)
+    out = tmp_path / "tiny-final-toy"
+    card = train(tiny_st_model, ds, PartialPlackettLuceLoss(tiny_st_model), settings, out, {"stage": 2})
+    assert card["steps"] == 2 and math.isfinite(card["final_train_loss"])
+    assert (out / "modules.json").is_file() and (out / "syntriever.json").is_file()
+    assert json.loads((out / "syntriever.json").read_text())["loss"] == "PartialPlackettLuceLoss"
+
+
+def test_stage2_train_settings_and_names() -> None:
+    import train_stage2
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser, "stage 2")
+
+    def settings(*argv: str) -> TrainSettings:
+        args = parser.parse_args(list(argv))
+        return settings_from_args(args, paper_defaults=train_stage2.PAPER, cpu_defaults=train_stage2.CPU)
+
+    paper = settings("--paper")
+    assert (paper.batch_size, paper.epochs, paper.lr, paper.max_seq_length) == (100, 1.0, 2e-5, 512)
+    import torch
+
+    if not torch.cuda.is_available():
+        cpu = settings()
+        assert (cpu.batch_size, cpu.epochs, cpu.max_seq_length) == (32, 1.0, 128)
+    override = settings("--paper", "--batch-size", "8")
+    assert override.batch_size == 8 and override.epochs == 1.0
+    assert train_stage2.final_name("minilm-sft", "pl") == "minilm-final"
+    assert train_stage2.final_name("minilm-sft", "bt") == "minilm-final-bt"
+    assert train_stage2.CPU == {"batch_size": 32, "epochs": 1.0}
+
+
+# --------------------------------------------------------------------------------------------
+# the real embedded judge (4 requests)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.llm
+def test_real_judge_logprob_mode(tmp_generated: Path, llama_server_bin: Path) -> None:
+    record = {
+        "query_id": "q1", "query": "What is the capital of France?", "doc_ids": ["a", "b", "c"],
+        "scores": [0.9, 0.8, 0.7],
+        "texts": ["Paris is the capital and largest city of France.",
+                  "The Nile is a river in Africa.", "Bananas are rich in potassium."],
+    }
+    retrieval_file = tmp_generated / "toy" / "retrieval-m.jsonl"
+    write_jsonl(retrieval_file, [record])
+    config = LLMConfig(backend="local", model="qwen0.5b", concurrency=1, threads=1)
+    settings = ComparisonSettings(k=3, pairs=2, judge_mode="logprobs", max_tokens=4)
+    out = run_comparisons("toy", "m", config, settings)
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["pairs"] == 2 and summary["missing"] == 0 and summary["requests"] == 4
+    assert summary["decided"] + summary["unparseable"] == 2
+    results = list(read_jsonl(out.parent / "comparison-logprobs.results.jsonl"))
+    assert len(results) == 4
+    assert all(answer_position(r) is not None for r in results), [r["response"] for r in results]
+    assert summary["completion_tokens"] > 0
