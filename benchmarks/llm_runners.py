@@ -6,7 +6,8 @@ One embedded llama-server (the default model), the same requests for each conten
 (a) one request at a time with the openai client, as the authors' scripts do;
 (b) our ``online`` runner at the given concurrency (files, retries, fsync'd appends included);
 (c) the server driven directly over HTTP at the same concurrency (the engine's own limit).
-Writes benchmarks/results/llm_runners.json and prints the ratios (target: b >= 0.9 c, b >= 3 a).
+Writes benchmarks/results/llm_runners-c<concurrency>.json and prints the ratios
+(target: b >= 0.9 c, b >= 3 a).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def main() -> None:
         "ratio_b_over_c": round(b / c, 3), "ratio_b_over_a": round(b / a, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    write_json(Path(__file__).parent / "results" / "llm_runners.json", report)
+    write_json(Path(__file__).parent / "results" / f"llm_runners-c{args.concurrency}.json", report)
     print(json.dumps(report, indent=2))
 
 

@@ -31,7 +31,7 @@ def main() -> None:
                         "margin (embedded default)")
     parser.add_argument("--verify-threshold", type=float, default=None,
                         help="logprobs mode: fixed margin threshold (default: calibrated per run)")
-    args, config = parse_llm_cli(parser, default_concurrency=8)
+    args, config = parse_llm_cli(parser)
     local = config.is_local
     settings = SynthesisSettings(
         temperature=args.temperature,

@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N training queries only")
     parser.add_argument("--retrieval-file", type=Path, default=None,
                         help="default: generated/<dataset>/retrieval-<MODEL>.jsonl")
-    args, config = parse_llm_cli(parser, default_concurrency=8)
+    args, config = parse_llm_cli(parser)
     local = config.is_local
     max_chars = args.judge_max_chars if args.judge_max_chars is not None else (
         LOCAL_MAX_CHARS if local else None)

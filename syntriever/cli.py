@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,15 @@ def setup_logging(verbose: bool = False) -> None:
     for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # SIGTERM (kill, CI timeouts) unwinds like Ctrl-C, so context managers stop servers and
+    # close files; results already written are kept either way.
+    signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # background jobs ignore Ctrl-C
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @contextmanager

@@ -66,11 +66,20 @@ def read_jsonl_numbered(
             yield lineno, record
 
 
+def _mkstemp_beside(path: Path) -> tuple[int, str]:
+    """A temp file next to ``path`` with the permissions a plain ``open`` would give it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write ``rows`` to ``path`` atomically (temp file, fsync, rename); return the row count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _mkstemp_beside(path)
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -90,7 +99,7 @@ def write_json(path: str | Path, obj: Any) -> None:
     """Write one JSON document atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _mkstemp_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2, ensure_ascii=False)

@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.sampler import BatchSamplers
 from sentence_transformers.sentence_transformer import (
     SentenceTransformerTrainer,
     SentenceTransformerTrainingArguments,
 )
-from sentence_transformers.base.sampler import BatchSamplers
 from torch import nn
 
 from syntriever import __version__

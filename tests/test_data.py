@@ -154,3 +154,15 @@ def test_jsonl_rejects_non_objects(tmp_path: Path) -> None:
     path.write_text('{"a": 1}\n[1, 2]\n')
     with pytest.raises(DataError, match=r"x\.jsonl:2: expected a JSON object"):
         list(read_jsonl(path))
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_jsonl(tmp_path / "a.jsonl", [{"a": 1}])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.jsonl").stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.glob(".*.tmp"))

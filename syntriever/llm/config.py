@@ -18,7 +18,7 @@ from typing import Any
 from syntriever.jsonl import write_jsonl
 from syntriever.llm.cost import estimate
 from syntriever.llm.local import DEFAULT_PRESET, PRESETS, LocalServer, gguf_path, model_sha256
-from syntriever.llm.online import RunStats, run_online
+from syntriever.llm.online import RunStats, errors_path, run_online
 from syntriever.llm.requests import load_requests, load_results
 from syntriever.llm.secrets import api_key
 
@@ -32,7 +32,7 @@ class LLMConfig:
     backend: str = "local"
     model: str = DEFAULT_PRESET
     base_url: str | None = None
-    concurrency: int = 8
+    concurrency: int = 16
     threads: int | None = None
     max_retries: int = 6
     dry_run: bool = False
@@ -61,7 +61,7 @@ class LLMConfig:
         return info
 
 
-def add_llm_args(parser: argparse.ArgumentParser, *, default_concurrency: int = 8) -> None:
+def add_llm_args(parser: argparse.ArgumentParser, *, default_concurrency: int = 16) -> None:
     """Add the ``--llm-*`` flags shared by every LLM stage."""
     group = parser.add_argument_group("LLM")
     group.add_argument(
@@ -86,7 +86,7 @@ def add_llm_args(parser: argparse.ArgumentParser, *, default_concurrency: int = 
 
 
 def parse_llm_cli(
-    parser: argparse.ArgumentParser, *, default_concurrency: int = 8
+    parser: argparse.ArgumentParser, *, default_concurrency: int = 16
 ) -> tuple[argparse.Namespace, LLMConfig]:
     """Add the ``--llm-*`` flags, parse the command line, set up logging; return the arguments
     and the resolved :class:`LLMConfig` (the start of every LLM stage script)."""
@@ -163,4 +163,15 @@ def execute_requests(
     write_jsonl(requests_path, requests)
     if run_requests(config, requests_path, results_path, desc=desc) is None:
         return None
-    return load_results(results_path)
+    results = load_results(results_path)
+    missing = sum(r["custom_id"] not in results for r in requests)
+    if missing:
+        raise IncompleteRun(
+            f"{desc}: {missing} of {len(requests)} requests have no result yet (failures are listed "
+            f"in {errors_path(results_path)}); run the same command again to resume"
+        )
+    return results
+
+
+class IncompleteRun(RuntimeError):
+    """Some requests of an LLM step still have no result; nothing downstream is written."""
