@@ -4,7 +4,7 @@
     python evaluate.py --table DATASET [--baseline minilm]
 
 Writes results/<dataset>/<MODEL>.json (BEIR metrics, per-query nDCG@10, config, timings);
---table writes results/<dataset>/table.md and ndcg10.png (95% bootstrap CIs, paired tests).
+--table writes results/<dataset>/README.md and ndcg10.png (95% bootstrap CIs, paired tests).
 """
 
 import argparse
@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from syntriever.cli import setup_logging  # noqa: E402
 from syntriever.evaluation import REPORTED, evaluate_model  # noqa: E402
+from syntriever.pipeline import recorded_commands  # noqa: E402
 from syntriever.tables import write_table  # noqa: E402
 
 
@@ -26,6 +27,9 @@ def main() -> None:
     parser.add_argument("--table", metavar="DATASET", help="write the results table of DATASET")
     parser.add_argument("--baseline", default=None, help="row to test every other row against")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--trained-on", default=None, metavar="DATASET",
+                        help="zero-shot transfer: resolve trained names (minilm-sft) on DATASET's "
+                        "output, e.g. train on scifact, evaluate on nfcorpus")
     parser.add_argument("--top-k", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=None)
@@ -33,13 +37,14 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     if args.table:
-        print(write_table(args.table, baseline=args.baseline).read_text())
+        path = write_table(args.table, baseline=args.baseline, commands=recorded_commands(args.table))
+        print(path.read_text())
         return
     if not (args.model and args.dataset):
         parser.error("give MODEL DATASET, or --table DATASET")
     record, path = evaluate_model(
         args.model, args.dataset, args.split, top_k=args.top_k, batch_size=args.batch_size,
-        max_seq_length=args.max_seq_length, use_cache=not args.no_cache,
+        max_seq_length=args.max_seq_length, use_cache=not args.no_cache, trained_on=args.trained_on,
     )
     shown = {k: round(100 * record["metrics"][k], 2) for k in REPORTED}
     print(json.dumps({"model": args.model, "dataset": args.dataset, "metrics_x100": shown,

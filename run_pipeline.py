@@ -1,18 +1,20 @@
-"""Run the whole Syntriever pipeline on one dataset with the embedded defaults.
+"""Reproduce a dataset's table with one command: every stage of Syntriever, in order.
 
-    python run_pipeline.py scifact [--model minilm] [--llm-model qwen0.5b] [--skip-llm]
+    python run_pipeline.py scifact                  # embedded defaults (minilm + local Qwen 0.5B)
+    python run_pipeline.py scifact --k 6            # re-runs comparisons, stage 2 and their evals
+    python run_pipeline.py scifact --ablations      # also the stage-1 ablation rows of Table 3
+    python run_pipeline.py fiqa --model e5 --llm-backend batch --llm-model gpt-4o   # paper scale
 
-Steps: data -> BM25 and zero-shot baselines -> synthesis -> labelled-only baseline -> stage 1
--> table (stage 2 steps join when they exist). A step whose output exists is skipped; LLM steps
-resume from what they wrote. Per-step wall time is printed at the end.
+data -> BM25 and zero-shot baselines -> synthesis -> labelled-only baseline -> stage 1 ->
+retrieval -> comparisons -> stage 2 (PL, and BT) -> evaluation -> results/<dataset>/README.md.
+Steps whose inputs and flags did not change are skipped (manifests in output/pipeline/); LLM
+steps resume from what they wrote. Per-step wall time, LLM tokens and cost are printed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -21,47 +23,131 @@ sys.path.insert(0, str(ROOT))
 from syntriever.cli import setup_logging  # noqa: E402
 from syntriever.llm.config import LLMConfig  # noqa: E402
 from syntriever.paths import dataset_dir, file_safe, output_root, results_root  # noqa: E402
+from syntriever.pipeline import Pipeline, Step, format_reports  # noqa: E402
+from syntriever.stage2 import preferences_path, retrieval_path  # noqa: E402
 from syntriever.synthesis import synthetic_path  # noqa: E402
+
+ABLATIONS = {"nocot": "--no-cot", "nosyn": "--no-synthetic", "noverify": "--no-verify"}
+
+
+def build_steps(args: argparse.Namespace) -> list[Step]:
+    ds, base = args.dataset, file_safe(args.model)
+    llm = ["--llm-model", args.llm_model] + (["--llm-backend", args.llm_backend] if args.llm_backend else [])
+    config = LLMConfig(model=args.llm_model, backend=args.llm_backend or "local")
+    synthetic = synthetic_path(ds, config)
+    prefs = preferences_path(ds, config, f"{base}-sft")
+    train_flags = ["--paper"] if args.paper else []
+
+    def evaluate(name: str, after: str) -> Step:
+        return Step(
+            f"eval {name}", ["evaluate.py", name, ds], [results_root() / ds / f"{name}.json"], [after]
+        )
+
+    def model_dir(name: str) -> list[Path]:
+        return [output_root() / f"{name}-{ds}"]
+
+    steps = [
+        Step("data", ["datasets/download.py", ds], [dataset_dir(ds) / "qrels"]),
+        evaluate("bm25", "data"),
+        evaluate(args.model, "data"),
+        Step(
+            "synthesis",
+            ["datasets/parse_synthetic.py", ds, *llm],
+            [synthetic],
+            ["data"],
+            summary=synthetic.with_suffix(".summary.json"),
+        ),
+        Step(
+            "labelled-only",
+            ["train_stage1.py", args.model, ds, "--labelled-only", *train_flags],
+            model_dir(f"{base}-labelled"),
+            ["data"],
+        ),
+        evaluate(f"{base}-labelled", "labelled-only"),
+        Step(
+            "stage 1",
+            ["train_stage1.py", args.model, ds, "--llm-model", args.llm_model, *train_flags],
+            model_dir(f"{base}-sft"),
+            ["synthesis"],
+        ),
+        evaluate(f"{base}-sft", "stage 1"),
+    ]
+    if args.ablations:
+        for suffix, flag in ABLATIONS.items():
+            name = f"{base}-sft-{suffix}"
+            steps.append(
+                Step(
+                    f"stage 1 {suffix}",
+                    ["train_stage1.py", args.model, ds, flag, "--llm-model", args.llm_model, *train_flags],
+                    model_dir(name),
+                    ["synthesis"],
+                )
+            )
+            steps.append(evaluate(name, f"stage 1 {suffix}"))
+    if not args.stage1_only:
+        compare = ["stage2/parse_comparison.py", f"{base}-sft", ds, "--k", str(args.k), *llm]
+        if args.pairs:
+            compare += ["--pairs", str(args.pairs)]
+        steps += [
+            Step(
+                "retrieval",
+                ["retrieval.py", f"{base}-sft", ds],
+                [retrieval_path(ds, f"{base}-sft")],
+                ["stage 1"],
+            ),
+            Step("comparisons", compare, [prefs], ["retrieval"], summary=prefs.with_suffix(".summary.json")),
+            Step(
+                "stage 2",
+                ["train_stage2.py", f"{base}-sft", ds, "--llm-model", args.llm_model, *train_flags],
+                model_dir(f"{base}-final"),
+                ["comparisons"],
+            ),
+            evaluate(f"{base}-final", "stage 2"),
+            Step(
+                "stage 2 bt",
+                [
+                    "train_stage2.py",
+                    f"{base}-sft",
+                    ds,
+                    "--loss",
+                    "bt",
+                    "--llm-model",
+                    args.llm_model,
+                    *train_flags,
+                ],
+                model_dir(f"{base}-final-bt"),
+                ["comparisons"],
+            ),
+            evaluate(f"{base}-final-bt", "stage 2 bt"),
+        ]
+    steps.append(
+        Step(
+            "table",
+            ["evaluate.py", "--table", ds, "--baseline", args.model],
+            [results_root() / ds / "README.md"],
+            [s.name for s in steps if s.name.startswith("eval")],
+            always=True,
+        )
+    )
+    return steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("dataset")
-    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--model", default="minilm", help="encoder preset, path or hub id")
     parser.add_argument("--llm-model", default="qwen0.5b")
-    parser.add_argument("--skip-llm", action="store_true", help="use committed LLM outputs only")
+    parser.add_argument("--llm-backend", choices=["batch", "online", "local"], default=None)
+    parser.add_argument("--k", type=int, default=5, help="passages compared per query in stage 2")
+    parser.add_argument("--pairs", type=int, default=None, help="pairs per query (default: all C(k,2))")
+    parser.add_argument("--ablations", action="store_true", help="also train the stage-1 ablations")
+    parser.add_argument("--stage1-only", action="store_true", help="stop after stage 1")
+    parser.add_argument("--paper", action="store_true", help="the paper's training settings even on CPU")
     args = parser.parse_args()
     setup_logging()
-    py, ds, model = sys.executable, args.dataset, file_safe(args.model)
-    synthetic = synthetic_path(ds, LLMConfig(model=args.llm_model))
-    steps: list[tuple[str, list[str], Path]] = [
-        ("data", [py, "datasets/download.py", ds], dataset_dir(ds) / "qrels"),
-        ("bm25", [py, "evaluate.py", "bm25", ds], results_root() / ds / "bm25.json"),
-        ("zero-shot", [py, "evaluate.py", args.model, ds], results_root() / ds / f"{model}.json"),
-        ("synthesis", [py, "datasets/parse_synthetic.py", ds, "--llm-model", args.llm_model], synthetic),
-        ("labelled-only", [py, "train_stage1.py", args.model, ds, "--labelled-only"],
-         output_root() / f"{model}-labelled-{ds}"),
-        ("eval labelled-only", [py, "evaluate.py", f"{model}-labelled", ds],
-         results_root() / ds / f"{model}-labelled.json"),
-        ("stage 1", [py, "train_stage1.py", args.model, ds, "--llm-model", args.llm_model],
-         output_root() / f"{model}-sft-{ds}"),
-        ("eval stage 1", [py, "evaluate.py", f"{model}-sft", ds], results_root() / ds / f"{model}-sft.json"),
-    ]
-    timings: list[tuple[str, str]] = []
-    for name, cmd, output in steps:
-        if output.exists():
-            timings.append((name, "skipped (output present)"))
-            continue
-        if name == "synthesis" and args.skip_llm:
-            raise SystemExit(f"--skip-llm: no committed synthetic data at {synthetic}")
-        print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
-        start = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, check=True)
-        timings.append((name, f"{time.perf_counter() - start:.0f} s"))
-    subprocess.run([py, "evaluate.py", "--table", ds, "--baseline", args.model], cwd=ROOT, check=True)
-    print("\nstep times:")
-    for name, took in timings:
-        print(f"  {name:20s} {took}")
+    steps = build_steps(args)
+    reports = Pipeline(args.dataset, steps, llm_model=args.llm_model, llm_backend=args.llm_backend).run()
+    print("\n" + format_reports(reports))
 
 
 if __name__ == "__main__":

@@ -33,10 +33,13 @@ def evaluate_model(
     max_seq_length: int | None = None,
     use_cache: bool = True,
     results_root: Path | None = None,
+    trained_on: str | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Retrieve for every query of ``split``, score with BEIR's metrics, save the result file.
 
-    ``dataset`` is a name in the data folder or a dataset folder path."""
+    ``dataset`` is a name in the data folder or a dataset folder path. ``trained_on`` resolves
+    trained model names on another dataset's models (zero-shot transfer); the result file is
+    then named ``<model>@<trained_on>``."""
     start = time.perf_counter()
     ds = load_dataset(dataset, split)
     config: dict[str, Any] = {"split": split, "top_k": top_k}
@@ -45,8 +48,9 @@ def evaluate_model(
         model_path = "bm25s (English stop words, Snowball stemmer)"
         config["retriever"] = "bm25s"
     else:
-        model_path, _ = resolve(model_name, ds.name)
-        model = load_encoder(model_name, ds.name, max_seq_length=max_seq_length)
+        source = trained_on or ds.name
+        model_path, _ = resolve(model_name, source)
+        model = load_encoder(model_name, source, max_seq_length=max_seq_length)
         run, stats = dense_search(model, ds.corpus, ds.queries, top_k, batch_size, use_cache)
         config.update(
             retriever="dense exact cosine", max_seq_length=model.max_seq_length, batch_size=batch_size,
@@ -58,8 +62,11 @@ def evaluate_model(
     aggregate, per_query = evaluate_run(ds.qrels, run)
     metrics = {name: aggregate[name] for name in REPORTED}
     timings = {**stats.timings, "total_s": round(time.perf_counter() - start, 2)}
+    if trained_on:
+        config["trained_on"] = trained_on
+    name = f"{model_name}@{trained_on}" if trained_on else model_name
     record = make_result(
-        model_name, ds.name, metrics, {"NDCG@10": per_query["NDCG@10"]}, split=split,
+        name, ds.name, metrics, {"NDCG@10": per_query["NDCG@10"]}, split=split,
         config=config, model_path=str(model_path), timings=timings,
     )
     path = save_result(record, results_root)

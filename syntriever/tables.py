@@ -2,7 +2,7 @@
 
 One evaluation writes ``results/<dataset>/<model>.json`` (model name made file-safe); the schema
 is built by :func:`make_result`. :func:`write_table` turns a dataset's result files into
-``results/<dataset>/table.md`` and ``results/<dataset>/ndcg10.png``.
+``results/<dataset>/README.md`` and ``results/<dataset>/ndcg10.png``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ import itertools
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import paths
-from .jsonl import DataError, write_json
+from .jsonl import DataError, write_bytes, write_json
 from .metrics import bootstrap_ci, paired_bootstrap
 
 logger = logging.getLogger(__name__)
@@ -28,7 +26,7 @@ logger = logging.getLogger(__name__)
 HEADLINE = "NDCG@10"
 TABLE_METRICS = ("NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10", "NDCG@100", "Recall@100", "MRR@10")
 CHART_NAME = "ndcg10.png"
-TABLE_NAME = "table.md"
+TABLE_NAME = "README.md"
 
 # Paper row names (Kim & Baek 2025, Tables 1 and 3).
 BM25 = "BM25"
@@ -421,24 +419,16 @@ def paired_table(
         )
     if not tests:
         lines.append("| - | - | - | - | - | - |")
+    lines.append("")
+    lines.append(
+        f"Paired bootstrap over queries ({n_resamples} resamples, seed {seed}), two-sided shift-"
+        f"method p-values; the smallest reportable p is 1/{n_resamples + 1} = "
+        f"{1 / (n_resamples + 1):.4f}. Holm adjusts for the {len(done)} comparisons."
+    )
     return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- output files
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def bar_chart(
@@ -500,7 +490,7 @@ def bar_chart(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     out = Path(path)
-    _atomic_write(out, buffer.getvalue())
+    write_bytes(out, buffer.getvalue())
     logger.info("wrote %s", out)
     return out
 
@@ -512,8 +502,10 @@ def write_table(
     baseline: str | None = None,
     n_resamples: int = 10000,
     seed: int = 0,
+    commands: Sequence[str] = (),
 ) -> Path:
-    """Write ``<root>/<dataset>/table.md`` (chart embedded) and ``ndcg10.png``; return md path."""
+    """Write ``<root>/<dataset>/README.md`` (chart embedded, and the ``commands`` that produced
+    the results when given) and ``ndcg10.png``; return the README path."""
     folder = results_dir(dataset, root)
     results = load_results(dataset, root)
     if not results:
@@ -531,7 +523,9 @@ def write_table(
             paired_table(results, n_resamples=n_resamples, seed=seed),
         ]
     )
+    if commands:
+        text += "\n## Commands that produced these results\n\n```bash\n" + "\n".join(commands) + "\n```\n"
     md = folder / TABLE_NAME
-    _atomic_write(md, text.encode("utf-8"))
+    write_bytes(md, text.encode("utf-8"))
     logger.info("wrote %s", md)
     return md

@@ -229,7 +229,7 @@ def test_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert pairs.count("\n| `") == 3
 
     md = tables.write_table("scifact", n_resamples=200)
-    assert md == folder / "table.md"
+    assert md == folder / "README.md"
     assert "![](ndcg10.png)" in md.read_text()
     assert (folder / "ndcg10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(folder.glob(".*.tmp"))

@@ -1,0 +1,71 @@
+"""The pipeline runner re-runs exactly the steps whose command or upstream steps changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syntriever.pipeline import Pipeline, Step, format_reports
+
+
+def writer(path: Path, text: str) -> list[str]:
+    """A step that prepends ``text`` to ``path`` (so running twice is visible)."""
+    code = (
+        f"import pathlib; p = pathlib.Path({str(path)!r}); "
+        f"p.write_text({text!r} + (p.read_text() if p.exists() else ''))"
+    )
+    return ["-c", code]
+
+
+def chain(tmp: Path, b_text: str = "b") -> list[Step]:
+    return [
+        Step("a", writer(tmp / "a", "a"), [tmp / "a"]),
+        Step("b", writer(tmp / "b", b_text), [tmp / "b"], ["a"]),
+        Step("c", writer(tmp / "c", "c"), [tmp / "c"], ["b"]),
+        Step("side", writer(tmp / "side", "s"), [tmp / "side"], ["a"]),
+        Step("table", writer(tmp / "table", "t"), [tmp / "table"], ["c", "side"], always=True),
+    ]
+
+
+def statuses(reports: list) -> dict[str, str]:
+    return {r.name: r.status for r in reports}
+
+
+def test_reruns_only_what_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTRIEVER_OUTPUT", str(tmp_path / "output"))
+    first = Pipeline("toy", chain(tmp_path)).run()
+    assert set(statuses(first).values()) == {"ran"}
+    again = Pipeline("toy", chain(tmp_path)).run()
+    assert statuses(again) == {
+        "a": "up to date",
+        "b": "up to date",
+        "c": "up to date",
+        "side": "up to date",
+        "table": "ran",
+    }
+    assert (tmp_path / "c").read_text() == "c"  # nothing ran twice
+    changed = Pipeline("toy", chain(tmp_path, b_text="B")).run()
+    assert statuses(changed) == {
+        "a": "up to date",
+        "b": "ran",
+        "c": "ran",
+        "side": "up to date",
+        "table": "ran",
+    }
+    # a missing output re-runs its step even when the manifest matches
+    (tmp_path / "side").unlink()
+    assert statuses(Pipeline("toy", chain(tmp_path, b_text="B")).run())["side"] == "ran"
+    assert "total" in format_reports(changed)
+
+
+def test_failing_step_stops_the_run_and_is_not_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    monkeypatch.setenv("SYNTRIEVER_OUTPUT", str(tmp_path / "output"))
+    steps = [Step("bad", ["-c", "raise SystemExit(3)"], [tmp_path / "never"])]
+    with pytest.raises(subprocess.CalledProcessError):
+        Pipeline("toy", steps).run()
+    assert not (tmp_path / "output" / "pipeline" / "toy" / "bad.json").exists()
