@@ -332,7 +332,30 @@ def _repeated_token_rows(features: dict[str, Any]) -> list[tuple[int, int]]:
     return [(int(i), int(j)) for i, j in equal.nonzero().tolist()]
 
 
-class SyntrieverClusterLoss(nn.Module):
+class _ScaledCosineLoss(nn.Module):
+    """Shared plumbing: the model (the trainer swaps it by this attribute name), the scale
+    ``1 / tau`` and the properties sentence-transformers' model card reads."""
+
+    def __init__(self, model: SentenceTransformer, scale: float = 20.0) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise ValueError("scale must be positive")
+        self.model = model
+        self.scale = scale
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale}
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 / self.scale
+
+    @property
+    def citation(self) -> str:
+        return SYNTRIEVER_CITATION
+
+
+class SyntrieverClusterLoss(_ScaledCosineLoss):
     """Stage-1 loss of Syntriever: cluster a query with all its relevant texts.
 
     The group ``{q_i, p_i, p_i^+, q_i^cot}`` is one cluster (soft-nearest-neighbour style,
@@ -388,11 +411,7 @@ class SyntrieverClusterLoss(nn.Module):
         use_cot: bool = True,
         use_synthetic: bool = True,
     ) -> None:
-        super().__init__()
-        if not scale > 0:
-            raise ValueError("scale must be positive")
-        self.model = model
-        self.scale = scale
+        super().__init__(model, scale)
         self.use_cot = use_cot
         self.use_synthetic = use_synthetic
         self._warned_no_labels = False
@@ -448,16 +467,8 @@ class SyntrieverClusterLoss(nn.Module):
     def get_config_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "use_cot": self.use_cot, "use_synthetic": self.use_synthetic}
 
-    @property
-    def temperature(self) -> float:
-        return 1.0 / self.scale
 
-    @property
-    def citation(self) -> str:
-        return SYNTRIEVER_CITATION
-
-
-class PartialPlackettLuceLoss(nn.Module):
+class PartialPlackettLuceLoss(_ScaledCosineLoss):
     """Stage-2 loss of Syntriever: partial Plackett-Luce ranking of LLM preference triples.
 
     Columns: (query ``q_i``, preferred passage ``c_i^+``, less-preferred passage ``c_i^-``);
@@ -491,11 +502,7 @@ class PartialPlackettLuceLoss(nn.Module):
     def __init__(
         self, model: SentenceTransformer, scale: float = 20.0, check_distinct_queries: bool = True
     ) -> None:
-        super().__init__()
-        if not scale > 0:
-            raise ValueError("scale must be positive")
-        self.model = model
-        self.scale = scale
+        super().__init__(model, scale)
         self.check_distinct_queries = check_distinct_queries
 
     def forward(
@@ -529,16 +536,8 @@ class PartialPlackettLuceLoss(nn.Module):
     def get_config_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "check_distinct_queries": self.check_distinct_queries}
 
-    @property
-    def temperature(self) -> float:
-        return 1.0 / self.scale
 
-    @property
-    def citation(self) -> str:
-        return SYNTRIEVER_CITATION
-
-
-class BradleyTerryLoss(nn.Module):
+class BradleyTerryLoss(_ScaledCosineLoss):
     """Bradley-Terry preference loss, the stage-2 ablation of Syntriever.
 
     Columns: (query ``q_i``, preferred passage ``c_i^+``, less-preferred passage ``c_i^-``);
@@ -556,13 +555,6 @@ class BradleyTerryLoss(nn.Module):
         scale: ``1 / tau``; 20 is ``tau = 0.05``.
     """
 
-    def __init__(self, model: SentenceTransformer, scale: float = 20.0) -> None:
-        super().__init__()
-        if not scale > 0:
-            raise ValueError("scale must be positive")
-        self.model = model
-        self.scale = scale
-
     def forward(
         self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None
     ) -> Tensor:
@@ -576,14 +568,3 @@ class BradleyTerryLoss(nn.Module):
         """The loss from the (q, c+, c-) embedding columns; ``labels`` is unused."""
         _check_num_columns(self, embeddings, 3, "q, c+, c-")
         return bradley_terry_loss(*embeddings, scale=self.scale)
-
-    def get_config_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale}
-
-    @property
-    def temperature(self) -> float:
-        return 1.0 / self.scale
-
-    @property
-    def citation(self) -> str:
-        return SYNTRIEVER_CITATION
