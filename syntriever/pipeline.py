@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syntriever.jsonl import write_json
+from syntriever.jsonl import sha256_file, write_json
 from syntriever.llm.cost import BATCH_DISCOUNT, PRICES_PER_M
 from syntriever.paths import ROOT, dataset_dir, output_root
 
@@ -51,20 +51,12 @@ class StepReport:
     cost_usd: float | None = None
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def dataset_digest(dataset: str) -> str:
     """Hash of a dataset's files (corpus, queries, qrels)."""
     folder = dataset_dir(dataset)
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + _file_digest(path).encode())
+        digest.update(str(path.relative_to(folder)).encode() + sha256_file(path).encode())
     return digest.hexdigest()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import importlib
 import logging
 import os
@@ -29,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from syntriever.jsonl import sha256_file
 from syntriever.paths import ROOT, cache_root
 
 logger = logging.getLogger(__name__)
@@ -76,14 +76,6 @@ PRESETS: dict[str, GGUFPreset] = {
 DEFAULT_PRESET = "qwen0.5b"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _part_paths(preset: GGUFPreset) -> list[Path]:
     paths = []
     for i in range(1, preset.parts + 1):
@@ -120,7 +112,7 @@ def gguf_path(model: str) -> Path:
                 while chunk := fh.read(1 << 24):
                     out.write(chunk)
     size = tmp.stat().st_size
-    digest = _sha256(tmp)
+    digest = sha256_file(tmp)
     if size != preset.size or (preset.sha256 and digest != preset.sha256):
         tmp.unlink()
         raise RuntimeError(
@@ -133,10 +125,10 @@ def gguf_path(model: str) -> Path:
     return target
 
 
-def model_sha256(path: Path) -> str:
+def modelsha256_file(path: Path) -> str:
     """The recorded sha256 of an assembled preset, or the file's hash computed now."""
     stamp = path.with_suffix(".verified")
-    return stamp.read_text().strip() if stamp.is_file() else _sha256(path)
+    return stamp.read_text().strip() if stamp.is_file() else sha256_file(path)
 
 
 def server_binary(build: bool = True) -> Path:
