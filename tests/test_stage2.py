@@ -41,6 +41,7 @@ from syntriever.stage2 import (
     truncate,
 )
 from syntriever.training import TrainSettings
+from tests.helpers import result
 
 JUDGE = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1")
 
@@ -53,24 +54,6 @@ def retrieval_record(qid: str, n: int = 5, text_len: int = 40) -> dict[str, Any]
         "scores": [1.0 - 0.1 * r for r in range(n)],
         "texts": [f"passage {d} " + "x" * text_len for d in ids],
     }
-
-
-def result(cid: str, tokens: list[tuple[str, dict[str, float]]], prompt_tokens: int = 100) -> dict[str, Any]:
-    """A Batch output line whose answer is the given tokens, each with its top alternatives."""
-    content = [
-        {"token": tok, "logprob": alts.get(tok, max(alts.values())),
-         "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alts.items()]}
-        for tok, alts in tokens
-    ]
-    body = {
-        "choices": [{
-            "index": 0, "finish_reason": "stop",
-            "message": {"role": "assistant", "content": "".join(t for t, _ in tokens)},
-            "logprobs": {"content": content},
-        }],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens)},
-    }
-    return result_line(cid, body)
 
 
 def answer(cid: str, digit: str, lp1: float, lp2: float, prefix: bool = True) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def gguf_path(model: str) -> Path:
     return target
 
 
-def modelsha256_file(path: Path) -> str:
+def model_sha256(path: Path) -> str:
     """The recorded sha256 of an assembled preset, or the file's hash computed now."""
     stamp = path.with_suffix(".verified")
     return stamp.read_text().strip() if stamp.is_file() else sha256_file(path)

@@ -1,0 +1,203 @@
+"""Stage-1 synthesis: requests, verdict parsing, calibration, records; stage-1 examples."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from syntriever.data import BeirDataset
+from syntriever.jsonl import DataError, write_jsonl
+from syntriever.llm.config import LLMConfig
+from syntriever.llm.cost import estimate
+from syntriever.stage1 import Stage1Variant, build_examples, load_synthetic
+from syntriever.synthesis import (
+    SynthesisSettings,
+    build_records,
+    generation_requests,
+    parse_yes_no,
+    training_queries,
+    verification_requests,
+    yes_no_margin,
+    youden_threshold,
+)
+from tests.helpers import result
+
+CONFIG = LLMConfig(backend="online", model="test-model", base_url="http://127.0.0.1:9/v1")
+
+
+def toy_dataset() -> BeirDataset:
+    corpus = {f"d{i}": {"title": f"T{i}", "text": f"text {i}"} for i in range(4)}
+    queries = {"q1": "claim one", "q2": "claim two", "q3": "claim three"}
+    qrels = {"q1": {"d0": 1, "d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 0}}
+    return BeirDataset("toy", "train", corpus, queries, qrels)
+
+
+def text_result(cid: str, text: str) -> dict:
+    return result(cid, [(text, {text: -0.1})])
+
+
+def yes_no_result(cid: str, lp_yes: float | None, lp_no: float | None, text: str = "Yes") -> dict:
+    alts = {"Other": -6.0}
+    if lp_yes is not None:
+        alts["Yes"] = lp_yes
+    if lp_no is not None:
+        alts["No"] = lp_no
+    return result(cid, [(text, alts)])
+
+
+def test_requests_per_query_and_verification_only_for_generated() -> None:
+    queries = training_queries(toy_dataset())
+    assert list(queries) == ["q1", "q2"]  # q3 has no relevant passage
+    settings = SynthesisSettings(max_tokens_passage=100, max_tokens_cot=50)
+    reqs = generation_requests(queries, CONFIG, settings)
+    assert [r["custom_id"] for r in reqs] == ["q1:cot", "q1:pos", "q1:neg", "q2:cot", "q2:pos", "q2:neg"]
+    assert reqs[0]["body"]["messages"][-1]["content"].endswith("Let's think step by step.")
+    assert reqs[1]["body"]["max_tokens"] == 100 and reqs[0]["body"]["max_tokens"] == 50
+    assert all(r["body"]["temperature"] == 0.7 for r in reqs)
+    generated = {"q1:pos": text_result("q1:pos", "a passage"), "q1:neg": text_result("q1:neg", "  ")}
+    ver = verification_requests(queries, generated, CONFIG)
+    assert [r["custom_id"] for r in ver] == ["q1:verify-pos"]  # empty or missing texts are not judged
+    assert ver[0]["body"]["logprobs"] is True and ver[0]["body"]["temperature"] == 0.0
+    assert "a passage" in ver[0]["body"]["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("Yes", "yes"),
+        ("no.", "no"),
+        ("**No**, it is not", "no"),
+        (" YES", "yes"),
+        ("Yesterday", "unparseable"),
+        ("The passage is relevant", "unparseable"),
+        ("", "unparseable"),
+        ("Maybe", "unparseable"),
+    ],
+)
+def test_parse_yes_no_never_guesses(text: str, verdict: str) -> None:
+    assert parse_yes_no(text) == verdict
+
+
+def test_yes_no_margin() -> None:
+    assert yes_no_margin(yes_no_result("x", -0.2, -2.0)) == pytest.approx(1.8)
+    assert yes_no_margin(yes_no_result("x", -0.2, None)) == pytest.approx(-0.2 + 6.0)  # bounded by floor
+    assert yes_no_margin(yes_no_result("x", None, None, text="Other")) is None
+
+
+def test_youden_threshold_separates_and_refuses_empty() -> None:
+    cut = youden_threshold([2.0, 3.0, 1.5], [0.5, -1.0, 1.0])
+    assert 1.0 < cut < 1.5
+    assert youden_threshold([1.0], [1.0]) < 1.0 or youden_threshold([1.0], [1.0]) >= 1.0  # defined
+    with pytest.raises(ValueError):
+        youden_threshold([], [1.0])
+
+
+def test_build_records_counts_verdicts_in_both_modes() -> None:
+    queries = {"q1": "c1", "q2": "c2", "q3": "c3", "q4": "c4"}
+    generated = {
+        f"{q}:{k}": text_result(f"{q}:{k}", f"{k} of {q}") for q in queries for k in ("cot", "pos", "neg")
+    }
+    verified = {
+        "q1:verify-pos": yes_no_result("q1:verify-pos", -0.1, -3.0, "Yes"),
+        "q1:verify-neg": yes_no_result("q1:verify-neg", -2.0, -0.2, "No"),
+        "q2:verify-pos": yes_no_result("q2:verify-pos", -1.5, -0.3, "No"),
+        "q2:verify-neg": yes_no_result("q2:verify-neg", -2.5, -0.1, "No"),
+        "q3:verify-pos": yes_no_result("q3:verify-pos", None, None, "Other"),
+        "q3:verify-neg": yes_no_result("q3:verify-neg", -3.0, -0.1, "No"),
+    }  # q4 has no verification: "missing"
+    records, summary = build_records(
+        queries, generated, verified, CONFIG, SynthesisSettings(verify_mode="text")
+    )
+    assert [r["verdict"] for r in records] == ["yes", "no", "unparseable", "missing"]
+    assert summary["verdicts"] == {"yes": 1, "no": 1, "unparseable": 1, "missing": 1}
+    assert summary["relabelled_share"] == 0.5
+    assert records[0]["positive"] == "pos of q1" and records[0]["cot"] == "cot of q1"
+    records, summary = build_records(
+        queries, generated, verified, CONFIG, SynthesisSettings(verify_mode="logprobs")
+    )
+    threshold = summary["verify_threshold"]
+    assert math.isfinite(threshold)
+    margins = [r["verification_margin"] for r in records]
+    assert margins[2] is None and records[2]["verdict"] == "unparseable"
+    assert [r["verdict"] for r in records[:2]] == ["yes" if m > threshold else "no" for m in margins[:2]]
+    assert summary["text_verdicts"] == {"yes": 1, "no": 1, "unparseable": 1}
+
+
+def test_cost_estimate_for_batch_gpt4o() -> None:
+    reqs = generation_requests(
+        {"q": "x" * 400}, CONFIG, SynthesisSettings(max_tokens_passage=100, max_tokens_cot=100)
+    )
+    est = estimate(reqs, "gpt-4o", batch=True)
+    assert est.requests == 3 and est.max_output_tokens == 300 and est.input_tokens > 300
+    assert est.cost_usd == pytest.approx((est.input_tokens * 2.5 + 300 * 10.0) / 1e6 * 0.5)
+    assert estimate(reqs, "some-local-model", batch=False).cost_usd is None
+
+
+def write_synthetic(path: Path, rows: list[dict]) -> Path:
+    write_jsonl(path, rows)
+    return path
+
+
+def synthetic_row(qid: str, verdict: str, cot: str = "a cot") -> dict:
+    return {
+        "query_id": qid,
+        "cot": cot,
+        "positive": f"pos {qid}",
+        "negative": f"neg {qid}",
+        "verdict": verdict,
+    }
+
+
+def test_load_synthetic_rejects_bad_lines(tmp_path: Path) -> None:
+    path = write_synthetic(tmp_path / "s.jsonl", [synthetic_row("q1", "yes"), {"query_id": "q2"}])
+    with pytest.raises(DataError, match=r"s\.jsonl:2: synthetic record lacks 'cot'"):
+        load_synthetic(path)
+    path = write_synthetic(tmp_path / "s.jsonl", [synthetic_row("q1", "perhaps")])
+    with pytest.raises(DataError, match=r"s\.jsonl:1: unknown verdict 'perhaps'"):
+        load_synthetic(path)
+
+
+def test_stage1_examples_per_variant(tmp_path: Path, tiny_st_model) -> None:
+    ds = toy_dataset()
+    path = write_synthetic(
+        tmp_path / "s.jsonl", [synthetic_row("q1", "no"), synthetic_row("q2", "unparseable", "")]
+    )
+    synthetic = load_synthetic(path)
+    tiny_st_model.prompts = {"query": "query: ", "document": "passage: "}
+    data, counts = build_examples(ds, tiny_st_model, Stage1Variant(), synthetic)
+    assert data.column_names == ["query", "positive", "synthetic", "cot", "negative", "label"]
+    assert data["label"] == [0, 0, -1]  # q1 has two labelled passages, q2 one; q3 none
+    assert data["query"][0] == "query: claim one" and data["positive"][0] == "passage: T0 text 0"
+    assert data["cot"][2] == "passage: claim two"  # empty CoT falls back to the query, counted
+    assert counts == {
+        "pairs": 3,
+        "skipped_no_synthetic": 0,
+        "relabelled": 2,
+        "unknown_verdict": 1,
+        "empty_cot": 1,
+    }
+    data, _ = build_examples(ds, tiny_st_model, Stage1Variant(use_verification=False), synthetic)
+    assert data["label"] == [1, 1, 1]
+    data, _ = build_examples(ds, tiny_st_model, Stage1Variant(use_cot=False), synthetic)
+    assert data.column_names == ["query", "positive", "synthetic", "negative", "label"]
+    data, _ = build_examples(ds, tiny_st_model, Stage1Variant(use_synthetic=False), synthetic)
+    assert data.column_names == ["query", "positive", "cot"]
+    data, counts = build_examples(ds, tiny_st_model, Stage1Variant(False, False), None)
+    assert data.column_names == ["query", "positive"] and counts["pairs"] == 3
+    only_q1 = {"q1": synthetic["q1"]}
+    data, counts = build_examples(ds, tiny_st_model, Stage1Variant(), only_q1)
+    assert counts["skipped_no_synthetic"] == 1 and len(data) == 2
+    assert [
+        Stage1Variant(*v).suffix()
+        for v in [
+            (True, True, True),
+            (False, True, True),
+            (True, False, True),
+            (True, True, False),
+            (False, False, True),
+        ]
+    ] == ["sft", "sft-nocot", "sft-nosyn", "sft-noverify", "labelled"]
+    assert json.dumps(counts)  # serialisable for the model card
