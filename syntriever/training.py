@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -87,6 +88,9 @@ def train(
     """Train ``model`` on ``dataset`` with ``loss``; save it to ``out_dir``; return the card."""
     model.max_seq_length = settings.max_seq_length
     scratch = Path(tempfile.mkdtemp(prefix="syntriever-train-"))
+    # several CPU processes (torchrun without GPUs): transformers needs gloo and use_cpu for DDP
+    cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = {"ddp_backend": "gloo", "use_cpu": True} if cpu_ddp else {}
     # transformers 5 reads a float warmup_steps < 1 as a ratio of the total steps
     warmup = settings.warmup_ratio if settings.warmup_ratio else settings.warmup_steps
     args = SentenceTransformerTrainingArguments(
@@ -108,6 +112,7 @@ def train(
         dataloader_drop_last=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         warmup_steps=warmup,
+        **distributed,
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     start = time.perf_counter()
@@ -120,6 +125,7 @@ def train(
     card = {
         **card,
         "syntriever_version": __version__,
+        "world_size": args.world_size,
         "settings": asdict(settings),
         "examples": len(dataset),
         "steps": steps,
