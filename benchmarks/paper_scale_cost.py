@@ -1,0 +1,89 @@
+"""Estimate LLM requests, tokens and OpenAI cost of the method at paper scale, per dataset.
+
+    python benchmarks/paper_scale_cost.py [--model gpt-4o] [--batch]
+
+Counts come from BEIR's training splits (queries with a relevant passage); token sizes are
+assumptions stated below (GPT-4o tokenizer, passages of each corpus's typical length), and
+output lengths are the paper's 512-token cap for synthesis (typical answers are shorter, so the
+synthesis cost is an upper bound). Writes benchmarks/results/paper_scale_cost.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from syntriever.jsonl import write_bytes  # noqa: E402
+from syntriever.llm.cost import BATCH_DISCOUNT, PRICES_PER_M  # noqa: E402
+
+# training queries (BEIR train qrels; MS MARCO train), typical passage length in tokens
+DATASETS = {
+    "msmarco": (502_939, 80),
+    "hotpotqa": (85_000, 90),
+    "fiqa": (5_500, 200),
+    "scifact": (809, 300),
+    "nfcorpus": (2_590, 300),
+    "nq": (132_803, 120),
+    "fever": (109_810, 150),
+}
+PROMPT_OVERHEAD = 60  # template tokens around the query / passages
+QUERY_TOKENS = 20
+SYNTH_OUT = 512  # cap per generation (CoT, positive, negative)
+COMPARE_OUT = 4
+PAIRS = 10  # C(5, 2)
+
+
+def estimate(queries: int, passage: int, price: tuple[float, float], discount: float) -> dict[str, float]:
+    gen_in = 3 * queries * (PROMPT_OVERHEAD + QUERY_TOKENS)
+    gen_out = 3 * queries * SYNTH_OUT
+    ver_in = 2 * queries * (PROMPT_OVERHEAD + QUERY_TOKENS + SYNTH_OUT)
+    ver_out = 2 * queries * 3
+    cmp_in = PAIRS * queries * (PROMPT_OVERHEAD + QUERY_TOKENS + 2 * passage)
+    cmp_out = PAIRS * queries * COMPARE_OUT
+    tokens_in, tokens_out = gen_in + ver_in + cmp_in, gen_out + ver_out + cmp_out
+    cost = (tokens_in * price[0] + tokens_out * price[1]) / 1e6 * discount
+    return {
+        "requests": queries * (3 + 2 + PAIRS),
+        "tokens_in": tokens_in,
+        "tokens_out": tokens_out,
+        "cost": cost,
+        "cost_both_orders": cost + cmp_in * price[0] / 1e6 * discount,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--model", default="gpt-4o", choices=sorted(PRICES_PER_M))
+    parser.add_argument("--batch", action="store_true", help="Batch API prices (half)")
+    args = parser.parse_args()
+    discount = BATCH_DISCOUNT if args.batch else 1.0
+    price = PRICES_PER_M[args.model]
+    lines = [
+        f"Estimated LLM use at paper scale with {args.model} ({'Batch API' if args.batch else 'online'} "
+        f"prices ${price[0]}/M in, ${price[1]}/M out{', halved' if args.batch else ''}).",
+        "",
+        "| dataset | train queries | requests | input tokens | output tokens (cap) | cost "
+        "| with both orders |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, (queries, passage) in DATASETS.items():
+        e = estimate(queries, passage, price, discount)
+        lines.append(
+            f"| {name} | {queries:,} | {e['requests']:,} | {e['tokens_in'] / 1e6:,.1f} M | "
+            f"{e['tokens_out'] / 1e6:,.1f} M | ${e['cost']:,.0f} | ${e['cost_both_orders']:,.0f} |"
+        )
+    lines += [
+        "",
+        "Requests per query: 3 generations, 2 verifications, 10 pairwise comparisons (top 5). "
+        "Output tokens use the 512-token cap; measured answers are shorter.",
+    ]
+    text = "\n".join(lines) + "\n"
+    write_bytes(Path(__file__).parent / "results" / "paper_scale_cost.md", text.encode())
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
