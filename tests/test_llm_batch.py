@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from syntriever.jsonl import read_jsonl, write_jsonl
+from syntriever.llm import batch as batch_module
 from syntriever.llm.batch import BatchRunError, run_batch, state_path
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import LocalServer
@@ -69,6 +70,18 @@ def config_for(fake: FakeOpenAI) -> LLMConfig:
 
 def result_ids(path: Path) -> Counter[str]:
     return Counter(row["custom_id"] for row in read_jsonl(path))
+
+
+def test_large_runs_are_split_into_batches_within_the_limits(
+    fake: FakeOpenAI, env_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch_module, "MAX_BATCH_REQUESTS", 3)
+    req, res, ids = make_requests(tmp_path, 7)
+    stats = run_batch(req, res, config=config_for(fake), desc="test")
+    assert stats.succeeded == 7 and fake.batches_created == 3 and fake.lines_executed == 7
+    state = json.loads(state_path(req).read_text())
+    assert [len(b["custom_ids"]) for b in state["batches"]] == [3, 3, 1]
+    assert result_ids(res) == Counter(ids)
 
 
 def test_batch_completes_with_real_answers(fake: FakeOpenAI, env_key: str, tmp_path: Path) -> None:

@@ -57,6 +57,10 @@ class BatchStats(RunStats):
     batches_created: int = 0
 
 
+MAX_BATCH_REQUESTS = 50_000
+MAX_BATCH_BYTES = 190 * 1024 * 1024
+
+
 def state_path(requests_path: str | Path) -> Path:
     """The state file of a request file: ``<requests stem>.batch.json`` in the same folder."""
     path = Path(requests_path)
@@ -369,9 +373,21 @@ class _Run:
             if self.no_progress >= max_rounds:
                 raise self.give_up(max_rounds)
             missing = self.missing()
-            logger.info("%s: %d of %d requests have no result; submitting them", self.desc, len(missing),
-                        len(self.requests))
-            self.submit(missing)
+            part = self.first_part(missing)
+            logger.info("%s: %d of %d requests have no result; submitting %d of them", self.desc,
+                        len(missing), len(self.requests), len(part))
+            self.submit(part)
+
+    def first_part(self, custom_ids: list[str]) -> list[str]:
+        """The leading requests that fit one batch (OpenAI: 50,000 requests, 200 MB per file);
+        larger runs go as consecutive batches."""
+        part, size = [], 0
+        for cid in custom_ids[:MAX_BATCH_REQUESTS]:
+            size += len(json.dumps(self.requests[cid], ensure_ascii=False).encode("utf-8")) + 1
+            if part and size > MAX_BATCH_BYTES:
+                break
+            part.append(cid)
+        return part
 
     def give_up(self, max_rounds: int) -> BatchRunError:
         missing = self.missing()
