@@ -69,3 +69,23 @@ def test_failing_step_stops_the_run_and_is_not_recorded(
     with pytest.raises(subprocess.CalledProcessError):
         Pipeline("toy", steps).run()
     assert not (tmp_path / "output" / "pipeline" / "toy" / "bad.json").exists()
+
+
+def test_pipeline_steps_for_a_dataset() -> None:
+    import argparse
+
+    from run_pipeline import build_steps
+
+    def steps(**overrides: object) -> dict[str, Step]:
+        args = argparse.Namespace(dataset="scifact", model="minilm", llm_model="qwen0.5b", llm_backend=None,
+                                  k=5, pairs=None, ablations=False, stage1_only=False, paper=False)
+        vars(args).update(overrides)
+        return {s.name: s for s in build_steps(args)}
+
+    base = steps()
+    assert list(base)[:4] == ["data", "eval bm25", "eval minilm", "synthesis"]
+    assert base["eval minilm-final"].after == ["stage 2"] and base["stage 2"].after == ["comparisons"]
+    assert base["table"].always and "eval minilm-sft" in base["table"].after
+    changed = steps(k=6)
+    assert [n for n in base if base[n].args != changed[n].args] == ["comparisons"]
+    assert "stage 1 nocot" in steps(ablations=True) and "stage 2" not in steps(stage1_only=True)
