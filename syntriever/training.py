@@ -85,7 +85,11 @@ def train(
     out_dir: Path,
     card: dict[str, Any],
 ) -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` with ``loss``; save it to ``out_dir``; return the card."""
+    """Train ``model`` on ``dataset`` with ``loss``; save it to ``out_dir``; return the card.
+
+    ``settings.max_seq_length`` applies to training only: the saved model keeps the encoder's
+    own maximum length, so evaluation is not silently truncated to the training length."""
+    encoder_max_length = model.max_seq_length
     model.max_seq_length = settings.max_seq_length
     scratch = Path(tempfile.mkdtemp(prefix="syntriever-train-"))
     # several CPU processes (torchrun without GPUs): transformers needs gloo and use_cpu for DDP
@@ -138,6 +142,7 @@ def train(
         "loss": type(loss).__name__,
         "loss_config": loss.get_config_dict() if hasattr(loss, "get_config_dict") else {},
     }
+    model.max_seq_length = encoder_max_length
     if trainer.is_world_process_zero():
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         model.save(str(out_dir))

@@ -364,6 +364,8 @@ def test_tiny_partial_plackett_luce_training_run(tiny_st_model: SentenceTransfor
     assert card["steps"] == 2 and math.isfinite(card["final_train_loss"])
     assert (out / "modules.json").is_file() and (out / "syntriever.json").is_file()
     assert json.loads((out / "syntriever.json").read_text())["loss"] == "PartialPlackettLuceLoss"
+    # the training length (16) does not leak into the saved model (the tiny encoder's own: 32)
+    assert SentenceTransformer(str(out), device="cpu").max_seq_length == 32
 
 
 def test_stage2_train_settings_and_names() -> None:
