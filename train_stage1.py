@@ -4,7 +4,8 @@
 
 MODEL is an encoder preset (minilm, e5, contriever), a local folder or a hub id. Reads the train
 split and the synthetic data of datasets/parse_synthetic.py; saves output/<MODEL>-sft-<DATASET>
-(ablations: -sft-nocot, -sft-nosyn, -sft-noverify; labelled pairs only: <MODEL>-labelled).
+(ablations: -sft-nocot, -sft-nosyn, -sft-noverify; labelled pairs only: <MODEL>-labelled;
+filtered negatives: -sft-negcopies, -sft-negjudge).
 """
 
 import argparse
@@ -19,7 +20,13 @@ from syntriever.encoders import load_encoder  # noqa: E402
 from syntriever.llm.local import DEFAULT_PRESET  # noqa: E402
 from syntriever.paths import check_name, file_safe, output_root  # noqa: E402
 from syntriever.prompts import PROMPT_VERSION  # noqa: E402
-from syntriever.stage1 import Stage1Variant, build_examples, load_synthetic, make_loss  # noqa: E402
+from syntriever.stage1 import (  # noqa: E402
+    NEGATIVE_FILTERS,
+    Stage1Variant,
+    build_examples,
+    load_synthetic,
+    make_loss,
+)
 from syntriever.synthesis import run_dir  # noqa: E402
 from syntriever.training import train  # noqa: E402
 
@@ -34,6 +41,9 @@ def main() -> None:
     parser.add_argument("--no-cot", action="store_true", help="ablation: without CoT queries")
     parser.add_argument("--no-synthetic", action="store_true", help="ablation: without synthetic passages")
     parser.add_argument("--no-verify", action="store_true", help="ablation: ignore self-verification")
+    parser.add_argument("--filter-negatives", choices=NEGATIVE_FILTERS, default=None,
+                        help="not in the paper: drop synthetic negatives that copy the query "
+                        "(copies) or that the judge rates above the positive (judge)")
     parser.add_argument("--labelled-only", action="store_true",
                         help="baseline: InfoNCE on the labelled pairs only (no synthetic data)")
     parser.add_argument("--output-name", default=None, help="model name (default: MODEL-sft[-ablation])")
@@ -44,6 +54,7 @@ def main() -> None:
         use_cot=not (args.no_cot or args.labelled_only),
         use_synthetic=not (args.no_synthetic or args.labelled_only),
         use_verification=not args.no_verify,
+        negative_filter=args.filter_negatives,
     )
     name = args.output_name or f"{file_safe(args.model)}-{variant.suffix()}"
     out_dir = output_root() / f"{check_name(name, 'model')}-{check_name(args.dataset)}"

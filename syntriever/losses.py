@@ -119,6 +119,16 @@ def _verified_mask(verified: Tensor | None, batch_size: int, device: torch.devic
     return flags.long()
 
 
+def _binary_flags(flags: Tensor, batch_size: int, device: torch.device, name: str) -> Tensor:
+    """Check ``(B,)`` 0/1 flags and return them as ints."""
+    flags = flags.detach().to(device).reshape(-1).long()
+    if flags.numel() != batch_size:
+        raise ValueError(f"expected {batch_size} {name} flags, got {flags.numel()}")
+    if not bool(((flags == 0) | (flags == 1)).all()):
+        raise ValueError(f"{name} flags must be 0 or 1, got {flags.tolist()}")
+    return flags
+
+
 def repeated_rows(x: Tensor, rtol: float = 1e-5, atol: float = 1e-8) -> list[tuple[int, int]]:
     """Return the pairs ``(i, j)``, ``i < j``, of rows of ``x`` that are ``torch.allclose``."""
     with torch.no_grad():
@@ -136,6 +146,7 @@ def cluster_loss(
     synthetic_negatives: Tensor | None = None,
     verified: Tensor | None = None,
     scale: float = 20.0,
+    keep_negative: Tensor | None = None,
 ) -> Tensor:
     """Stage-1 cluster loss of Syntriever, averaged over the batch.
 
@@ -162,6 +173,10 @@ def cluster_loss(
             negative of its own query; it stays an in-batch negative of the others).
             None means all verified. Needs ``synthetic_positives`` if any flag is not 1.
         scale: ``1 / tau``.
+        keep_negative: ``(B,)`` flags, 1 = ``p_i^-`` is a hard negative of ``q_i`` (the paper),
+            0 = a filtered negative: it leaves the denominator of ``L1(q_i)`` and stays an
+            in-batch negative of the other queries. None keeps all. An option beside the
+            paper, for LLMs whose "irrelevant" passages restate the query.
     """
     batch_size, _ = _check_columns(
         {
@@ -180,10 +195,16 @@ def cluster_loss(
     candidates = [positives, *(c for c in optional if c is not None)]
     logits = scaled_cosine(anchors, torch.cat(candidates, dim=0), scale)  # (B, K * B)
     rows = torch.arange(batch_size, device=anchors.device)
-    if flags is not None and bool((flags == UNVERIFIED).any()):
-        own = torch.zeros_like(logits, dtype=torch.bool)
-        own[rows, batch_size + rows] = flags == UNVERIFIED
-        logits = logits.masked_fill(own, float("-inf"))
+    dropped = torch.zeros_like(logits, dtype=torch.bool)  # own candidates left out of L1(q_i)
+    if flags is not None:
+        dropped[rows, batch_size + rows] = flags == UNVERIFIED
+    if keep_negative is not None:
+        if synthetic_negatives is None:
+            raise ValueError("keep_negative was given without a synthetic negative column")
+        keep = _binary_flags(keep_negative, batch_size, anchors.device, "keep_negative")
+        dropped[rows, logits.shape[1] - batch_size + rows] = keep == 0
+    if bool(dropped.any()):
+        logits = logits.masked_fill(dropped, float("-inf"))
     log_denominator = torch.logsumexp(logits, dim=1)
 
     numerator_terms = [logits[rows, rows]]  # s(q_i, p_i)
@@ -386,7 +407,9 @@ class SyntrieverClusterLoss(_ScaledCosineLoss):
     label columns: ``label``, ``labels``, ``score``, ``scores``) holding 1 / True when the LLM
     verified ``p_i^+`` as relevant and 0 / False when it answered no. The trainer removes that
     column from the text columns and passes it as ``labels``. A relabelled ``p_i^+`` leaves the
-    numerator and stays in the denominator (a second hard negative). Without a label column
+    numerator and stays in the denominator (a second hard negative). A two-column label
+    ``[verified, keep_negative]`` also says, per example, whether ``p_i^-`` stays a hard negative
+    of ``q_i`` (1) or was filtered out (0; see :func:`cluster_loss`). Without a label column
     (``labels=None``) every ``p_i^+`` counts as verified, which is the "self-verification off"
     ablation; a warning is logged once. With ``use_synthetic=False`` the flags must be absent
     or all 1.
@@ -449,11 +472,17 @@ class SyntrieverClusterLoss(_ScaledCosineLoss):
                 "verified (self-verification off)"
             )
             self._warned_no_labels = True
+        keep_negative = None
+        if labels is not None and labels.ndim == 2:
+            if labels.shape[1] != 2:
+                raise ValueError(f"labels must be (batch,) or (batch, 2), got {tuple(labels.shape)}")
+            labels, keep_negative = labels[:, 0], labels[:, 1]
         if labels is not None and not self.use_synthetic:
             flags = _verified_mask(labels, columns["q"].shape[0], columns["q"].device)
-            if not bool((flags == 1).all()):
-                raise ValueError("use_synthetic=False, but some examples are flagged as not verified")
-            labels = None
+            filtered = keep_negative is not None and not bool((keep_negative == 1).all())
+            if filtered or not bool((flags == 1).all()):
+                raise ValueError("use_synthetic=False, but some examples flag synthetic texts")
+            labels = keep_negative = None
         return cluster_loss(
             columns["q"],
             columns["p"],
@@ -462,6 +491,7 @@ class SyntrieverClusterLoss(_ScaledCosineLoss):
             synthetic_negatives=columns.get("p-"),
             verified=labels,
             scale=self.scale,
+            keep_negative=keep_negative,
         )
 
     def get_config_dict(self) -> dict[str, Any]:

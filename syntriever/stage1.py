@@ -25,6 +25,7 @@ from syntriever.losses import UNVERIFIED, SyntrieverClusterLoss
 logger = logging.getLogger(__name__)
 
 VERDICT_LABEL = {"yes": 1, "no": 0, "unparseable": UNVERIFIED, "missing": UNVERIFIED}
+NEGATIVE_FILTERS = ("copies", "judge")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,13 @@ class Stage1Variant:
     use_cot: bool = True
     use_synthetic: bool = True
     use_verification: bool = True
+    negative_filter: str | None = None  # not in the paper: see keep_negative()
+
+    def __post_init__(self) -> None:
+        if self.negative_filter not in (None, *NEGATIVE_FILTERS):
+            raise ValueError(f"negative_filter must be one of {NEGATIVE_FILTERS} or None")
+        if self.negative_filter and not self.use_synthetic:
+            raise ValueError("a negative filter needs the synthetic passages")
 
     @property
     def uses_llm_data(self) -> bool:
@@ -50,7 +58,34 @@ class Stage1Variant:
             parts.append("nosyn")
         if self.use_synthetic and not self.use_verification:
             parts.append("noverify")
+        if self.negative_filter:
+            parts.append(f"neg{self.negative_filter}")
         return "-".join(parts)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split()).strip(" .!?")
+
+
+def keep_negative(record: dict[str, Any], query: str, criterion: str | None) -> bool:
+    """Whether the synthetic "irrelevant" passage stays a hard negative of its own query.
+
+    Not in the paper; for small LLMs whose negatives restate the query. ``copies`` drops a
+    negative that contains the query verbatim (case and spacing aside); ``judge`` drops one the
+    verification judge scores at least as relevant as the query's synthetic positive
+    (``negative_margin >= verification_margin``, logprobs verification only).
+    """
+    if criterion is None:
+        return True
+    if criterion == "copies":
+        return _normalise(query) not in _normalise(record["negative"])
+    margins = (record.get("negative_margin"), record.get("verification_margin"))
+    if None in margins:
+        raise DataError(
+            f"query {record['query_id']}: the judge filter needs negative_margin and "
+            "verification_margin (run parse_synthetic.py with --verify-mode logprobs)"
+        )
+    return margins[0] < margins[1]
 
 
 def load_synthetic(path: Path) -> dict[str, dict[str, Any]]:
@@ -72,7 +107,8 @@ def build_examples(
     variant: Stage1Variant,
     synthetic: dict[str, dict[str, Any]] | None,
 ) -> tuple[Dataset, dict[str, int]]:
-    """Columns (query, positive[, synthetic][, cot][, negative][, label]) and counts."""
+    """Columns (query, positive[, synthetic][, cot][, negative][, label]) and counts. With a
+    negative filter the label is ``[verification flag, keep negative]``."""
     if variant.uses_llm_data and synthetic is None:
         raise ValueError("this variant needs synthetic data")
     rows: dict[str, list[Any]] = {"query": [], "positive": []}
@@ -84,7 +120,7 @@ def build_examples(
         rows["negative"] = []
         rows["label"] = []
     counts = {"pairs": 0, "skipped_no_synthetic": 0, "relabelled": 0, "unknown_verdict": 0,
-              "empty_cot": 0}
+              "empty_cot": 0, "filtered_negatives": 0}
     for qid, docs in train.qrels.items():
         for doc_id, score in docs.items():
             if score < 1:
@@ -104,7 +140,12 @@ def build_examples(
                 label = VERDICT_LABEL[rec["verdict"]] if variant.use_verification else 1
                 counts["relabelled"] += label == 0
                 counts["unknown_verdict"] += label == UNVERIFIED
-                rows["label"].append(label)
+                if variant.negative_filter:
+                    keep = keep_negative(rec, train.queries[qid], variant.negative_filter)
+                    counts["filtered_negatives"] += not keep
+                    rows["label"].append([label, int(keep)])
+                else:
+                    rows["label"].append(label)
             if variant.use_cot:
                 cot = rec["cot"].strip()
                 if not cot:  # the LLM returned nothing: fall back to the query itself

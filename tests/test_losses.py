@@ -35,8 +35,9 @@ def _e(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.exp(SCALE * _cos(a, b))
 
 
-def _hand_cluster_loss(q, p, p_syn, q_cot, p_neg, flags) -> float:
-    """L1 of method.md with explicit loops over i and j."""
+def _hand_cluster_loss(q, p, p_syn, q_cot, p_neg, flags, keep=None) -> float:
+    """L1 of method.md with explicit loops over i and j (``keep[i] == 0``: p_i^- filtered)."""
+    keep = keep or [1] * len(q)
     total = 0.0
     for i in range(len(q)):
         numerator = _e(q[i], p[i])
@@ -49,7 +50,8 @@ def _hand_cluster_loss(q, p, p_syn, q_cot, p_neg, flags) -> float:
             denominator += _e(q[i], p[j])
             for column in (p_syn, q_cot, p_neg):
                 unknown_own = column is p_syn and i == j and flags[i] == -1
-                if column is not None and not unknown_own:
+                filtered_own = column is p_neg and i == j and keep[i] == 0
+                if column is not None and not unknown_own and not filtered_own:
                     denominator += _e(q[i], column[j])
         total += -math.log(numerator / denominator)
     return total / len(q)
@@ -71,6 +73,8 @@ CLUSTER_CASES = {
     "unknown_verdict": dict(use_cot=True, use_synthetic=True, flags=[1, -1, 0, 1]),
     "no_cot": dict(use_cot=False, use_synthetic=True, flags=[0, 1, 1, 1]),
     "no_synthetic": dict(use_cot=True, use_synthetic=False, flags=None),
+    "filtered_negatives": dict(use_cot=True, use_synthetic=True, flags=[1, 0, -1, 1], keep=[1, 0, 0, 1]),
+    "no_cot_filtered": dict(use_cot=False, use_synthetic=True, flags=[1, 1, 1, 1], keep=[0, 1, 1, 1]),
 }
 
 
@@ -85,10 +89,15 @@ def test_cluster_loss_matches_hand_equation(case: str, tiny_st_model) -> None:
         p_syn = p_neg = None
     flags = options["flags"]
     verified = None if flags is None else torch.tensor(flags, dtype=torch.float32)
+    keep = options.get("keep")
+    keep_negative = None if keep is None else torch.tensor(keep)
 
-    expected = _hand_cluster_loss(q, p, p_syn, q_cot, p_neg, flags or [1] * B)
-    ours = cluster_loss(q, p, p_syn, q_cot, p_neg, verified=verified, scale=SCALE)
+    expected = _hand_cluster_loss(q, p, p_syn, q_cot, p_neg, flags or [1] * B, keep)
+    ours = cluster_loss(q, p, p_syn, q_cot, p_neg, verified=verified, scale=SCALE,
+                        keep_negative=keep_negative)
     assert ours.item() == pytest.approx(expected, abs=1e-6)
+    if keep is not None:  # the trainer's two-column label [verified, keep_negative]
+        verified = torch.stack([verified, keep_negative.float()], dim=1)
 
     # The module maps the columns (q, p, [p+], [q_cot], [p-]) onto the same equation.
     module = SyntrieverClusterLoss(
@@ -116,6 +125,27 @@ def test_relabelled_loss_is_larger_and_flag_dtypes_agree() -> None:
         cluster_loss(q, p, p_syn, q_cot, p_neg, torch.tensor([1.0, 0.5, 1.0, 1.0]))
     with pytest.raises(ValueError, match="without a synthetic positive"):
         cluster_loss(q, p, None, q_cot, None, torch.tensor([1, 0, 1, 1]))
+
+
+def test_filtered_negative_leaves_only_its_own_query_loss() -> None:
+    g = torch.Generator().manual_seed(5)
+    q, p, p_syn, q_cot, p_neg = (_unit(g) for _ in range(5))
+    keep_all = cluster_loss(q, p, p_syn, q_cot, p_neg, keep_negative=torch.ones(B))
+    assert keep_all.item() == pytest.approx(cluster_loss(q, p, p_syn, q_cot, p_neg).item(), abs=1e-12)
+    # Removing a denominator term can only lower the loss.
+    assert cluster_loss(q, p, p_syn, q_cot, p_neg, keep_negative=torch.tensor([0, 1, 1, 1])) < keep_all
+    # A filtered p_0^- gets no gradient from L1(q_0) but still repels the other queries.
+    p_neg = p_neg.clone().requires_grad_(True)
+    alone = cluster_loss(q[:1], p[:1], p_syn[:1], q_cot[:1], p_neg[:1], keep_negative=torch.tensor([0]))
+    (grad,) = torch.autograd.grad(alone, p_neg)
+    assert grad.abs().sum().item() == 0.0
+    batch = cluster_loss(q, p, p_syn, q_cot, p_neg, keep_negative=torch.tensor([0, 1, 1, 1]))
+    (grad,) = torch.autograd.grad(batch, p_neg)
+    assert grad[0].abs().sum().item() > 0.0
+    with pytest.raises(ValueError, match="without a synthetic negative"):
+        cluster_loss(q, p, None, q_cot, None, keep_negative=torch.ones(B))
+    with pytest.raises(ValueError, match="keep_negative flags must be 0 or 1"):
+        cluster_loss(q, p, p_syn, q_cot, p_neg, keep_negative=torch.tensor([1, 2, 1, 1]))
 
 
 def test_cluster_loss_without_cot_and_synthetic_equals_mnrl(tiny_st_model) -> None:
@@ -162,7 +192,7 @@ def test_column_count_must_match_options(tiny_st_model) -> None:
         PartialPlackettLuceLoss(tiny_st_model).compute_loss_from_embeddings(five[:2], None)
     with pytest.raises(ValueError, match="expects 3 text columns"):
         BradleyTerryLoss(tiny_st_model).compute_loss_from_embeddings(five[:4], None)
-    with pytest.raises(ValueError, match="not verified"):
+    with pytest.raises(ValueError, match="flag synthetic texts"):
         SyntrieverClusterLoss(tiny_st_model, use_synthetic=False).compute_loss_from_embeddings(
             five[:3], torch.tensor([1, 0, 1, 1])
         )
@@ -360,4 +390,12 @@ def test_trainer_passes_label_column_as_relabel_flags(tiny_st_model, tmp_path) -
     assert seen["columns"] == 5
     assert seen["labels"].dtype == torch.bool
     assert sorted(seen["labels"].tolist()) == [False, True]
+    assert math.isfinite(output.training_loss)
+
+    # With a negative filter the label is [verified, keep_negative] per example.
+    data["label"] = [[1, 1], [0, 0]]
+    trainer.train_dataset = Dataset.from_dict(data)
+    output = trainer.train()
+    assert tuple(seen["labels"].shape) == (2, 2)
+    assert sorted(seen["labels"].tolist()) == [[0, 0], [1, 1]]
     assert math.isfinite(output.training_loss)

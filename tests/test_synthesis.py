@@ -178,6 +178,7 @@ def test_stage1_examples_per_variant(tmp_path: Path, tiny_st_model) -> None:
         "relabelled": 2,
         "unknown_verdict": 1,
         "empty_cot": 1,
+        "filtered_negatives": 0,
     }
     data, _ = build_examples(ds, tiny_st_model, Stage1Variant(use_verification=False), synthetic)
     assert data["label"] == [1, 1, 1]
@@ -201,3 +202,23 @@ def test_stage1_examples_per_variant(tmp_path: Path, tiny_st_model) -> None:
         ]
     ] == ["sft", "sft-nocot", "sft-nosyn", "sft-noverify", "labelled"]
     assert json.dumps(counts)  # serialisable for the model card
+
+
+def test_negative_filters(tmp_path: Path, tiny_st_model) -> None:
+    ds = toy_dataset()
+    rows = [synthetic_row("q1", "yes"), synthetic_row("q2", "no")]
+    rows[0]["negative"] = "Indeed: Claim  ONE. But more."  # contains the query verbatim
+    rows[0].update(negative_margin=-3.0, verification_margin=-1.0)  # judge prefers the positive
+    rows[1].update(negative_margin=0.5, verification_margin=0.5)  # judge ties: dropped
+    synthetic = load_synthetic(write_synthetic(tmp_path / "s.jsonl", rows))
+    data, counts = build_examples(ds, tiny_st_model, Stage1Variant(negative_filter="copies"), synthetic)
+    assert data["label"] == [[1, 0], [1, 0], [0, 1]] and counts["filtered_negatives"] == 2
+    data, counts = build_examples(ds, tiny_st_model, Stage1Variant(negative_filter="judge"), synthetic)
+    assert data["label"] == [[1, 1], [1, 1], [0, 0]] and counts["filtered_negatives"] == 1
+    assert Stage1Variant(negative_filter="judge").suffix() == "sft-negjudge"
+    del rows[1]["negative_margin"]
+    synthetic = load_synthetic(write_synthetic(tmp_path / "s.jsonl", rows))
+    with pytest.raises(DataError, match="query q2: the judge filter needs negative_margin"):
+        build_examples(ds, tiny_st_model, Stage1Variant(negative_filter="judge"), synthetic)
+    with pytest.raises(ValueError, match="needs the synthetic passages"):
+        Stage1Variant(use_synthetic=False, negative_filter="copies")
