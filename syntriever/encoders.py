@@ -74,6 +74,13 @@ def load_encoder(
     name: str, dataset: str | None = None, *, max_seq_length: int | None = None, device: str | None = None
 ) -> SentenceTransformer:
     """Load a SentenceTransformer with its query/document prompts set."""
+    return open_encoder(name, dataset, max_seq_length=max_seq_length, device=device)[0]
+
+
+def open_encoder(
+    name: str, dataset: str | None = None, *, max_seq_length: int | None = None, device: str | None = None
+) -> tuple[SentenceTransformer, str]:
+    """:func:`load_encoder`, also returning where the model was loaded from."""
     source, preset = resolve(name, dataset)
     local = Path(source).is_dir()
     kwargs = {"local_files_only": True} if local else {}
@@ -96,7 +103,7 @@ def load_encoder(
         model.max_seq_length = max_seq_length
     logger.info("encoder %s <- %s (max_seq_length %s, prompts %s)", name, source,
                 model.max_seq_length, model.prompts)
-    return model
+    return model, source
 
 
 def add_prefix(model: SentenceTransformer, texts: list[str], role: str) -> list[str]:

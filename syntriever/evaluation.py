@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from syntriever.data import load_dataset
-from syntriever.encoders import load_encoder, resolve
+from syntriever.encoders import open_encoder
 from syntriever.metrics import evaluate_run
 from syntriever.retrieval import bm25_search, dense_search
 from syntriever.tables import make_result, save_result
@@ -49,8 +49,7 @@ def evaluate_model(
         config["retriever"] = "bm25s"
     else:
         source = trained_on or ds.name
-        model_path, _ = resolve(model_name, source)
-        model = load_encoder(model_name, source, max_seq_length=max_seq_length)
+        model, model_path = open_encoder(model_name, source, max_seq_length=max_seq_length)
         run, stats = dense_search(model, ds.corpus, ds.queries, top_k, batch_size, use_cache)
         config.update(
             retriever="dense exact cosine", max_seq_length=model.max_seq_length, batch_size=batch_size,

@@ -57,7 +57,7 @@ from tqdm import tqdm
 from syntriever import prompts
 from syntriever.cli import timed
 from syntriever.data import load_dataset
-from syntriever.encoders import add_prefix, load_encoder, resolve
+from syntriever.encoders import add_prefix, open_encoder
 from syntriever.jsonl import DataError, read_jsonl_numbered, write_json, write_jsonl
 from syntriever.llm.config import LLMConfig, execute_requests
 from syntriever.llm.requests import (
@@ -113,7 +113,7 @@ def retrieve_training_queries(
     with timed(timings, "load_s"):
         ds = load_dataset(dataset, "train")
         queries = training_queries(ds)
-        model = load_encoder(model_name, ds.name, max_seq_length=max_seq_length)
+        model, model_path = open_encoder(model_name, ds.name, max_seq_length=max_seq_length)
     with timed(timings, "search_total_s"):
         run, stats = dense_search(model, ds.corpus, queries, k, batch_size, use_cache)
     rows = []
@@ -131,7 +131,7 @@ def retrieve_training_queries(
     qrels = {qid: ds.qrels[qid] for qid in queries}
     aggregate, _ = evaluate_run(qrels, run, cutoffs)
     summary = {
-        "model": model_name, "model_path": resolve(model_name, ds.name)[0], "dataset": ds.name,
+        "model": model_name, "model_path": model_path, "dataset": ds.name,
         "split": "train", "queries": len(rows), "corpus": len(ds.corpus), "k": k, "text_k": text_k,
         "recall": {f"Recall@{c}": round(aggregate[f"Recall@{c}"], 4) for c in cutoffs if c <= k},
         "mrr@10": round(aggregate["MRR@10"], 4), "max_seq_length": model.max_seq_length,
