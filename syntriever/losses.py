@@ -138,6 +138,30 @@ def repeated_rows(x: Tensor, rtol: float = 1e-5, atol: float = 1e-8) -> list[tup
         return [(int(i), int(j)) for i, j in close.nonzero().tolist()]
 
 
+def _cluster_logits(
+    anchors: Tensor,
+    positives: Tensor,
+    synthetic_positives: Tensor | None,
+    cot_queries: Tensor | None,
+    synthetic_negatives: Tensor | None,
+    scale: float,
+) -> Tensor:
+    """``s(q_i, c)`` for every candidate ``c`` in column blocks ``[p, p^+, q^cot, p^-]`` (absent
+    columns skipped): a ``(B, K * B)`` matrix, after checking the shapes."""
+    _check_columns(
+        {
+            "anchors": anchors,
+            "positives": positives,
+            "synthetic_positives": synthetic_positives,
+            "cot_queries": cot_queries,
+            "synthetic_negatives": synthetic_negatives,
+        }
+    )
+    optional = (synthetic_positives, cot_queries, synthetic_negatives)
+    candidates = [positives, *(c for c in optional if c is not None)]
+    return scaled_cosine(anchors, torch.cat(candidates, dim=0), scale)
+
+
 def cluster_loss(
     anchors: Tensor,
     positives: Tensor,
@@ -178,22 +202,11 @@ def cluster_loss(
             in-batch negative of the other queries. None keeps all. An option beside the
             paper, for LLMs whose "irrelevant" passages restate the query.
     """
-    batch_size, _ = _check_columns(
-        {
-            "anchors": anchors,
-            "positives": positives,
-            "synthetic_positives": synthetic_positives,
-            "cot_queries": cot_queries,
-            "synthetic_negatives": synthetic_negatives,
-        }
-    )
+    logits = _cluster_logits(anchors, positives, synthetic_positives, cot_queries, synthetic_negatives, scale)
+    batch_size = anchors.shape[0]
     flags = _verified_mask(verified, batch_size, anchors.device)
     if flags is not None and synthetic_positives is None and not bool((flags == 1).all()):
         raise ValueError("a relabelled or unknown flag was given without a synthetic positive column")
-
-    optional = (synthetic_positives, cot_queries, synthetic_negatives)
-    candidates = [positives, *(c for c in optional if c is not None)]
-    logits = scaled_cosine(anchors, torch.cat(candidates, dim=0), scale)  # (B, K * B)
     rows = torch.arange(batch_size, device=anchors.device)
     dropped = torch.zeros_like(logits, dtype=torch.bool)  # own candidates left out of L1(q_i)
     if flags is not None:
@@ -241,19 +254,8 @@ def authors_variant_loss(
     so ``q_i``'s own ``p_i^+`` and ``q_i^cot`` are pushed away from ``q_i`` like negatives,
     the opposite of the clustering the paper describes (see :func:`cluster_loss`).
     """
-    batch_size, _ = _check_columns(
-        {
-            "anchors": anchors,
-            "positives": positives,
-            "synthetic_positives": synthetic_positives,
-            "cot_queries": cot_queries,
-            "synthetic_negatives": synthetic_negatives,
-        }
-    )
-    optional = (synthetic_positives, cot_queries, synthetic_negatives)
-    candidates = [positives, *(c for c in optional if c is not None)]
-    logits = scaled_cosine(anchors, torch.cat(candidates, dim=0), scale)
-    targets = torch.arange(batch_size, device=anchors.device)
+    logits = _cluster_logits(anchors, positives, synthetic_positives, cot_queries, synthetic_negatives, scale)
+    targets = torch.arange(anchors.shape[0], device=anchors.device)
     return F.cross_entropy(logits, targets)
 
 

@@ -150,12 +150,18 @@ class _Run:
         desc: str,
         client: openai.OpenAI | None,
         retry_permanent: bool,
+        requests: list[dict[str, Any]] | None = None,
+        done: set[str] | None = None,
     ) -> None:
         self.requests_path, self.results_path = requests_path, results_path
         self.config, self.desc = config, desc
         self._client = client
-        self.requests = {r["custom_id"]: r for r in load_requests(requests_path)}
-        self.done = set(load_results(results_path)) & self.requests.keys()
+        if requests is None:
+            requests = load_requests(requests_path)
+        self.requests = {r["custom_id"]: r for r in requests}
+        if done is None:
+            done = set(load_results(results_path))
+        self.done = done & self.requests.keys()
         self.state_file = state_path(requests_path)
         self.state = _load_state(self.state_file, requests_path)
         if retry_permanent and self.state["permanent_failures"]:
@@ -428,6 +434,8 @@ def run_batch(
     wait: bool = True,
     max_rounds: int = 3,
     retry_permanent: bool = False,
+    requests: list[dict[str, Any]] | None = None,
+    done: set[str] | None = None,
 ) -> BatchStats:
     """Run every request of ``requests_path`` without a result through the OpenAI Batch API.
 
@@ -436,11 +444,12 @@ def run_batch(
     many are still in flight; call again later). Raises :class:`BatchRunError` after
     ``max_rounds`` batches in a row brought no progress, or when the API refuses a call; the
     message never holds the API key. ``retry_permanent`` resubmits requests recorded with a
-    permanent (4xx) error.
+    permanent (4xx) error. ``requests`` (the file's requests) and ``done`` (answered custom ids)
+    save reading the files again when the caller already did.
     """
     requests_path, results_path = Path(requests_path), Path(results_path)
     start = time.monotonic()
-    run = _Run(requests_path, results_path, config, desc, client, retry_permanent)
+    run = _Run(requests_path, results_path, config, desc, client, retry_permanent, requests, done)
     logger.info("%s: %d requests, %d already answered, %d with permanent errors, state %s", desc,
                 len(run.requests), len(run.done), len(run.permanent), run.state_file)
     try:

@@ -121,10 +121,18 @@ def config_from_args(args: argparse.Namespace) -> LLMConfig:
 
 
 def run_requests(
-    config: LLMConfig, requests_path: Path, results_path: Path, *, desc: str = "LLM"
+    config: LLMConfig,
+    requests_path: Path,
+    results_path: Path,
+    *,
+    desc: str = "LLM",
+    requests: list[dict[str, Any]] | None = None,
 ) -> RunStats | None:
-    """Run a request file with the configured backend; return stats (None for a dry run)."""
-    requests = load_requests(requests_path)
+    """Run a request file with the configured backend; return stats (None for a dry run).
+
+    ``requests`` are the file's requests when the caller already holds them (read once)."""
+    if requests is None:
+        requests = load_requests(requests_path)
     done = load_results(results_path)
     pending = [r for r in requests if r["custom_id"] not in done]
     prices = (config.price_in, config.price_out) if config.price_in is not None else None
@@ -138,17 +146,15 @@ def run_requests(
     if config.backend == "batch":
         from syntriever.llm.batch import run_batch
 
-        return run_batch(requests_path, results_path, config=config, desc=desc)
+        return run_batch(requests_path, results_path, config=config, desc=desc,
+                         requests=requests, done=set(done))
+    online = dict(concurrency=config.concurrency, max_retries=config.max_retries, desc=desc,
+                  pending=pending, total=len(requests))
     if config.is_local:
         with LocalServer(model=config.model, parallel=config.concurrency, threads=config.threads) as server:
-            return run_online(
-                requests_path, results_path, base_url=server.base_url, api_key=None,
-                concurrency=config.concurrency, max_retries=config.max_retries, desc=desc,
-            )
-    return run_online(
-        requests_path, results_path, base_url=config.base_url, api_key=api_key(), model=config.model,
-        concurrency=config.concurrency, max_retries=config.max_retries, desc=desc,
-    )
+            return run_online(requests_path, results_path, base_url=server.base_url, api_key=None, **online)
+    return run_online(requests_path, results_path, base_url=config.base_url, api_key=api_key(),
+                      model=config.model, **online)
 
 
 def execute_requests(
@@ -161,7 +167,7 @@ def execute_requests(
         logger.warning("%s: no requests to send", desc)
         return {}
     write_jsonl(requests_path, requests)
-    if run_requests(config, requests_path, results_path, desc=desc) is None:
+    if run_requests(config, requests_path, results_path, desc=desc, requests=requests) is None:
         return None
     results = load_results(results_path)
     missing = sum(r["custom_id"] not in results for r in requests)

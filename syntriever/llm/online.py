@@ -158,22 +158,28 @@ def run_online(
     max_retries: int = 6,
     timeout: float = 600.0,
     desc: str = "LLM",
+    pending: list[dict[str, Any]] | None = None,
+    total: int | None = None,
 ) -> RunStats:
     """Run every request of ``requests_path`` that has no result yet in ``results_path``.
 
     ``model`` overrides the request bodies' model name (a local server ignores it anyway).
     Requests that still fail after the retries are listed in ``<results>.errors.jsonl`` and are
-    sent again by the next run.
+    sent again by the next run. A caller that already compared the two files passes the
+    unanswered requests as ``pending`` and the file's request count as ``total``.
     """
     requests_path, results_path = Path(requests_path), Path(results_path)
-    requests = load_requests(requests_path)
-    done = load_results(results_path)
-    pending = [r for r in requests if r["custom_id"] not in done]
-    stats = RunStats(total=len(requests), skipped=len(requests) - len(pending))
+    if pending is None:
+        requests = load_requests(requests_path)
+        done = load_results(results_path)
+        pending = [r for r in requests if r["custom_id"] not in done]
+        total = len(requests)
+    total = len(pending) if total is None else total
+    stats = RunStats(total=total, skipped=total - len(pending))
     if pending:
         logger.info(
             "%s: %d requests, %d already answered, sending %d",
-            requests_path.name, len(requests), stats.skipped, len(pending),
+            requests_path.name, total, stats.skipped, len(pending),
         )
         client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or "no-key", max_retries=0, timeout=timeout
