@@ -27,7 +27,10 @@ from syntriever.pipeline import Pipeline, Step, format_reports  # noqa: E402
 from syntriever.stage2 import preferences_path, retrieval_path  # noqa: E402
 from syntriever.synthesis import synthetic_path  # noqa: E402
 
-ABLATIONS = {"nocot": "--no-cot", "nosyn": "--no-synthetic", "noverify": "--no-verify"}
+ABLATIONS = {  # model-name suffix -> train_stage1.py flags (the last one is not in the paper)
+    "nocot": ["--no-cot"], "nosyn": ["--no-synthetic"], "noverify": ["--no-verify"],
+    "negcopies": ["--filter-negatives", "copies"],
+}
 
 
 def build_steps(args: argparse.Namespace) -> list[Step]:
@@ -73,12 +76,12 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
         evaluate(f"{base}-sft", "stage 1"),
     ]
     if args.ablations:
-        for suffix, flag in ABLATIONS.items():
+        for suffix, flags in ABLATIONS.items():
             name = f"{base}-sft-{suffix}"
             steps.append(
                 Step(
                     f"stage 1 {suffix}",
-                    ["train_stage1.py", args.model, ds, flag, "--llm-model", args.llm_model, *train_flags],
+                    ["train_stage1.py", args.model, ds, *flags, "--llm-model", args.llm_model, *train_flags],
                     model_dir(name),
                     ["synthesis"],
                 )

@@ -38,6 +38,7 @@ STAGE1 = "stage 1, both (Table 3)"
 BT = "Bradley-Terry instead of partial PL"
 NOVERIFY_FINAL = "self-verification off (full pipeline)"
 NOVERIFY_SFT = "self-verification off (stage 1; not in paper)"
+NEGFILTER_SFT = "stage 1, filtered synthetic negatives (not in paper)"
 ZERO_SHOT = "zero-shot (not in paper)"
 
 # nDCG@10 x 100 reported in the paper, per dataset and row. Table 1 gives BM25, E5 fine-tuned and
@@ -84,6 +85,7 @@ MODEL_ROWS: list[tuple[str, int, str]] = [
     ("*-sft-nosyn", 3, COT_ONLY),
     ("*-sft-nocot", 3, SYN_ONLY),
     ("*-sft-noverify", 3, NOVERIFY_SFT),
+    ("*-sft-neg*", 3, NEGFILTER_SFT),
     ("*-sft", 4, STAGE1),
     ("*-final", 5, SYNTRIEVER),
     ("*-final-bt", 5, BT),

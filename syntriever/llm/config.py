@@ -61,8 +61,13 @@ class LLMConfig:
         return info
 
 
-def add_llm_args(parser: argparse.ArgumentParser, *, default_concurrency: int = 16) -> None:
-    """Add the ``--llm-*`` flags shared by every LLM stage."""
+def add_llm_args(
+    parser: argparse.ArgumentParser, *, default_concurrency: int = 16, local_concurrency: int | None = None
+) -> None:
+    """Add the ``--llm-*`` flags shared by every LLM stage. ``local_concurrency`` is the slot
+    count for the embedded server when it differs from the remote default."""
+    local_concurrency = local_concurrency or default_concurrency
+    parser.set_defaults(llm_concurrency_defaults=(default_concurrency, local_concurrency))
     group = parser.add_argument_group("LLM")
     group.add_argument(
         "--llm-backend", choices=["batch", "online", "local"], default=None,
@@ -74,8 +79,9 @@ def add_llm_args(parser: argparse.ArgumentParser, *, default_concurrency: int = 
         f"(default: {DEFAULT_PRESET} locally, gpt-4o otherwise)",
     )
     group.add_argument("--llm-base-url", default=None, help="OpenAI-compatible base URL (vLLM, Ollama, ...)")
-    group.add_argument("--llm-concurrency", type=int, default=default_concurrency,
-                       help="parallel requests (online) or server slots (local)")
+    group.add_argument("--llm-concurrency", type=int, default=None,
+                       help=f"parallel requests (online; default {default_concurrency}) or server slots "
+                       f"(local; default {local_concurrency})")
     group.add_argument("--llm-threads", type=int, default=None,
                        help="local server CPU threads (default: all cores; 1 leaves a core free)")
     group.add_argument("--llm-max-retries", type=int, default=6)
@@ -86,13 +92,13 @@ def add_llm_args(parser: argparse.ArgumentParser, *, default_concurrency: int = 
 
 
 def parse_llm_cli(
-    parser: argparse.ArgumentParser, *, default_concurrency: int = 16
+    parser: argparse.ArgumentParser, *, default_concurrency: int = 16, local_concurrency: int | None = None
 ) -> tuple[argparse.Namespace, LLMConfig]:
     """Add the ``--llm-*`` flags, parse the command line, set up logging; return the arguments
     and the resolved :class:`LLMConfig` (the start of every LLM stage script)."""
     from syntriever.cli import setup_logging
 
-    add_llm_args(parser, default_concurrency=default_concurrency)
+    add_llm_args(parser, default_concurrency=default_concurrency, local_concurrency=local_concurrency)
     args = parser.parse_args()
     setup_logging()
     return args, config_from_args(args)
@@ -112,8 +118,10 @@ def config_from_args(args: argparse.Namespace) -> LLMConfig:
     base_url = args.llm_base_url or os.environ.get("OPENAI_BASE_URL")
     backend = args.llm_backend or ("online" if base_url or api_key() else "local")
     model = args.llm_model or (DEFAULT_PRESET if backend == "local" else "gpt-4o")
+    remote_default, local_default = getattr(args, "llm_concurrency_defaults", (16, 16))
+    concurrency = args.llm_concurrency or (local_default if backend == "local" else remote_default)
     return LLMConfig(
-        backend=backend, model=model, base_url=base_url, concurrency=args.llm_concurrency,
+        backend=backend, model=model, base_url=base_url, concurrency=concurrency,
         threads=args.llm_threads,
         max_retries=args.llm_max_retries, dry_run=args.dry_run, poll_interval=args.llm_poll_interval,
         price_in=args.llm_price_in, price_out=args.llm_price_out,
