@@ -89,3 +89,4 @@ def test_pipeline_steps_for_a_dataset() -> None:
     changed = steps(k=6)
     assert [n for n in base if base[n].args != changed[n].args] == ["comparisons"]
     assert "stage 1 nocot" in steps(ablations=True) and "stage 2" not in steps(stage1_only=True)
+    assert "stage 2 bt" not in base and steps(ablations=True)["stage 2 bt"].after == ["comparisons"]
