@@ -2,6 +2,7 @@
 
     python evaluate.py MODEL DATASET [--split test]     # e.g. minilm, minilm-sft, minilm-final, bm25
     python evaluate.py --table DATASET [--baseline minilm]
+    python evaluate.py MODEL msmarco --split dev --index faiss --devices cuda:0,cuda:1   # large corpora
 
 Writes results/<dataset>/<MODEL>.json (BEIR metrics, per-query nDCG@10, config, timings);
 --table writes results/<dataset>/README.md and ndcg10.png (95% bootstrap CIs, paired tests).
@@ -14,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.cli import add_search_args, search_options, setup_logging  # noqa: E402
 from syntriever.evaluation import REPORTED, evaluate_model  # noqa: E402
 from syntriever.pipeline import recorded_commands  # noqa: E402
 from syntriever.tables import write_table  # noqa: E402
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=None)
     parser.add_argument("--no-cache", action="store_true", help="re-encode the corpus")
+    add_search_args(parser)
     args = parser.parse_args()
     setup_logging()
     if args.table:
@@ -45,6 +47,7 @@ def main() -> None:
     record, path = evaluate_model(
         args.model, args.dataset, args.split, top_k=args.top_k, batch_size=args.batch_size,
         max_seq_length=args.max_seq_length, use_cache=not args.no_cache, trained_on=args.trained_on,
+        **search_options(args),
     )
     shown = {k: round(100 * record["metrics"][k], 2) for k in REPORTED}
     print(json.dumps({"model": args.model, "dataset": args.dataset, "metrics_x100": shown,

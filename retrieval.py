@@ -1,6 +1,6 @@
 """Stage 2, step 1: rank the corpus for every training query with the stage-1 model.
 
-    python retrieval.py MODEL-sft DATASET [--k 100] [--text-k 5]
+    python retrieval.py MODEL-sft DATASET [--k 100] [--text-k 5] [--index faiss] [--devices cuda:0,cuda:1]
 
 MODEL-sft is a trained stage-1 name (resolves to output/<MODEL-sft>-<DATASET>), a preset, a
 folder or a hub id. Writes generated/<dataset>/retrieval-<MODEL-sft>.jsonl (k ranked doc ids and
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.cli import add_search_args, search_options, setup_logging  # noqa: E402
 from syntriever.stage2 import retrieve_training_queries  # noqa: E402
 
 
@@ -29,11 +29,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=None)
     parser.add_argument("--no-cache", action="store_true", help="re-encode the corpus")
+    add_search_args(parser)
     args = parser.parse_args()
     setup_logging()
     out = retrieve_training_queries(
         args.model, args.dataset, args.k, args.text_k, batch_size=args.batch_size,
-        max_seq_length=args.max_seq_length, use_cache=not args.no_cache,
+        max_seq_length=args.max_seq_length, use_cache=not args.no_cache, **search_options(args),
     )
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     print(json.dumps({k: summary[k] for k in ("queries", "recall", "mrr@10", "timings")}, indent=2))

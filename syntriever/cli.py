@@ -67,6 +67,32 @@ def add_train_args(parser: argparse.ArgumentParser, paper: str) -> None:
     group.add_argument("--seed", type=int, default=None)
 
 
+def add_search_args(parser: argparse.ArgumentParser) -> None:
+    """Dense search flags for large corpora (see :func:`syntriever.retrieval.dense_search`)."""
+    from syntriever.retrieval import INDEXES, SHARD_ABOVE, SHARD_SIZE  # imported late: it pulls in torch
+
+    group = parser.add_argument_group("dense search (large corpora)")
+    group.add_argument("--index", choices=INDEXES, default="exact",
+                       help="exact: torch top-k (default); faiss: FAISS IndexFlatIP, same ranking")
+    group.add_argument("--devices", type=_device_list, default=None, metavar="DEV,DEV",
+                       help="encode in one process per device, e.g. cuda:0,cuda:1 or cpu,cpu")
+    group.add_argument("--shard-size", type=int, default=None, metavar="N",
+                       help=f"encode and cache the corpus in memory-mapped shards of N passages "
+                       f"(default {SHARD_SIZE:,} with --index faiss or above {SHARD_ABOVE:,} passages)")
+
+
+def search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`add_search_args` flags as keyword arguments of ``dense_search``."""
+    return {"index": args.index, "devices": args.devices, "shard_size": args.shard_size}
+
+
+def _device_list(text: str) -> list[str]:
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    if not devices:
+        raise argparse.ArgumentTypeError("give devices separated by commas, e.g. cuda:0,cuda:1")
+    return devices
+
+
 def settings_from_args(
     args: argparse.Namespace,
     *,

@@ -2,13 +2,14 @@
 
 ``bm25`` is a model name too (the lexical baseline); any other name is an encoder (preset,
 trained model ``output/<name>-<dataset>``, local folder or hub id) searched exactly over the
-whole corpus.
+whole corpus (in memory, or sharded and memory-mapped, or through FAISS for large corpora).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,16 @@ def evaluate_model(
     use_cache: bool = True,
     results_root: Path | None = None,
     trained_on: str | None = None,
+    index: str = "exact",
+    devices: Sequence[str] | None = None,
+    shard_size: int | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Retrieve for every query of ``split``, score with BEIR's metrics, save the result file.
 
     ``dataset`` is a name in the data folder or a dataset folder path. ``trained_on`` resolves
     trained model names on another dataset's models (zero-shot transfer); the result file is
-    then named ``<model>@<trained_on>``."""
+    then named ``<model>@<trained_on>``. ``index``, ``devices`` and ``shard_size`` choose the
+    search backend, the encoding processes and the corpus shards (see ``dense_search``)."""
     start = time.perf_counter()
     ds = load_dataset(dataset, split)
     config: dict[str, Any] = {"split": split, "top_k": top_k}
@@ -50,9 +55,11 @@ def evaluate_model(
     else:
         source = trained_on or ds.name
         model, model_path = open_encoder(model_name, source, max_seq_length=max_seq_length)
-        run, stats = dense_search(model, ds.corpus, ds.queries, top_k, batch_size, use_cache)
+        run, stats = dense_search(model, ds.corpus, ds.queries, top_k, batch_size, use_cache,
+                                  index=index, devices=devices, shard_size=shard_size)
         config.update(
-            retriever="dense exact cosine", max_seq_length=model.max_seq_length, batch_size=batch_size,
+            retriever=f"dense {index} cosine", index=index, devices=list(devices) if devices else None,
+            shard_size=stats.shard_size, max_seq_length=model.max_seq_length, batch_size=batch_size,
             prompts=model.prompts, corpus_embeddings_cached=stats.corpus_cache_hit,
         )
         if stats.passages_per_s:

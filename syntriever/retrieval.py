@@ -1,9 +1,13 @@
-"""Retrieval over a BEIR corpus: exact dense search (cosine) and BM25 (bm25s).
+"""Retrieval over a BEIR corpus: dense search (cosine, exact or FAISS) and BM25 (bm25s).
 
 Dense search encodes the corpus once per model (embeddings are cached on disk, keyed by the
 model's weights, prefixes, max length and the corpus), then scores queries by a batched matrix
-product and keeps the top ``k``. This is exact search and fits corpora of a few million
-passages in memory at 384-768 dimensions; beyond that use a FAISS index (``faiss-cpu``).
+product and keeps the top ``k``. Small corpora (SciFact) keep one matrix in memory. Large ones
+(MS MARCO: 8.8M x 768 float32 = 27 GB) are encoded in shards of ``SHARD_SIZE`` passages, each
+saved as its own ``.npy`` as soon as it is done (a re-run encodes only the missing shards) and
+memory-mapped, so the exact search reads one shard at a time; ``index="faiss"`` searches a FAISS
+``IndexFlatIP`` instead (same results; the index holds every vector in RAM). Encoding can run in
+one sentence-transformers worker process per device (``devices=["cuda:0", "cuda:1"]``).
 """
 
 from __future__ import annotations
@@ -11,13 +15,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
+from tqdm import tqdm
 
 from syntriever.data import Corpus, passage_text
 from syntriever.encoders import add_prefix
@@ -26,16 +35,22 @@ from syntriever.paths import cache_root
 logger = logging.getLogger(__name__)
 
 Run = dict[str, dict[str, float]]
+Pool = dict[str, Any]
+
+INDEXES = ("exact", "faiss")
+SHARD_SIZE = 100_000  # passages per shard of a sharded corpus encoding
+SHARD_ABOVE = 1_000_000  # corpora with more passages are always sharded and memory-mapped
 
 
 @dataclass
 class SearchStats:
-    """Timings of one search (seconds) and encoding throughput."""
+    """Timings of one search (seconds), encoding throughput and how the corpus was stored."""
 
     timings: dict[str, float] = field(default_factory=dict)
     passages_per_s: float | None = None
     queries_per_s: float | None = None
     corpus_cache_hit: bool = False
+    shard_size: int | None = None
 
 
 def model_fingerprint(model: SentenceTransformer) -> str:
@@ -48,64 +63,157 @@ def model_fingerprint(model: SentenceTransformer) -> str:
     return digest.hexdigest()[:16]
 
 
+def corpus_key(model: SentenceTransformer, corpus: Corpus) -> str:
+    """Cache key of a model's corpus embeddings (model fingerprint, doc ids and text lengths)."""
+    key = hashlib.sha256()
+    key.update(model_fingerprint(model).encode())
+    for did in corpus:
+        key.update(did.encode() + b"\0" + str(len(corpus[did]["text"])).encode() + b"\0")
+    return key.hexdigest()[:24]
+
+
+@contextmanager
+def encoding_pool(model: SentenceTransformer, devices: Sequence[str] | None) -> Iterator[Pool | None]:
+    """A sentence-transformers multi-process pool, one worker per device; None without devices.
+
+    Starting the pool leaves ``model`` on the CPU (sentence-transformers moves it there)."""
+    if not devices:
+        yield None
+        return
+    pool = model.start_multi_process_pool(list(devices))
+    try:
+        yield pool
+    finally:
+        model.stop_multi_process_pool(pool)
+
+
 def encode(
-    model: SentenceTransformer, texts: list[str], role: str, batch_size: int = 32, progress: bool = True
+    model: SentenceTransformer, texts: list[str], role: str, batch_size: int = 32, progress: bool = True,
+    pool: Pool | None = None,
 ) -> np.ndarray:
-    """L2-normalised float32 embeddings of ``texts`` for ``role`` "query" or "document"."""
+    """L2-normalised float32 embeddings of ``texts`` for ``role`` "query" or "document",
+    in this process or in the workers of ``pool`` (:func:`encoding_pool`)."""
     emb = model.encode(
         add_prefix(model, texts, role), batch_size=batch_size, show_progress_bar=progress,
-        convert_to_numpy=True, normalize_embeddings=True,
+        convert_to_numpy=True, normalize_embeddings=True, pool=pool,
     )
     return np.asarray(emb, dtype=np.float32)
 
 
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` atomically (a killed run never leaves a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)
+
+
 def encode_corpus(
     model: SentenceTransformer, corpus: Corpus, batch_size: int = 32, use_cache: bool = True,
-    stats: SearchStats | None = None,
-) -> tuple[list[str], np.ndarray]:
-    """Corpus ids and their embeddings, from the on-disk cache when possible."""
+    stats: SearchStats | None = None, *, shard_size: int | None = None, pool: Pool | None = None,
+) -> tuple[list[str], list[np.ndarray]]:
+    """Corpus ids and their embeddings as row blocks, from the on-disk cache when possible.
+
+    Without ``shard_size``: one in-memory matrix, cached as ``embeddings/<key>.npy``. With it:
+    blocks of ``shard_size`` rows, each saved to ``embeddings/<key>-s<shard_size>/shard-00000.npy``
+    when done (also with ``use_cache=False``, which re-encodes every shard) and memory-mapped."""
+    if shard_size is not None and shard_size < 1:
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
     doc_ids = list(corpus)
-    key = hashlib.sha256()
-    key.update(model_fingerprint(model).encode())
-    for did in doc_ids:
-        key.update(did.encode() + b"\0" + str(len(corpus[did]["text"])).encode() + b"\0")
-    path = cache_root() / "embeddings" / f"{key.hexdigest()[:24]}.npy"
-    if use_cache and path.is_file():
-        emb = np.load(path)
-        if emb.shape[0] == len(doc_ids):
-            logger.info("corpus embeddings from cache %s", path)
-            if stats:
-                stats.corpus_cache_hit = True
-            return doc_ids, emb
-    start = time.perf_counter()
-    emb = encode(model, [passage_text(corpus[d]) for d in doc_ids], "document", batch_size)
-    seconds = time.perf_counter() - start
+    key, root = corpus_key(model, corpus), cache_root() / "embeddings"
+    if shard_size is None:
+        parts = [(root / f"{key}.npy", 0, len(doc_ids))]
+    else:
+        starts = range(0, len(doc_ids), shard_size)
+        parts = [(root / f"{key}-s{shard_size}" / f"shard-{i:05d}.npy", start,
+                  min(start + shard_size, len(doc_ids))) for i, start in enumerate(starts)]
+    mmap_mode = None if shard_size is None else "r"
+    blocks: list[np.ndarray] = []
+    encoded, seconds = 0, 0.0
+    for path, start, end in tqdm(parts, desc="corpus shards", unit="shard", disable=len(parts) < 2):
+        if use_cache and path.is_file():
+            block = np.load(path, mmap_mode=mmap_mode)
+            if block.shape[0] == end - start:
+                logger.debug("corpus embeddings %d-%d from cache %s", start, end, path)
+                blocks.append(block)
+                continue
+        began = time.perf_counter()
+        texts = [passage_text(corpus[d]) for d in doc_ids[start:end]]
+        block = encode(model, texts, "document", batch_size, pool=pool)
+        seconds += time.perf_counter() - began
+        encoded += end - start
+        if use_cache or shard_size is not None:
+            _save_npy(path, block)
+            block = np.load(path, mmap_mode=mmap_mode) if mmap_mode else block
+        blocks.append(block)
+    if encoded:
+        logger.info("encoded %d passages in %.1f s (%.1f passages/s)%s", encoded, seconds, encoded / seconds,
+                    f", {len(parts)} shards in {parts[0][0].parent}" if shard_size else "")
+    else:
+        logger.info("corpus embeddings from cache %s", parts[0][0].parent if shard_size else parts[0][0])
     if stats:
-        stats.timings["encode_corpus_s"] = round(seconds, 2)
-        stats.passages_per_s = round(len(doc_ids) / seconds, 2)
-    logger.info("encoded %d passages in %.1f s (%.1f passages/s)", len(doc_ids), seconds,
-                len(doc_ids) / seconds)
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, emb)
-        tmp.replace(path)
-    return doc_ids, emb
+        stats.corpus_cache_hit = encoded == 0
+        stats.shard_size = shard_size
+        if encoded:
+            stats.timings["encode_corpus_s"] = round(seconds, 2)
+            stats.passages_per_s = round(encoded / seconds, 2)
+    return doc_ids, blocks
+
+
+def _as_blocks(doc_emb: np.ndarray | Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+    return [doc_emb] if isinstance(doc_emb, np.ndarray) else doc_emb
 
 
 def top_k(
-    query_emb: np.ndarray, doc_emb: np.ndarray, k: int, chunk: int = 1024
+    query_emb: np.ndarray, doc_emb: np.ndarray | Sequence[np.ndarray], k: int, chunk: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` by inner product: (indices, scores), each (n_queries, k), best first."""
-    k = min(k, doc_emb.shape[0])
-    docs = torch.from_numpy(doc_emb)
-    all_idx, all_scores = [], []
-    for start in range(0, query_emb.shape[0], chunk):
-        scores = torch.from_numpy(query_emb[start : start + chunk]) @ docs.T
-        values, indices = torch.topk(scores, k, dim=1)
-        all_idx.append(indices.numpy())
-        all_scores.append(values.numpy())
-    return np.concatenate(all_idx), np.concatenate(all_scores)
+    """Exact top-``k`` by inner product: (indices, scores), each (n_queries, k), best first.
+
+    ``doc_emb`` is one matrix or its row blocks (memory-mapped shards are read one at a time and
+    their top-``k`` merged)."""
+    blocks = _as_blocks(doc_emb)
+    k = min(k, sum(block.shape[0] for block in blocks))
+    queries = torch.from_numpy(query_emb)
+    best_scores = best_idx = torch.empty(0)
+    offset = 0
+    for block in tqdm(blocks, desc="searching shards", unit="shard", disable=len(blocks) < 2):
+        docs = torch.from_numpy(block if block.flags.writeable else np.array(block))
+        found = [torch.topk(queries[s : s + chunk] @ docs.T, min(k, docs.shape[0]), dim=1)
+                 for s in range(0, queries.shape[0], chunk)]
+        scores = torch.cat([f.values for f in found])
+        idx = torch.cat([f.indices for f in found]) + offset
+        if offset:
+            merged = torch.cat([best_scores, scores], 1)
+            scores, pos = torch.topk(merged, min(k, merged.shape[1]), dim=1)
+            idx = torch.gather(torch.cat([best_idx, idx], 1), 1, pos)
+        best_scores, best_idx, offset = scores, idx, offset + docs.shape[0]
+    return best_idx.numpy(), best_scores.numpy()
+
+
+def _faiss() -> Any:
+    """The ``faiss`` module, or an error saying how to install it."""
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError(
+            "index='faiss' needs FAISS: pip install faiss-cpu (or faiss-gpu on a CUDA machine)"
+        ) from None
+    return faiss
+
+
+def faiss_top_k(
+    query_emb: np.ndarray, doc_emb: np.ndarray | Sequence[np.ndarray], k: int, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` through a FAISS ``IndexFlatIP`` (exact inner product) filled block by block."""
+    blocks = _as_blocks(doc_emb)
+    index = _faiss().IndexFlatIP(blocks[0].shape[1])
+    for block in tqdm(blocks, desc="faiss index", unit="shard", disable=len(blocks) < 2):
+        index.add(np.ascontiguousarray(block, dtype=np.float32))
+    k = min(k, index.ntotal)
+    starts = range(0, query_emb.shape[0], chunk)
+    found = [index.search(np.ascontiguousarray(query_emb[s : s + chunk]), k)
+             for s in tqdm(starts, desc="faiss search", unit="chunk", disable=len(starts) < 2)]
+    return np.concatenate([f[1] for f in found]), np.concatenate([f[0] for f in found])
 
 
 def dense_search(
@@ -115,18 +223,34 @@ def dense_search(
     k: int = 100,
     batch_size: int = 32,
     use_cache: bool = True,
+    *,
+    index: str = "exact",
+    devices: Sequence[str] | None = None,
+    shard_size: int | None = None,
 ) -> tuple[Run, SearchStats]:
-    """Top-``k`` passages per query by cosine similarity: ``{qid: {doc_id: score}}``."""
+    """Top-``k`` passages per query by cosine similarity: ``{qid: {doc_id: score}}``.
+
+    ``index``: "exact" (torch top-k) or "faiss" (``IndexFlatIP``). ``devices``: encode corpus and
+    queries in one worker per device (["cuda:0", "cuda:1"], ["cpu", "cpu"]); None: this process.
+    The corpus is sharded (``shard_size``, default ``SHARD_SIZE``) when ``shard_size`` is given,
+    the index is FAISS, or it has more than ``SHARD_ABOVE`` passages."""
+    if index not in INDEXES:
+        raise ValueError(f"index must be one of {INDEXES}, not {index!r}")
+    if shard_size is None and (index != "exact" or len(corpus) > SHARD_ABOVE):
+        shard_size = SHARD_SIZE
     stats = SearchStats()
-    doc_ids, doc_emb = encode_corpus(model, corpus, batch_size, use_cache, stats)
     qids = list(queries)
-    start = time.perf_counter()
-    q_emb = encode(model, [queries[q] for q in qids], "query", batch_size, progress=False)
-    seconds = time.perf_counter() - start
+    with encoding_pool(model, devices) as pool:
+        doc_ids, doc_emb = encode_corpus(model, corpus, batch_size, use_cache, stats, shard_size=shard_size,
+                                         pool=pool)
+        start = time.perf_counter()
+        q_emb = encode(model, [queries[q] for q in qids], "query", batch_size, progress=len(qids) >= 10_000,
+                       pool=pool)
+        seconds = time.perf_counter() - start
     stats.timings["encode_queries_s"] = round(seconds, 3)
     stats.queries_per_s = round(len(qids) / max(seconds, 1e-9), 1)
     start = time.perf_counter()
-    indices, scores = top_k(q_emb, doc_emb, k)
+    indices, scores = (faiss_top_k if index == "faiss" else top_k)(q_emb, doc_emb, k)
     stats.timings["search_s"] = round(time.perf_counter() - start, 3)
     run = {
         qid: {doc_ids[i]: float(s) for i, s in zip(indices[row], scores[row], strict=True)}
