@@ -46,6 +46,7 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,20 @@ from syntriever import prompts
 from syntriever.cli import timed
 from syntriever.data import load_dataset
 from syntriever.encoders import add_prefix, open_encoder
-from syntriever.jsonl import DataError, read_jsonl_numbered, write_json, write_jsonl
+from syntriever.jsonl import (
+    DataError,
+    JsonlAppender,
+    read_jsonl,
+    read_jsonl_numbered,
+    write_json,
+    write_jsonl,
+)
 from syntriever.llm.config import LLMConfig, execute_requests
 from syntriever.llm.requests import (
     answer_text,
     chat_request,
     generated_tokens,
+    load_results,
     logprob_margin,
     top_logprobs,
     usage,
@@ -100,13 +109,17 @@ def retrieve_training_queries(
     batch_size: int = 32,
     max_seq_length: int | None = None,
     use_cache: bool = True,
+    index: str = "exact",
+    devices: Sequence[str] | None = None,
+    shard_size: int | None = None,
 ) -> Path:
     """Rank the corpus for every training query (train split, a relevant passage) with the
     stage-1 model; write one JSONL line per query and a summary; return the JSONL path.
 
     Lines: ``{"query_id", "query", "doc_ids", "scores", "texts"}``, ``k`` ranked doc ids and
     cosine scores, and the passage texts of the first ``text_k`` only (what the comparisons
-    read; full texts for all ``k`` would make the file large)."""
+    read; full texts for all ``k`` would make the file large). ``index``, ``devices`` and
+    ``shard_size`` choose the search backend, encoding processes and corpus shards (``dense_search``)."""
     if not 1 <= text_k <= k:
         raise ValueError(f"need 1 <= text_k <= k, got text_k={text_k}, k={k}")
     timings: dict[str, float] = {}
@@ -115,7 +128,8 @@ def retrieve_training_queries(
         queries = training_queries(ds)
         model, model_path = open_encoder(model_name, ds.name, max_seq_length=max_seq_length)
     with timed(timings, "search_total_s"):
-        run, stats = dense_search(model, ds.corpus, queries, k, batch_size, use_cache)
+        run, stats = dense_search(model, ds.corpus, queries, k, batch_size, use_cache,
+                                  index=index, devices=devices, shard_size=shard_size)
     rows = []
     for qid, query in queries.items():
         ranked = run[qid]  # insertion order is rank order
@@ -136,7 +150,8 @@ def retrieve_training_queries(
         "recall": {f"Recall@{c}": round(aggregate[f"Recall@{c}"], 4) for c in cutoffs if c <= k},
         "mrr@10": round(aggregate["MRR@10"], 4), "max_seq_length": model.max_seq_length,
         "timings": {**timings, **stats.timings}, "passages_per_s": stats.passages_per_s,
-        "corpus_embeddings_cached": stats.corpus_cache_hit,
+        "corpus_embeddings_cached": stats.corpus_cache_hit, "index": index,
+        "devices": list(devices) if devices else None, "shard_size": stats.shard_size,
     }
     write_json(out.with_suffix(".summary.json"), summary)
     logger.info("wrote %d ranked lists to %s (%s)", len(rows), out, summary["recall"])
@@ -409,6 +424,68 @@ def build_preferences(
     return triples, summary
 
 
+def compact_answer(result: dict[str, Any]) -> dict[str, Any]:
+    """A judge result in the Batch output format, cut down to what the judge reads: the answer
+    text, the generated tokens, and at the answer digit its log-probability and the alternatives
+    spelling "1"/"2" plus the lowest listed one (the floor of :func:`logprob_margin`), and the
+    token usage. Judging the compact record gives the same scores as the full one (tested);
+    it is about 13x smaller, small enough to commit."""
+    choice = result["response"]["body"]["choices"][0]
+    content = (choice.get("logprobs") or {}).get("content") or []
+    position = answer_position(result)
+    digits = {t.lower() for t in (*ONE, *TWO)}
+    tokens: list[dict[str, Any]] = []
+    for index, entry in enumerate(content):
+        if index != position:
+            tokens.append({"token": entry["token"]})
+            continue
+        alternatives = entry.get("top_logprobs") or []
+        keep = [a for a in alternatives if a["token"].strip().lower() in digits]
+        if alternatives:
+            keep.append(min(alternatives, key=lambda a: a["logprob"]))
+        tokens.append({"token": entry["token"], "logprob": entry["logprob"],
+                       "top_logprobs": [{"token": a["token"], "logprob": a["logprob"]} for a in keep]})
+    used = result["response"]["body"].get("usage") or {}
+    body = {
+        "choices": [{
+            "finish_reason": choice.get("finish_reason"),
+            "message": {"content": answer_text(result)},
+            **({"logprobs": {"content": tokens}} if content else {}),
+        }],
+        "usage": {k: used[k] for k in ("prompt_tokens", "completion_tokens") if k in used},
+    }
+    return {"custom_id": result["custom_id"], "response": {"status_code": 200, "body": body}}
+
+
+def answers_path(folder: Path, settings: ComparisonSettings) -> Path:
+    """The committed compact judge answers of a comparison run (see :func:`compact_answer`)."""
+    return folder / f"{settings.tag()}.answers.jsonl"
+
+
+def seed_results(results_path: Path, answers: Path) -> int:
+    """Append the committed compact answers that ``results_path`` lacks, so that a fresh
+    checkout re-sends nothing already judged; returns how many were added."""
+    if not answers.is_file():
+        return 0
+    have = set(load_results(results_path)) if results_path.is_file() else set()
+    missing = [rec for rec in read_jsonl(answers) if rec["custom_id"] not in have]
+    if missing:
+        with JsonlAppender(results_path, fsync=False) as out:
+            for rec in missing:
+                out.append(rec)
+        logger.info("seeded %d judge answers from %s", len(missing), answers)
+    return len(missing)
+
+
+def save_answers(results_path: Path, answers: Path, requests: list[dict[str, Any]]) -> int:
+    """Write the compact form of every answered request (in request order) to ``answers``."""
+    results = load_results(results_path)
+    answered = [compact_answer(results[r["custom_id"]]) for r in requests if r["custom_id"] in results]
+    write_jsonl(answers, answered)
+    logger.info("%d of %d judge answers saved in compact form to %s", len(answered), len(requests), answers)
+    return len(answered)
+
+
 def run_comparisons(
     dataset: str, model_name: str, config: LLMConfig, settings: ComparisonSettings,
     retrieval_file: Path | None = None, limit: int | None = None,
@@ -421,10 +498,17 @@ def run_comparisons(
     folder = comparison_dir(dataset, config, model_name)
     start = time.perf_counter()
     requests = comparison_requests(records, config, settings)
-    results = execute_requests(config, folder, settings.tag(), requests, desc="comparisons")
+    answers, results_path = answers_path(folder, settings), folder / f"{settings.tag()}.results.jsonl"
+    seeded = seed_results(results_path, answers)
+    try:
+        results = execute_requests(config, folder, settings.tag(), requests, desc="comparisons")
+    finally:  # also when stopped or incomplete: the answers so far are kept in compact form
+        if not config.dry_run and results_path.is_file():
+            save_answers(results_path, answers, requests)
     if results is None:
         return None
     triples, summary = build_preferences(records, results, config, settings)
+    summary["answers_seeded_from_file"] = seeded
     summary.update(retrieval_file=str(source), stage1_model=model_name, requests=len(requests),
                    seconds=round(time.perf_counter() - start, 1))
     out = preferences_path(dataset, config, model_name)

@@ -18,16 +18,18 @@ from sentence_transformers import SentenceTransformer
 from syntriever import paths
 from syntriever.cli import add_train_args, settings_from_args
 from syntriever.jsonl import read_jsonl, write_jsonl
-from syntriever.llm.config import LLMConfig
-from syntriever.llm.requests import result_line
+from syntriever.llm.config import IncompleteRun, LLMConfig
+from syntriever.llm.requests import answer_text, result_line, usage
 from syntriever.stage2 import (
     ComparisonSettings,
     Judgement,
     answer_position,
+    answers_path,
     build_preference_examples,
     build_preferences,
     candidate_pairs,
     choice_score,
+    compact_answer,
     comparison_requests,
     judge_logprobs,
     judge_text,
@@ -277,6 +279,45 @@ def test_decided_triples_round_trip(tmp_path: Path) -> None:
     assert back["scores"]["a_over_b"] == pytest.approx(-1.9)
 
 
+def test_compact_answers_judge_alike_and_replay_without_the_llm(tmp_generated: Path) -> None:
+    full = {
+        "q:a|b:ab": answer("q:a|b:ab", "2", -2.0, -0.2),
+        "q:a|b:ba": answer("q:a|b:ba", "1", -0.1, -2.1, prefix=False),
+        "q:x|y:ab": result("q:x|y:ab", [("Passage", {"Passage": -0.1}), ("1", {"1": -0.3, "7": -4.0})]),
+        "q:x|y:ba": text_answer("q:x|y:ba", "I cannot tell"),
+    }
+    for cid, res in full.items():
+        small = compact_answer(res)
+        assert small["custom_id"] == cid
+        assert choice_score(small) == choice_score(res)  # "2" missing: same floor (-4.0)
+        assert answer_text(small) == answer_text(res) and usage(small) == usage(res)
+        assert len(json.dumps(small)) <= len(json.dumps(res))
+
+    # A fresh checkout holds only the committed compact answers: nothing is sent again.
+    records = [retrieval_record("q1", 3)]
+    write_jsonl(tmp_generated / "toy" / "retrieval-m.jsonl", records)
+    settings = ComparisonSettings(k=3, judge_mode="logprobs")
+    offline = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1",
+                        max_retries=0)
+    requests = comparison_requests(records, offline, settings)
+    folder = preferences_path("toy", offline, "m").parent
+    write_jsonl(answers_path(folder, settings), [
+        compact_answer(answer(r["custom_id"], "1", -0.2, -1.5 if r["custom_id"].endswith("ab") else -0.3))
+        for r in requests
+    ])
+    out = run_comparisons("toy", "m", offline, settings)
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["answers_seeded_from_file"] == 6 and summary["missing"] == 0
+    assert summary["decided"] == 3 and len(list(read_jsonl(out))) == 3
+    # Drop one answer: the run now needs the (unreachable) judge and says so.
+    lines = (folder / "comparison-logprobs.results.jsonl").read_text().splitlines()
+    (folder / "comparison-logprobs.results.jsonl").unlink()
+    write_jsonl(answers_path(folder, settings), [json.loads(line) for line in lines[1:]])
+    with pytest.raises(IncompleteRun, match="1 of 6 requests have no result"):
+        run_comparisons("toy", "m", offline, settings)
+    assert len(list(read_jsonl(answers_path(folder, settings)))) == 5  # kept on failure too
+
+
 # --------------------------------------------------------------------------------------------
 # retrieval with a (tiny) model
 # --------------------------------------------------------------------------------------------
@@ -417,3 +458,18 @@ def test_real_judge_logprob_mode(tmp_generated: Path, llama_server_bin: Path) ->
     assert len(results) == 4
     assert all(answer_position(r) is not None for r in results), [r["response"] for r in results]
     assert summary["completion_tokens"] > 0
+
+
+def test_llm_concurrency_defaults_differ_for_the_embedded_server(monkeypatch) -> None:
+    import argparse
+
+    from syntriever.llm.config import add_llm_args, config_from_args
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    parser = argparse.ArgumentParser()
+    add_llm_args(parser, default_concurrency=16, local_concurrency=2)
+    assert config_from_args(parser.parse_args([])).concurrency == 2
+    remote = config_from_args(parser.parse_args(["--llm-base-url", "http://127.0.0.1:9/v1"]))
+    assert (remote.backend, remote.concurrency) == ("online", 16)
+    assert config_from_args(parser.parse_args(["--llm-concurrency", "5"])).concurrency == 5
