@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from syntriever.cli import setup_logging  # noqa: E402
 from syntriever.llm.config import LLMConfig  # noqa: E402
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET, PRESETS  # noqa: E402
 from syntriever.paths import dataset_dir, file_safe, output_root, results_root  # noqa: E402
 from syntriever.pipeline import Pipeline, Step, format_reports  # noqa: E402
 from syntriever.stage2 import preferences_path, retrieval_path  # noqa: E402
@@ -37,8 +38,10 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
     ds, base = args.dataset, file_safe(args.model)
     llm = ["--llm-model", args.llm_model] + (["--llm-backend", args.llm_backend] if args.llm_backend else [])
     config = LLMConfig(model=args.llm_model, backend=args.llm_backend or "local")
+    judge_model = args.judge_model or (DEFAULT_JUDGE_PRESET if args.llm_model in PRESETS else args.llm_model)
+    judge = ["--llm-model", judge_model] + llm[2:]
     synthetic = synthetic_path(ds, config)
-    prefs = preferences_path(ds, config, f"{base}-sft")
+    prefs = preferences_path(ds, LLMConfig(model=judge_model, backend=config.backend), f"{base}-sft")
     train_flags = ["--paper"] if args.paper else []
 
     def evaluate(name: str, after: str) -> Step:
@@ -88,7 +91,9 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
             )
             steps.append(evaluate(name, f"stage 1 {suffix}"))
     if not args.stage1_only:
-        compare = ["stage2/parse_comparison.py", f"{base}-sft", ds, "--k", str(args.k), *llm]
+        compare = ["stage2/parse_comparison.py", f"{base}-sft", ds, *judge]
+        if args.k:
+            compare += ["--k", str(args.k)]
         if args.pairs:
             compare += ["--pairs", str(args.pairs)]
         steps += [
@@ -101,7 +106,7 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
             Step("comparisons", compare, [prefs], ["retrieval"], summary=prefs.with_suffix(".summary.json")),
             Step(
                 "stage 2",
-                ["train_stage2.py", f"{base}-sft", ds, "--llm-model", args.llm_model, *train_flags],
+                ["train_stage2.py", f"{base}-sft", ds, "--llm-model", judge_model, *train_flags],
                 model_dir(f"{base}-final"),
                 ["comparisons"],
             ),
@@ -111,7 +116,7 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
             steps += [
                 Step(
                     "stage 2 bt",
-                    ["train_stage2.py", f"{base}-sft", ds, "--loss", "bt", "--llm-model", args.llm_model,
+                    ["train_stage2.py", f"{base}-sft", ds, "--loss", "bt", "--llm-model", judge_model,
                      *train_flags],
                     model_dir(f"{base}-final-bt"),
                     ["comparisons"],
@@ -136,7 +141,11 @@ def main() -> None:
     parser.add_argument("--model", default="minilm", help="encoder preset, path or hub id")
     parser.add_argument("--llm-model", default="qwen0.5b")
     parser.add_argument("--llm-backend", choices=["batch", "online", "local"], default=None)
-    parser.add_argument("--k", type=int, default=5, help="passages compared per query in stage 2")
+    parser.add_argument("--judge-model", default=None,
+                        help=f"stage-2 judge (default: {DEFAULT_JUDGE_PRESET} with an embedded --llm-model, "
+                        "else --llm-model)")
+    parser.add_argument("--k", type=int, default=None,
+                        help="passages compared per query in stage 2 (default: 5, 3 with the embedded judge)")
     parser.add_argument("--pairs", type=int, default=None, help="pairs per query (default: all C(k,2))")
     parser.add_argument("--ablations", action="store_true",
                         help="also the ablations: stage 1 without CoT / synthetic passages / verification, "

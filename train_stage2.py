@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from syntriever.cli import add_train_args, settings_from_args, setup_logging  # noqa: E402
 from syntriever.encoders import load_encoder, resolve  # noqa: E402
 from syntriever.llm.config import LLMConfig  # noqa: E402
-from syntriever.llm.local import DEFAULT_PRESET  # noqa: E402
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss  # noqa: E402
 from syntriever.paths import check_name, file_safe, output_root  # noqa: E402
 from syntriever.stage2 import build_preference_examples, load_preferences, preferences_path  # noqa: E402
@@ -43,7 +43,8 @@ def main() -> None:
                         help="pl: partial Plackett-Luce (paper); bt: Bradley-Terry (ablation)")
     parser.add_argument("--preferences", type=Path, default=None,
                         help="preference JSONL (default: the comparison run of --llm-model for MODEL)")
-    parser.add_argument("--llm-model", default=DEFAULT_PRESET, help="which judge's preferences to use")
+    parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET,
+                        help="which judge's preferences to use (default: the embedded judge)")
     parser.add_argument("--output-name", default=None, help="model name (default: MODEL-final[-bt])")
     add_train_args(parser, "1 epoch, batch 100, lr 2e-5, max length 512")
     args = parser.parse_args()

@@ -78,7 +78,8 @@ def test_pipeline_steps_for_a_dataset() -> None:
 
     def steps(**overrides: object) -> dict[str, Step]:
         args = argparse.Namespace(dataset="scifact", model="minilm", llm_model="qwen0.5b", llm_backend=None,
-                                  k=5, pairs=None, ablations=False, stage1_only=False, paper=False)
+                                  k=None, judge_model=None, pairs=None, ablations=False, stage1_only=False,
+                                  paper=False)
         vars(args).update(overrides)
         return {s.name: s for s in build_steps(args)}
 
@@ -89,4 +90,9 @@ def test_pipeline_steps_for_a_dataset() -> None:
     changed = steps(k=6)
     assert [n for n in base if base[n].args != changed[n].args] == ["comparisons"]
     assert "stage 1 nocot" in steps(ablations=True) and "stage 2" not in steps(stage1_only=True)
+    # synthesis by the embedded 0.5B model, judgements by the embedded 1.5B judge
+    assert base["synthesis"].args[-1] == "qwen0.5b" and base["comparisons"].args[-1] == "qwen1.5b"
+    assert base["stage 2"].args[base["stage 2"].args.index("--llm-model") + 1] == "qwen1.5b"
+    remote = steps(llm_model="gpt-4o", llm_backend="batch")
+    assert "gpt-4o" in remote["comparisons"].args and "qwen1.5b" not in remote["comparisons"].args
     assert "stage 2 bt" not in base and steps(ablations=True)["stage 2 bt"].after == ["comparisons"]

@@ -62,12 +62,17 @@ class LLMConfig:
 
 
 def add_llm_args(
-    parser: argparse.ArgumentParser, *, default_concurrency: int = 16, local_concurrency: int | None = None
+    parser: argparse.ArgumentParser,
+    *,
+    default_concurrency: int = 16,
+    local_concurrency: int | None = None,
+    local_model: str = DEFAULT_PRESET,
 ) -> None:
-    """Add the ``--llm-*`` flags shared by every LLM stage. ``local_concurrency`` is the slot
-    count for the embedded server when it differs from the remote default."""
+    """Add the ``--llm-*`` flags shared by every LLM stage. ``local_concurrency`` and
+    ``local_model`` are the embedded server's slot count and model when a stage needs others."""
     local_concurrency = local_concurrency or default_concurrency
-    parser.set_defaults(llm_concurrency_defaults=(default_concurrency, local_concurrency))
+    parser.set_defaults(llm_concurrency_defaults=(default_concurrency, local_concurrency),
+                        llm_local_model=local_model)
     group = parser.add_argument_group("LLM")
     group.add_argument(
         "--llm-backend", choices=["batch", "online", "local"], default=None,
@@ -76,7 +81,7 @@ def add_llm_args(
     group.add_argument(
         "--llm-model", default=None,
         help=f"model name; for local a preset {sorted(PRESETS)} or a .gguf path "
-        f"(default: {DEFAULT_PRESET} locally, gpt-4o otherwise)",
+        f"(default: {local_model} locally, gpt-4o otherwise)",
     )
     group.add_argument("--llm-base-url", default=None, help="OpenAI-compatible base URL (vLLM, Ollama, ...)")
     group.add_argument("--llm-concurrency", type=int, default=None,
@@ -92,13 +97,18 @@ def add_llm_args(
 
 
 def parse_llm_cli(
-    parser: argparse.ArgumentParser, *, default_concurrency: int = 16, local_concurrency: int | None = None
+    parser: argparse.ArgumentParser,
+    *,
+    default_concurrency: int = 16,
+    local_concurrency: int | None = None,
+    local_model: str = DEFAULT_PRESET,
 ) -> tuple[argparse.Namespace, LLMConfig]:
     """Add the ``--llm-*`` flags, parse the command line, set up logging; return the arguments
     and the resolved :class:`LLMConfig` (the start of every LLM stage script)."""
     from syntriever.cli import setup_logging
 
-    add_llm_args(parser, default_concurrency=default_concurrency, local_concurrency=local_concurrency)
+    add_llm_args(parser, default_concurrency=default_concurrency, local_concurrency=local_concurrency,
+                 local_model=local_model)
     args = parser.parse_args()
     setup_logging()
     return args, config_from_args(args)
@@ -117,7 +127,8 @@ def config_from_args(args: argparse.Namespace) -> LLMConfig:
     """Resolve the flags (and the environment) into an :class:`LLMConfig`."""
     base_url = args.llm_base_url or os.environ.get("OPENAI_BASE_URL")
     backend = args.llm_backend or ("online" if base_url or api_key() else "local")
-    model = args.llm_model or (DEFAULT_PRESET if backend == "local" else "gpt-4o")
+    local_model = getattr(args, "llm_local_model", DEFAULT_PRESET)
+    model = args.llm_model or (local_model if backend == "local" else "gpt-4o")
     remote_default, local_default = getattr(args, "llm_concurrency_defaults", (16, 16))
     concurrency = args.llm_concurrency or (local_default if backend == "local" else remote_default)
     return LLMConfig(

