@@ -32,9 +32,6 @@ def main() -> None:
                         help="zero-shot transfer: resolve trained names (minilm-sft) on DATASET's "
                         "output, e.g. train on scifact, evaluate on nfcorpus")
     parser.add_argument("--top-k", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-seq-length", type=int, default=None)
-    parser.add_argument("--no-cache", action="store_true", help="re-encode the corpus")
     add_search_args(parser)
     args = parser.parse_args()
     setup_logging()

@@ -26,9 +26,6 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=100, help="passages ranked per query")
     parser.add_argument("--text-k", type=int, default=5,
                         help="passage texts stored per query (at least the comparisons' --k)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-seq-length", type=int, default=None)
-    parser.add_argument("--no-cache", action="store_true", help="re-encode the corpus")
     add_search_args(parser)
     args = parser.parse_args()
     setup_logging()

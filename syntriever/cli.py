@@ -68,9 +68,12 @@ def add_train_args(parser: argparse.ArgumentParser, paper: str) -> None:
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
-    """Dense search flags for large corpora (see :func:`syntriever.retrieval.dense_search`)."""
+    """Encoding and dense search flags (see :func:`syntriever.retrieval.dense_search`)."""
     from syntriever.retrieval import INDEXES, SHARD_ABOVE, SHARD_SIZE  # imported late: it pulls in torch
 
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=None)
+    parser.add_argument("--no-cache", action="store_true", help="re-encode the corpus")
     group = parser.add_argument_group("dense search (large corpora)")
     group.add_argument("--index", choices=INDEXES, default="exact",
                        help="exact: torch top-k (default); faiss: FAISS IndexFlatIP, same ranking")
