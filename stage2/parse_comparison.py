@@ -15,7 +15,8 @@ orders, which cancels position bias (default for the embedded model). Unparseabl
 counted, never guessed. --judge-max-chars truncates passages in the prompt only (default: none
 for remote models, 600 characters for the embedded model to bound CPU prompt processing).
 Requests sharing a prefix (query, passage #1) are consecutive, for llama.cpp's prompt cache; the
-embedded server runs 2 slots for this step (1 and 2 slots measured the same, 0.97 req/s).
+embedded server runs 1 slot for this step, so each prompt reuses the previous one's prefix (1.5B
+judge, K = 3: 0.46 req/s with 1 slot, 0.37 with 2; 0.5B judge, K = 5: 0.97 with either).
 
 Embedded defaults differ from the paper's, for measured reasons: the judge is Qwen-Coder 1.5B
 (on 40 labelled SciFact pairs it preferred the relevant passage 31 times, the 0.5B model 19
@@ -35,7 +36,7 @@ from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
 from syntriever.stage2 import JUDGE_MODES, ComparisonSettings, run_comparisons  # noqa: E402
 
 LOCAL_MAX_CHARS = 600  # SciFact, 0.5B judge, 2 cores: 0.65 req/s at 1000 characters, 0.97 at 600
-LOCAL_CONCURRENCY = 2  # prompt processing is compute-bound; few slots keep the prompt cache warm
+LOCAL_CONCURRENCY = 1  # prompt processing is compute-bound; one slot reuses passage #1 of the last prompt
 LOCAL_K = 3  # C(3,2) pairs x 2 orders: ~2.7 h for SciFact with the 1.5B judge on 2 cores
 
 
