@@ -193,8 +193,9 @@ def test_local_server_stops_with_its_owner(tmp_path: Path, llama_server_bin: Pat
     assert proc is not None and proc.poll() is not None
     # on Ctrl-C (SIGINT) of the owning process, and on SIGKILL of it
     for sig in (signal.SIGINT, signal.SIGKILL):
-        script = (
-            "import sys, time; from syntriever.llm.local import LocalServer\n"
+        script = (  # Ctrl-C handling as in a terminal, even when this test runs as a background job
+            "import signal, sys, time; from syntriever.llm.local import LocalServer\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "with LocalServer(model='qwen0.5b', parallel=1) as s:\n"
             "    print(s.process.pid, flush=True); time.sleep(600)\n"
         )
