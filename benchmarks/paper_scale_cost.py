@@ -29,6 +29,11 @@ DATASETS = {
     "nq": (132_803, 120),
     "fever": (109_810, 150),
 }
+CORPUS = {  # BEIR corpus sizes (passages)
+    "msmarco": 8_841_823, "hotpotqa": 5_233_329, "fiqa": 57_638, "scifact": 5_183,
+    "nfcorpus": 3_633, "nq": 2_681_468, "fever": 5_416_568,
+}
+BATCH_REQUESTS = 50_000  # requests per Batch API batch (our runner's split)
 PROMPT_OVERHEAD = 60  # template tokens around the query / passages
 QUERY_TOKENS = 20
 SYNTH_OUT = 512  # cap per generation (CoT, positive, negative)
@@ -58,6 +63,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--model", default="gpt-4o", choices=sorted(PRICES_PER_M))
     parser.add_argument("--batch", action="store_true", help="Batch API prices (half)")
+    parser.add_argument("--tpm", type=float, default=30e6,
+                        help="assumed online rate limit, tokens per minute (depends on the account tier)")
+    parser.add_argument("--encode-rate", type=float, default=2000.0,
+                        help="assumed passages/s per GPU for E5-base at fp16 (measure on your GPU)")
+    parser.add_argument("--gpus", type=int, default=1)
     args = parser.parse_args()
     discount = BATCH_DISCOUNT if args.batch else 1.0
     price = PRICES_PER_M[args.model]
@@ -79,7 +89,26 @@ def main() -> None:
         "",
         "Requests per query: 3 generations, 2 verifications, 10 pairwise comparisons (top 5). "
         "Output tokens use the 512-token cap; measured answers are shorter.",
+        "",
+        f"Expected time. Assumptions, not measurements: online runs at {args.tpm / 1e6:g}M tokens/min "
+        f"(the account's rate limit decides); corpus encoding at {args.encode_rate:,.0f} passages/s per "
+        f"GPU on {args.gpus} GPU(s) (evaluation and stage-2 retrieval each encode the corpus once per "
+        "model). Batch API: every batch may take up to its 24-hour window, and the three LLM steps "
+        "(generation, verification, comparisons) run one after another.",
+        "",
+        "| dataset | corpus | batches (gen / verify / compare) | Batch API upper bound | online at the "
+        "rate limit | corpus encoding per model |",
+        "|---|---|---|---|---|---|",
     ]
+    for name, (queries, passage) in DATASETS.items():
+        e = estimate(queries, passage, price, discount)
+        steps = [-(-n * queries // BATCH_REQUESTS) for n in (3, 2, PAIRS)]
+        online_h = (e["tokens_in"] + e["tokens_out"]) / args.tpm / 60
+        encode_h = CORPUS[name] / (args.encode_rate * args.gpus) / 3600
+        lines.append(
+            f"| {name} | {CORPUS[name]:,} | {' / '.join(map(str, steps))} | {sum(steps)} days | "
+            f"{online_h:,.1f} h | {encode_h:,.2f} h |"
+        )
     text = "\n".join(lines) + "\n"
     write_bytes(Path(__file__).parent / "results" / "paper_scale_cost.md", text.encode())
     print(text)
