@@ -84,6 +84,25 @@ def test_large_runs_are_split_into_batches_within_the_limits(
     assert result_ids(res) == Counter(ids)
 
 
+def test_several_batches_in_flight_at_once(
+    fake: FakeOpenAI, env_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch_module, "MAX_BATCH_REQUESTS", 3)
+    req, res, ids = make_requests(tmp_path, 7)
+    config = config_for(fake)
+    config.batches_in_flight = 2
+    fake.hold()
+    first = run_batch(req, res, config=config, wait=False)
+    assert fake.batches_created == 2 and first.sent == 6 and first.pending == 7
+    held = json.loads(state_path(req).read_text())["batches"]
+    assert [len(b["custom_ids"]) for b in held] == [3, 3] and not any(b["collected"] for b in held)
+    fake.release()
+    done = run_batch(req, res, config=config, wait=True)
+    assert done.succeeded == 7 and done.sent == 1 and done.pending == 0
+    assert fake.batches_created == 3 and fake.lines_executed == 7
+    assert result_ids(res) == Counter(ids)
+
+
 def test_batch_completes_with_real_answers(fake: FakeOpenAI, env_key: str, tmp_path: Path) -> None:
     req, res, ids = make_requests(tmp_path, 8)
     stats = run_batch(req, res, config=config_for(fake), desc="test")

@@ -5,7 +5,8 @@ Every batch submitted is recorded in a state file next to the request file
 of paying for the same requests twice. When a batch ends (completed, expired, failed or
 cancelled) its output and error files are downloaded, successful lines are appended to the result
 file, and requests still without a result are sent again in a new batch, at most ``max_rounds``
-rounds in a row without progress. Requests answered with a permanent client error (a 4xx other
+rounds in a row without progress. Large runs are split into batches within the API limits, with
+up to ``config.batches_in_flight`` of them submitted at once. Requests answered with a permanent client error (a 4xx other
 than 408/429) are not resubmitted: they are counted as failed and listed in the errors file.
 """
 
@@ -190,8 +191,17 @@ class _Run:
         """Requests with neither a result nor a permanent error, in file order."""
         return [cid for cid in self.requests if cid not in self.done and cid not in self.permanent]
 
+    def in_flight(self) -> list[dict[str, Any]]:
+        """Submitted batches whose results are not collected yet."""
+        return [b for b in self.state["batches"] if not b.get("collected")]
+
     def active(self) -> dict[str, Any] | None:
-        return next((b for b in self.state["batches"] if not b.get("collected")), None)
+        return next(iter(self.in_flight()), None)
+
+    def unsubmitted(self) -> list[str]:
+        """:meth:`missing` requests that no batch in flight holds."""
+        held = {cid for b in self.in_flight() for cid in b["custom_ids"]}
+        return [cid for cid in self.missing() if cid not in held]
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         """Call the API; transient errors are retried up to ``config.max_retries`` times."""
@@ -359,34 +369,36 @@ class _Run:
     # -- the loop --------------------------------------------------------------------------------
 
     def run(self, wait: bool, max_rounds: int) -> None:
+        """Keep up to ``config.batches_in_flight`` batches submitted, poll them, collect the
+        finished ones and resubmit what they left without a result."""
         polled = False
-        while True:
-            if not self.missing():
+        while self.missing():
+            unsent = self.unsubmitted()
+            if unsent and len(self.in_flight()) < max(1, self.config.batches_in_flight):
+                if self.no_progress >= max_rounds:
+                    raise self.give_up(max_rounds)
+                part = self.first_part(unsent)
+                logger.info("%s: %d of %d requests have no result; submitting %d of them", self.desc,
+                            len(self.missing()), len(self.requests), len(part))
+                self.submit(part)
+                continue
+            if polled and not wait:
                 return
-            record = self.active()
-            if record is not None:
-                if polled and not wait:
-                    return
+            finished = False
+            for record in self.in_flight():
                 batch = self.poll(record)
-                polled = True
                 if batch.status in TERMINAL:
                     self.collect(record, batch)
-                    continue
+                    finished = True
+            polled = True
+            if not finished:
                 if not wait:
                     return
                 time.sleep(self.config.poll_interval)
-                continue
-            if self.no_progress >= max_rounds:
-                raise self.give_up(max_rounds)
-            missing = self.missing()
-            part = self.first_part(missing)
-            logger.info("%s: %d of %d requests have no result; submitting %d of them", self.desc,
-                        len(missing), len(self.requests), len(part))
-            self.submit(part)
 
     def first_part(self, custom_ids: list[str]) -> list[str]:
         """The leading requests that fit one batch (OpenAI: 50,000 requests, 200 MB per file);
-        larger runs go as consecutive batches."""
+        larger runs go as several batches, ``config.batches_in_flight`` at a time."""
         part, size = [], 0
         for cid in custom_ids[:MAX_BATCH_REQUESTS]:
             size += len(json.dumps(self.requests[cid], ensure_ascii=False).encode("utf-8")) + 1

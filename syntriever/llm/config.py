@@ -37,6 +37,7 @@ class LLMConfig:
     max_retries: int = 6
     dry_run: bool = False
     poll_interval: float = 30.0
+    batches_in_flight: int = 1  # batch backend: batches submitted at once (mind the enqueued-token limit)
     price_in: float | None = None
     price_out: float | None = None
 
@@ -91,6 +92,9 @@ def add_llm_args(
                        help="local server CPU threads (default: all cores; 1 leaves a core free)")
     group.add_argument("--llm-max-retries", type=int, default=6)
     group.add_argument("--llm-poll-interval", type=float, default=30.0, help="seconds between batch polls")
+    group.add_argument("--llm-batches-in-flight", type=int, default=1,
+                       help="batch: batches of a large run submitted at once (the account's enqueued-token "
+                       "limit must hold them)")
     group.add_argument("--llm-price-in", type=float, default=None, help="USD per 1M input tokens")
     group.add_argument("--llm-price-out", type=float, default=None, help="USD per 1M output tokens")
     group.add_argument("--dry-run", action="store_true", help="write requests, print the estimate, stop")
@@ -135,6 +139,7 @@ def config_from_args(args: argparse.Namespace) -> LLMConfig:
         backend=backend, model=model, base_url=base_url, concurrency=concurrency,
         threads=args.llm_threads,
         max_retries=args.llm_max_retries, dry_run=args.dry_run, poll_interval=args.llm_poll_interval,
+        batches_in_flight=args.llm_batches_in_flight,
         price_in=args.llm_price_in, price_out=args.llm_price_out,
     )
 
