@@ -6,8 +6,9 @@ of paying for the same requests twice. When a batch ends (completed, expired, fa
 cancelled) its output and error files are downloaded, successful lines are appended to the result
 file, and requests still without a result are sent again in a new batch, at most ``max_rounds``
 rounds in a row without progress. Large runs are split into batches within the API limits, with
-up to ``config.batches_in_flight`` of them submitted at once. Requests answered with a permanent client error (a 4xx other
-than 408/429) are not resubmitted: they are counted as failed and listed in the errors file.
+up to ``config.batches_in_flight`` of them submitted at once. Requests answered with a permanent
+client error (a 4xx other than 408/429) are not resubmitted: they are counted as failed and
+listed in the errors file.
 """
 
 from __future__ import annotations
