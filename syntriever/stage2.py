@@ -441,8 +441,9 @@ def compact_answer(result: dict[str, Any]) -> dict[str, Any]:
             continue
         alternatives = entry.get("top_logprobs") or []
         keep = [a for a in alternatives if a["token"].strip().lower() in digits]
-        if alternatives:
-            keep.append(min(alternatives, key=lambda a: a["logprob"]))
+        lowest = min(alternatives, key=lambda a: a["logprob"]) if alternatives else None
+        if lowest is not None and lowest not in keep:
+            keep.append(lowest)
         tokens.append({"token": entry["token"], "logprob": entry["logprob"],
                        "top_logprobs": [{"token": a["token"], "logprob": a["logprob"]} for a in keep]})
     used = result["response"]["body"].get("usage") or {}

@@ -284,6 +284,7 @@ def test_compact_answers_judge_alike_and_replay_without_the_llm(tmp_generated: P
         "q:a|b:ab": answer("q:a|b:ab", "2", -2.0, -0.2),
         "q:a|b:ba": answer("q:a|b:ba", "1", -0.1, -2.1, prefix=False),
         "q:x|y:ab": result("q:x|y:ab", [("Passage", {"Passage": -0.1}), ("1", {"1": -0.3, "7": -4.0})]),
+        "q:z|w:ab": result("q:z|w:ab", [("1", {"1": -0.1, "2": -2.5})]),  # the lowest is a digit
         "q:x|y:ba": text_answer("q:x|y:ba", "I cannot tell"),
     }
     for cid, res in full.items():
@@ -292,6 +293,7 @@ def test_compact_answers_judge_alike_and_replay_without_the_llm(tmp_generated: P
         assert choice_score(small) == choice_score(res)  # "2" missing: same floor (-4.0)
         assert answer_text(small) == answer_text(res) and usage(small) == usage(res)
         assert len(json.dumps(small)) <= len(json.dumps(res))
+        assert compact_answer(small) == small  # compacting is idempotent (re-saved answers stay equal)
 
     # A fresh checkout holds only the committed compact answers: nothing is sent again.
     records = [retrieval_record("q1", 3)]
