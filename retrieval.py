@@ -1,10 +1,11 @@
 """Stage 2, step 1: rank the corpus for every training query with the stage-1 model.
 
-    python retrieval.py MODEL-sft DATASET [--k 100] [--text-k 5] [--index faiss] [--devices cuda:0,cuda:1]
+    python retrieval.py MODEL-sft DATASET [--k 100] [--text-k 0] [--index faiss] [--devices cuda:0,cuda:1]
 
 MODEL-sft is a trained stage-1 name (resolves to output/<MODEL-sft>-<DATASET>), a preset, a
 folder or a hub id. Writes generated/<dataset>/retrieval-<MODEL-sft>.jsonl (k ranked doc ids and
-scores per query, passage texts of the first text-k) and a summary with Recall@k of the train
+scores per query; passage texts of the first text-k, none by default since the comparisons read
+them from the corpus) and a summary with Recall@k of the train
 qrels; stage2/parse_comparison.py reads it.
 """
 
@@ -24,8 +25,9 @@ def main() -> None:
     parser.add_argument("model", help="stage-1 model, e.g. minilm-sft")
     parser.add_argument("dataset")
     parser.add_argument("--k", type=int, default=100, help="passages ranked per query")
-    parser.add_argument("--text-k", type=int, default=5,
-                        help="passage texts stored per query (at least the comparisons' --k)")
+    parser.add_argument("--text-k", type=int, default=0,
+                        help="passage texts stored per query (default none: the comparisons read them "
+                             "from the corpus)")
     add_search_args(parser)
     args = parser.parse_args()
     setup_logging()

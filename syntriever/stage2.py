@@ -104,7 +104,7 @@ def retrieve_training_queries(
     model_name: str,
     dataset: str,
     k: int = 100,
-    text_k: int = 5,
+    text_k: int = 0,
     *,
     batch_size: int = 32,
     max_seq_length: int | None = None,
@@ -117,11 +117,12 @@ def retrieve_training_queries(
     stage-1 model; write one JSONL line per query and a summary; return the JSONL path.
 
     Lines: ``{"query_id", "query", "doc_ids", "scores", "texts"}``, ``k`` ranked doc ids and
-    cosine scores, and the passage texts of the first ``text_k`` only (what the comparisons
-    read; full texts for all ``k`` would make the file large). ``index``, ``devices`` and
-    ``shard_size`` choose the search backend, encoding processes and corpus shards (``dense_search``)."""
-    if not 1 <= text_k <= k:
-        raise ValueError(f"need 1 <= text_k <= k, got text_k={text_k}, k={k}")
+    cosine scores, and the passage texts of the first ``text_k`` (none by default: the
+    comparisons read them from the corpus, :func:`attach_texts`, which keeps the file small
+    enough to commit, ~2.2 KB a query at k = 100). ``index``, ``devices`` and ``shard_size``
+    choose the search backend, encoding processes and corpus shards (``dense_search``)."""
+    if not 0 <= text_k <= k:
+        raise ValueError(f"need 0 <= text_k <= k, got text_k={text_k}, k={k}")
     timings: dict[str, float] = {}
     with timed(timings, "load_s"):
         ds = load_dataset(dataset, "train")
@@ -141,7 +142,7 @@ def retrieve_training_queries(
         })
     out = retrieval_path(ds.name, model_name)
     write_jsonl(out, rows)
-    cutoffs = sorted({1, text_k, 10, k})
+    cutoffs = sorted({1, max(text_k, 1), 10, k})
     qrels = {qid: ds.qrels[qid] for qid in queries}
     aggregate, _ = evaluate_run(qrels, run, cutoffs)
     summary = {
@@ -238,13 +239,30 @@ def truncate(text: str, max_chars: int | None) -> str:
     return cut.rstrip() + " ..."
 
 
+def attach_texts(records: list[dict[str, Any]], dataset: str, k: int) -> list[dict[str, Any]]:
+    """Fill in, from the dataset's corpus, the passage texts of the top ``k`` that a retrieval
+    record does not store; the corpus is read only when some record needs it."""
+    if all(len(rec["texts"]) >= min(k, len(rec["doc_ids"])) for rec in records):
+        return records
+    ds = load_dataset(dataset, "train")
+    filled = []
+    for rec in records:
+        ids = rec["doc_ids"][: max(k, len(rec["texts"]))]
+        missing = [d for d in ids if d not in ds.corpus]
+        if missing:
+            raise DataError(f"query {rec['query_id']}: passages {missing[:3]} of the retrieval file "
+                            f"are not in the {ds.name} corpus")
+        filled.append({**rec, "texts": rec["texts"] + [ds.passage_text(d) for d in ids[len(rec["texts"]):]]})
+    return filled
+
+
 def _top(record: dict[str, Any], k: int) -> int:
     """How many of the record's passages take part (all of the top ``k`` need their text)."""
     top = min(k, len(record["doc_ids"]))
     if len(record["texts"]) < top:
         raise DataError(
             f"query {record['query_id']}: the retrieval file holds {len(record['texts'])} passage "
-            f"texts, the comparisons need {top}; re-run retrieval.py with --text-k {k}"
+            f"texts, the comparisons need {top} (attach_texts reads them from the corpus)"
         )
     return top
 
@@ -495,7 +513,7 @@ def run_comparisons(
     ``<dataset>_preferences.jsonl`` and its summary; resumes from earlier results; None for a
     dry run."""
     source = retrieval_file or retrieval_path(dataset, model_name)
-    records = load_retrieval(source)[:limit]
+    records = attach_texts(load_retrieval(source)[:limit], dataset, settings.k)
     folder = comparison_dir(dataset, config, model_name)
     start = time.perf_counter()
     requests = comparison_requests(records, config, settings)

@@ -25,6 +25,7 @@ from syntriever.stage2 import (
     Judgement,
     answer_position,
     answers_path,
+    attach_texts,
     build_preference_examples,
     build_preferences,
     candidate_pairs,
@@ -34,6 +35,7 @@ from syntriever.stage2 import (
     judge_logprobs,
     judge_text,
     load_preferences,
+    load_retrieval,
     order_stats,
     pair_id,
     parse_choice,
@@ -126,7 +128,7 @@ def test_pairs_limit_and_truncation_apply_to_requests() -> None:
 def test_too_few_stored_texts_is_an_error() -> None:
     rec = retrieval_record("q1", 5)
     rec["texts"] = rec["texts"][:3]
-    with pytest.raises(ValueError, match="--text-k 5"):
+    with pytest.raises(ValueError, match="holds 3 passage texts, the comparisons need 5"):
         comparison_requests([rec], JUDGE, ComparisonSettings(k=5))
 
 
@@ -354,6 +356,18 @@ def test_retrieve_training_queries(
         assert row["scores"] == sorted(row["scores"], reverse=True)
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["queries"] == 2 and set(summary["recall"]) == {"Recall@1", "Recall@2", "Recall@4"}
+
+    # by default no texts are stored; the comparisons read the top k from the corpus
+    bare = load_retrieval(retrieve_training_queries(str(tiny_st_model_dir), "toy", k=4, use_cache=False))
+    assert all(r["texts"] == [] and len(r["doc_ids"]) == 4 for r in bare)
+    filled = attach_texts(bare, "toy", k=3)
+    for full, with_texts in zip(rows, filled, strict=True):
+        assert with_texts["doc_ids"] == full["doc_ids"] and with_texts["texts"][:2] == full["texts"]
+        assert len(with_texts["texts"]) == 3
+    assert attach_texts(filled, "nowhere", k=3) is filled  # nothing missing: the corpus is not read
+    bad = [{**bare[0], "doc_ids": ["not-a-doc", *bare[0]["doc_ids"][1:]]}]
+    with pytest.raises(ValueError, match="not in the toy corpus"):
+        attach_texts(bad, "toy", k=2)
 
 
 # --------------------------------------------------------------------------------------------
