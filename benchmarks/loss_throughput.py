@@ -37,12 +37,13 @@ def five_columns(n: int) -> dict[str, list]:
     train_split = load_dataset("scifact", "train")
     corpus_ids = list(train_split.corpus)
     rng = random.Random(0)
-    rows: dict[str, list] = {k: [] for k in ("query", "positive", "synthetic", "cot", "negative", "label")}
+    columns = ("query", "positive", "synthetic", "cot", "synthetic_negative", "label")
+    rows: dict[str, list] = {k: [] for k in columns}
     for qid, docs in train_split.qrels.items():
         for did in docs:
             rows["query"].append(train_split.queries[qid])
             rows["positive"].append(train_split.passage_text(did))
-            for column in ("synthetic", "cot", "negative"):
+            for column in ("synthetic", "cot", "synthetic_negative"):
                 rows[column].append(train_split.passage_text(rng.choice(corpus_ids)))
             rows["label"].append(1)
             if len(rows["query"]) == n:

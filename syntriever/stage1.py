@@ -107,8 +107,9 @@ def build_examples(
     variant: Stage1Variant,
     synthetic: dict[str, dict[str, Any]] | None,
 ) -> tuple[Dataset, dict[str, int]]:
-    """Columns (query, positive[, synthetic][, cot][, negative][, label]) and counts. With a
-    negative filter the label is ``[verification flag, keep negative]``."""
+    """Columns (query, positive[, synthetic][, cot][, synthetic_negative][, label]) and counts.
+    With a negative filter the label is ``[verification flag, keep negative]``. (Not named
+    "negative": sentence-transformers warns when a column of that name is not the third.)"""
     if variant.uses_llm_data and synthetic is None:
         raise ValueError("this variant needs synthetic data")
     rows: dict[str, list[Any]] = {"query": [], "positive": []}
@@ -117,7 +118,7 @@ def build_examples(
     if variant.use_cot:
         rows["cot"] = []
     if variant.use_synthetic:
-        rows["negative"] = []
+        rows["synthetic_negative"] = []
         rows["label"] = []
     counts = {"pairs": 0, "skipped_no_synthetic": 0, "relabelled": 0, "unknown_verdict": 0,
               "empty_cot": 0, "filtered_negatives": 0}
@@ -136,7 +137,7 @@ def build_examples(
                 continue
             if variant.use_synthetic:
                 rows["synthetic"].append(rec["positive"])
-                rows["negative"].append(rec["negative"])
+                rows["synthetic_negative"].append(rec["negative"])
                 label = VERDICT_LABEL[rec["verdict"]] if variant.use_verification else 1
                 counts["relabelled"] += label == 0
                 counts["unknown_verdict"] += label == UNVERIFIED
@@ -155,7 +156,7 @@ def build_examples(
     if not rows["query"]:
         raise ValueError("no training examples: is the synthetic file for this dataset?")
     rows["query"] = add_prefix(model, rows["query"], "query")
-    for column in ("positive", "synthetic", "cot", "negative"):
+    for column in ("positive", "synthetic", "cot", "synthetic_negative"):
         if column in rows:
             rows[column] = add_prefix(model, rows[column], "document")
     logger.info("stage-1 examples: %s", counts)

@@ -168,7 +168,7 @@ def test_stage1_examples_per_variant(tmp_path: Path, tiny_st_model) -> None:
     synthetic = load_synthetic(path)
     tiny_st_model.prompts = {"query": "query: ", "document": "passage: "}
     data, counts = build_examples(ds, tiny_st_model, Stage1Variant(), synthetic)
-    assert data.column_names == ["query", "positive", "synthetic", "cot", "negative", "label"]
+    assert data.column_names == ["query", "positive", "synthetic", "cot", "synthetic_negative", "label"]
     assert data["label"] == [0, 0, -1]  # q1 has two labelled passages, q2 one; q3 none
     assert data["query"][0] == "query: claim one" and data["positive"][0] == "passage: T0 text 0"
     assert data["cot"][2] == "passage: claim two"  # empty CoT falls back to the query, counted
@@ -183,7 +183,7 @@ def test_stage1_examples_per_variant(tmp_path: Path, tiny_st_model) -> None:
     data, _ = build_examples(ds, tiny_st_model, Stage1Variant(use_verification=False), synthetic)
     assert data["label"] == [1, 1, 1]
     data, _ = build_examples(ds, tiny_st_model, Stage1Variant(use_cot=False), synthetic)
-    assert data.column_names == ["query", "positive", "synthetic", "negative", "label"]
+    assert data.column_names == ["query", "positive", "synthetic", "synthetic_negative", "label"]
     data, _ = build_examples(ds, tiny_st_model, Stage1Variant(use_synthetic=False), synthetic)
     assert data.column_names == ["query", "positive", "cot"]
     data, counts = build_examples(ds, tiny_st_model, Stage1Variant(False, False), None)
