@@ -497,12 +497,17 @@ def seed_results(results_path: Path, answers: Path) -> int:
 
 
 def save_answers(results_path: Path, answers: Path, requests: list[dict[str, Any]]) -> int:
-    """Write the compact form of every answered request (in request order) to ``answers``."""
+    """Write the compact form of every answer in ``results_path`` to ``answers``: those of
+    ``requests`` in request order, then any others (queries outside ``--limit``, pairs of an
+    earlier retrieval), so a partial run never drops committed answers; returns how many."""
     results = load_results(results_path)
-    answered = [compact_answer(results[r["custom_id"]]) for r in requests if r["custom_id"] in results]
-    write_jsonl(answers, answered)
-    logger.info("%d of %d judge answers saved in compact form to %s", len(answered), len(requests), answers)
-    return len(answered)
+    order = [r["custom_id"] for r in requests if r["custom_id"] in results]
+    asked = set(order)
+    order += [cid for cid in results if cid not in asked]
+    write_jsonl(answers, [compact_answer(results[cid]) for cid in order])
+    logger.info("%d judge answers (%d of this run's %d requests) saved in compact form to %s",
+                len(order), len(asked), len(requests), answers)
+    return len(order)
 
 
 def run_comparisons(

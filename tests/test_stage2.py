@@ -322,6 +322,21 @@ def test_compact_answers_judge_alike_and_replay_without_the_llm(tmp_generated: P
     assert len(list(read_jsonl(answers_path(folder, settings)))) == 5  # kept on failure too
 
 
+def test_limited_run_keeps_every_committed_answer(tmp_generated: Path) -> None:
+    records = [retrieval_record("q1", 2), retrieval_record("q2", 2)]
+    write_jsonl(tmp_generated / "toy" / "retrieval-m.jsonl", records)
+    settings = ComparisonSettings(k=2, judge_mode="logprobs")
+    offline = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1",
+                        max_retries=0)
+    requests = comparison_requests(records, offline, settings)
+    folder = preferences_path("toy", offline, "m").parent
+    committed = [compact_answer(answer(r["custom_id"], "1", -0.2, -1.5)) for r in requests]
+    write_jsonl(answers_path(folder, settings), committed)
+    out = run_comparisons("toy", "m", offline, settings, limit=1)  # a preview on q1 only
+    assert json.loads(out.with_suffix(".summary.json").read_text())["queries"] == 1
+    assert list(read_jsonl(answers_path(folder, settings))) == committed  # q2's answers stay
+
+
 # --------------------------------------------------------------------------------------------
 # retrieval with a (tiny) model
 # --------------------------------------------------------------------------------------------
