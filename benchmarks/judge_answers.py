@@ -1,0 +1,79 @@
+"""Benchmark: what the committed stage-2 judge answers say so far, without calling the LLM.
+
+    python benchmarks/judge_answers.py [--dataset scifact] [--model minilm-sft] [--llm-model qwen1.5b]
+        [--k 3] [--judge-max-chars 600]
+
+Reads the committed compact answers of stage2/parse_comparison.py's embedded defaults (log-prob
+judge over both orders) and the committed retrieval file, keeps the queries whose requests are
+all answered, and reports the comparisons summary on them (decided/unparseable pairs, position
+bias, per-order score inconsistency, tokens) plus, over the pairs with exactly one
+labelled-relevant passage, how often the judge prefers it and how often the stage-1 order puts it
+first. Useful while the judge run is still going. Writes
+benchmarks/results/judge_answers-<dataset>-<llm>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from syntriever.data import load_dataset  # noqa: E402
+from syntriever.jsonl import write_json  # noqa: E402
+from syntriever.llm.config import LLMConfig  # noqa: E402
+from syntriever.llm.requests import load_results  # noqa: E402
+from syntriever.stage2 import (  # noqa: E402
+    ComparisonSettings,
+    answers_path,
+    attach_texts,
+    build_preferences,
+    candidate_pairs,
+    comparison_dir,
+    load_retrieval,
+    pair_id,
+    retrieval_path,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--dataset", default="scifact")
+    parser.add_argument("--model", default="minilm-sft", help="stage-1 model of the retrieval file")
+    parser.add_argument("--llm-model", default="qwen1.5b")
+    parser.add_argument("--k", type=int, default=3)
+    parser.add_argument("--judge-max-chars", type=int, default=600)
+    args = parser.parse_args()
+    settings = ComparisonSettings(k=args.k, judge_mode="logprobs", max_chars=args.judge_max_chars)
+    config = LLMConfig(backend="local", model=args.llm_model)
+    answers = answers_path(comparison_dir(args.dataset, config, args.model), settings)
+    results = load_results(answers)
+    records = attach_texts(load_retrieval(retrieval_path(args.dataset, args.model)), args.dataset, args.k)
+    pairs = candidate_pairs(args.k)
+    done = [rec for rec in records if all(
+        pair_id(rec["query_id"], rec["doc_ids"][i], rec["doc_ids"][j], order) in results
+        for i, j in pairs for order in ("ab", "ba"))]
+    triples, summary = build_preferences(done, results, config, settings)
+    qrels = load_dataset(args.dataset, "train").qrels
+    mixed = [t for t in triples
+             if (t["winner_id"] in qrels[t["query_id"]]) != (t["loser_id"] in qrels[t["query_id"]])]
+    judge = sum(t["winner_id"] in qrels[t["query_id"]] for t in mixed)
+    stage1 = sum((t["winner_rank"] < t["loser_rank"]) == (t["winner_id"] in qrels[t["query_id"]])
+                 for t in mixed)
+    report = {
+        "answers_file": str(answers.relative_to(answers.parents[3])), "answers": len(results),
+        "queries_in_retrieval": len(records), "queries_all_answered": len(done),
+        "pairs_with_one_labelled_passage": len(mixed), "judge_prefers_labelled": judge,
+        "stage1_order_puts_labelled_first": stage1, "summary": summary,
+    }
+    name = f"judge_answers-{args.dataset}-{config.model_tag()}.json"
+    out = Path(__file__).resolve().parent / "results" / name
+    write_json(out, report)
+    print(json.dumps({k: v for k, v in report.items() if k != "summary"}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
