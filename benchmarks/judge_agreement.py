@@ -27,7 +27,9 @@ from syntriever.jsonl import write_json  # noqa: E402
 from syntriever.llm.config import execute_requests, parse_llm_cli  # noqa: E402
 from syntriever.paths import file_safe  # noqa: E402
 from syntriever.stage2 import (  # noqa: E402
+    LOCAL_MAX_CHARS,
     ComparisonSettings,
+    attach_texts,
     build_preferences,
     comparison_requests,
     load_retrieval,
@@ -39,7 +41,7 @@ def labelled_pairs(dataset: str, model: str, n: int) -> list[dict]:
     """Retrieval records cut to two passages: (relevant, non-relevant), in stage-1 rank order."""
     qrels = load_dataset(dataset, "train").qrels
     out = []
-    for rec in load_retrieval(retrieval_path(dataset, model)):
+    for rec in attach_texts(load_retrieval(retrieval_path(dataset, model)), dataset, 5):
         top = list(zip(rec["doc_ids"][:5], rec["texts"][:5], strict=False))
         rel = [(d, t) for d, t in top if qrels[rec["query_id"]].get(d, 0) > 0]
         non = [(d, t) for d, t in top if qrels[rec["query_id"]].get(d, 0) <= 0]
@@ -59,7 +61,7 @@ def main() -> None:
     parser.add_argument("--model", default="minilm-sft", help="stage-1 model of the retrieval file")
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--judge-mode", choices=["text", "logprobs"], default="logprobs")
-    parser.add_argument("--judge-max-chars", type=int, default=600)
+    parser.add_argument("--judge-max-chars", type=int, default=LOCAL_MAX_CHARS)
     args, config = parse_llm_cli(parser, local_concurrency=2)
     records = labelled_pairs(args.dataset, args.model, args.pairs)
     settings = ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=args.judge_max_chars)

@@ -24,8 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.jsonl import write_json  # noqa: E402
 from syntriever.llm.config import LLMConfig  # noqa: E402
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
 from syntriever.llm.requests import load_results  # noqa: E402
 from syntriever.stage2 import (  # noqa: E402
+    LOCAL_K,
+    LOCAL_MAX_CHARS,
     ComparisonSettings,
     answers_path,
     attach_texts,
@@ -42,9 +45,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--dataset", default="scifact")
     parser.add_argument("--model", default="minilm-sft", help="stage-1 model of the retrieval file")
-    parser.add_argument("--llm-model", default="qwen1.5b")
-    parser.add_argument("--k", type=int, default=3)
-    parser.add_argument("--judge-max-chars", type=int, default=600)
+    parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET)
+    parser.add_argument("--k", type=int, default=LOCAL_K)
+    parser.add_argument("--judge-max-chars", type=int, default=LOCAL_MAX_CHARS)
     args = parser.parse_args()
     settings = ComparisonSettings(k=args.k, judge_mode="logprobs", max_chars=args.judge_max_chars)
     config = LLMConfig(backend="local", model=args.llm_model)

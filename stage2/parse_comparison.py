@@ -33,11 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from syntriever.llm.config import parse_llm_cli, print_summary  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
-from syntriever.stage2 import JUDGE_MODES, ComparisonSettings, run_comparisons  # noqa: E402
+from syntriever.stage2 import (  # noqa: E402
+    JUDGE_MODES,
+    LOCAL_K,
+    LOCAL_MAX_CHARS,
+    ComparisonSettings,
+    run_comparisons,
+)
 
-LOCAL_MAX_CHARS = 600  # SciFact, 0.5B judge, 2 cores: 0.65 req/s at 1000 characters, 0.97 at 600
 LOCAL_CONCURRENCY = 1  # prompt processing is compute-bound; one slot reuses passage #1 of the last prompt
-LOCAL_K = 3  # C(3,2) pairs x 2 orders: ~2.7 h for SciFact with the 1.5B judge on 2 cores
 
 
 def main() -> None:

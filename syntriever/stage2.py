@@ -85,6 +85,9 @@ from syntriever.synthesis import training_queries
 logger = logging.getLogger(__name__)
 
 JUDGE_MODES = ("text", "logprobs")
+# the embedded judge's defaults (stage2/parse_comparison.py; remote judges: K = 5, no truncation)
+LOCAL_K = 3  # C(3,2) pairs x 2 orders: ~2.7 h for SciFact with the 1.5B judge on 2 cores
+LOCAL_MAX_CHARS = 600  # SciFact, 0.5B judge, 2 cores: 0.65 req/s at 1000 characters, 0.97 at 600
 ONE, TWO = ("1", "#1"), ("2", "#2")
 RETRIEVAL_KEYS = ("query_id", "query", "doc_ids", "scores", "texts")
 PREFERENCE_KEYS = ("query_id", "query", "winner_id", "loser_id", "winner", "loser")
@@ -239,27 +242,32 @@ def truncate(text: str, max_chars: int | None) -> str:
     return cut.rstrip() + " ..."
 
 
+def _unstored(record: dict[str, Any], k: int) -> list[str]:
+    """Ids among the record's top ``k`` whose passage text the retrieval file does not hold."""
+    return record["doc_ids"][len(record["texts"]):k]
+
+
 def attach_texts(records: list[dict[str, Any]], dataset: str, k: int) -> list[dict[str, Any]]:
     """Fill in, from the dataset's corpus, the passage texts of the top ``k`` that a retrieval
     record does not store; the corpus is read only when some record needs it."""
-    if all(len(rec["texts"]) >= min(k, len(rec["doc_ids"])) for rec in records):
+    if not any(_unstored(rec, k) for rec in records):
         return records
     ds = load_dataset(dataset, "train")
     filled = []
     for rec in records:
-        ids = rec["doc_ids"][: max(k, len(rec["texts"]))]
-        missing = [d for d in ids if d not in ds.corpus]
+        extra = _unstored(rec, k)
+        missing = [d for d in extra if d not in ds.corpus]
         if missing:
             raise DataError(f"query {rec['query_id']}: passages {missing[:3]} of the retrieval file "
                             f"are not in the {ds.name} corpus")
-        filled.append({**rec, "texts": rec["texts"] + [ds.passage_text(d) for d in ids[len(rec["texts"]):]]})
+        filled.append({**rec, "texts": rec["texts"] + [ds.passage_text(d) for d in extra]})
     return filled
 
 
 def _top(record: dict[str, Any], k: int) -> int:
     """How many of the record's passages take part (all of the top ``k`` need their text)."""
     top = min(k, len(record["doc_ids"]))
-    if len(record["texts"]) < top:
+    if _unstored(record, k):
         raise DataError(
             f"query {record['query_id']}: the retrieval file holds {len(record['texts'])} passage "
             f"texts, the comparisons need {top} (attach_texts reads them from the corpus)"

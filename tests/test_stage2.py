@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from syntriever.training import TrainSettings
 from tests.helpers import result
 
 JUDGE = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1")
+OFFLINE = replace(JUDGE, max_retries=0)  # unreachable, gives up at once: only committed answers count
 
 
 def retrieval_record(qid: str, n: int = 5, text_len: int = 40) -> dict[str, Any]:
@@ -301,15 +303,13 @@ def test_compact_answers_judge_alike_and_replay_without_the_llm(tmp_generated: P
     records = [retrieval_record("q1", 3)]
     write_jsonl(tmp_generated / "toy" / "retrieval-m.jsonl", records)
     settings = ComparisonSettings(k=3, judge_mode="logprobs")
-    offline = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1",
-                        max_retries=0)
-    requests = comparison_requests(records, offline, settings)
-    folder = preferences_path("toy", offline, "m").parent
+    requests = comparison_requests(records, OFFLINE, settings)
+    folder = preferences_path("toy", OFFLINE, "m").parent
     write_jsonl(answers_path(folder, settings), [
         compact_answer(answer(r["custom_id"], "1", -0.2, -1.5 if r["custom_id"].endswith("ab") else -0.3))
         for r in requests
     ])
-    out = run_comparisons("toy", "m", offline, settings)
+    out = run_comparisons("toy", "m", OFFLINE, settings)
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["answers_seeded_from_file"] == 6 and summary["missing"] == 0
     assert summary["decided"] == 3 and len(list(read_jsonl(out))) == 3
@@ -318,7 +318,7 @@ def test_compact_answers_judge_alike_and_replay_without_the_llm(tmp_generated: P
     (folder / "comparison-logprobs.results.jsonl").unlink()
     write_jsonl(answers_path(folder, settings), [json.loads(line) for line in lines[1:]])
     with pytest.raises(IncompleteRun, match="1 of 6 requests have no result"):
-        run_comparisons("toy", "m", offline, settings)
+        run_comparisons("toy", "m", OFFLINE, settings)
     assert len(list(read_jsonl(answers_path(folder, settings)))) == 5  # kept on failure too
 
 
@@ -326,13 +326,11 @@ def test_limited_run_keeps_every_committed_answer(tmp_generated: Path) -> None:
     records = [retrieval_record("q1", 2), retrieval_record("q2", 2)]
     write_jsonl(tmp_generated / "toy" / "retrieval-m.jsonl", records)
     settings = ComparisonSettings(k=2, judge_mode="logprobs")
-    offline = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1",
-                        max_retries=0)
-    requests = comparison_requests(records, offline, settings)
-    folder = preferences_path("toy", offline, "m").parent
+    requests = comparison_requests(records, OFFLINE, settings)
+    folder = preferences_path("toy", OFFLINE, "m").parent
     committed = [compact_answer(answer(r["custom_id"], "1", -0.2, -1.5)) for r in requests]
     write_jsonl(answers_path(folder, settings), committed)
-    out = run_comparisons("toy", "m", offline, settings, limit=1)  # a preview on q1 only
+    out = run_comparisons("toy", "m", OFFLINE, settings, limit=1)  # a preview on q1 only
     assert json.loads(out.with_suffix(".summary.json").read_text())["queries"] == 1
     assert list(read_jsonl(answers_path(folder, settings))) == committed  # q2's answers stay
 
