@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from syntriever.cli import add_search_args, search_options, setup_logging  # noqa: E402
 from syntriever.evaluation import REPORTED, evaluate_model  # noqa: E402
-from syntriever.pipeline import recorded_commands  # noqa: E402
 from syntriever.tables import write_table  # noqa: E402
 
 
@@ -36,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     if args.table:
-        path = write_table(args.table, baseline=args.baseline, commands=recorded_commands(args.table))
+        path = write_table(args.table, baseline=args.baseline)
         print(path.read_text())
         return
     if not (args.model and args.dataset):

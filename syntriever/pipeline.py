@@ -153,10 +153,3 @@ def format_reports(reports: list[StepReport]) -> str:
     lines.append(f"{'total':24s} {'':11s} {total:>8.0f}")
     return "\n".join(lines)
 
-
-def recorded_commands(dataset: str) -> list[str]:
-    """The command lines of the pipeline steps last run for ``dataset``, in the order they ran."""
-    folder = output_root() / "pipeline" / dataset
-    manifests = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
-    manifests.sort(key=lambda m: m.get("finished", ""))
-    return [f"python {' '.join(m['args'])}" for m in manifests]

@@ -79,6 +79,7 @@ from syntriever.llm.requests import (
 )
 from syntriever.metrics import evaluate_run
 from syntriever.paths import file_safe, generated_dir
+from syntriever.provenance import command_line
 from syntriever.retrieval import dense_search
 from syntriever.synthesis import training_queries
 
@@ -156,6 +157,7 @@ def retrieve_training_queries(
         "timings": {**timings, **stats.timings}, "passages_per_s": stats.passages_per_s,
         "corpus_embeddings_cached": stats.corpus_cache_hit, "index": index,
         "devices": list(devices) if devices else None, "shard_size": stats.shard_size,
+        "command": command_line(),
     }
     write_json(out.with_suffix(".summary.json"), summary)
     logger.info("wrote %d ranked lists to %s (%s)", len(rows), out, summary["recall"])
@@ -542,7 +544,7 @@ def run_comparisons(
     triples, summary = build_preferences(records, results, config, settings)
     summary["answers_seeded_from_file"] = seeded
     summary.update(retrieval_file=str(source), stage1_model=model_name, requests=len(requests),
-                   seconds=round(time.perf_counter() - start, 1))
+                   seconds=round(time.perf_counter() - start, 1), command=command_line())
     out = preferences_path(dataset, config, model_name)
     write_jsonl(out, triples)
     write_json(out.with_suffix(".summary.json"), summary)

@@ -38,6 +38,7 @@ from syntriever.llm.requests import (
     usage,
 )
 from syntriever.paths import generated_dir
+from syntriever.provenance import command_line
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +225,6 @@ def run_synthesis(
     records, summary = build_records(queries, generated, verified, config, settings)
     out = synthetic_path(ds.name, config)
     write_jsonl(out, records)
-    write_json(out.with_suffix(".summary.json"), summary)
+    write_json(out.with_suffix(".summary.json"), {**summary, "command": command_line()})
     logger.info("wrote %d records to %s", len(records), out)
     return out

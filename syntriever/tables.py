@@ -137,6 +137,7 @@ def make_result(
     model_path: str | None = None,
     timings: Mapping[str, float] | None = None,
     created: str | None = None,
+    commands: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Build (and validate) one result record.
 
@@ -152,6 +153,8 @@ def make_result(
         model_path   where the evaluated weights came from ("" if not applicable)
         timings      {"encode_corpus_s": ..., ...}: wall-clock seconds
         created      ISO 8601 time (default: now, UTC)
+        commands     the command lines that produced the model and this evaluation, upstream
+                     first (syntriever.provenance.command_chain); [] when not run by a script
     """
     if num_queries is None:
         num_queries = len(per_query.get(HEADLINE, {}))
@@ -166,6 +169,7 @@ def make_result(
         "model_path": model_path or "",
         "timings": {k: float(v) for k, v in (timings or {}).items()},
         "created": created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "commands": list(commands),
     }
     validate_result(record, f"result of {model!r} on {dataset!r}")
     return record
@@ -200,6 +204,9 @@ def validate_result(record: Any, where: str) -> None:
             mean = math.fsum(values.values()) / len(values)
             if abs(mean - metrics[name]) > 1e-4:
                 fail(f"{name}: mean of per-query values {mean:.6f} != metric {metrics[name]:.6f}")
+    commands = record.get("commands", [])
+    if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+        fail("commands is not a list of strings")
     num = record.get("num_queries")
     if not isinstance(num, int) or isinstance(num, bool) or num < 0:
         fail("num_queries missing or not a non-negative integer")
@@ -497,6 +504,15 @@ def bar_chart(
     return out
 
 
+def reproduction_commands(dataset: str, results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The data command, then each row's recorded commands in table order, each once; a row
+    whose result file records none gets a comment saying so."""
+    lines = [f"python datasets/download.py {dataset}"]
+    for record in sort_results(results):
+        lines += record.get("commands") or [f"# {record['model']}: no command recorded in its result file"]
+    return list(dict.fromkeys(lines))
+
+
 def write_table(
     dataset: str,
     root: Path | None = None,
@@ -504,10 +520,9 @@ def write_table(
     baseline: str | None = None,
     n_resamples: int = 10000,
     seed: int = 0,
-    commands: Sequence[str] = (),
 ) -> Path:
-    """Write ``<root>/<dataset>/README.md`` (chart embedded, and the ``commands`` that produced
-    the results when given) and ``ndcg10.png``; return the README path."""
+    """Write ``<root>/<dataset>/README.md`` (chart embedded, and the commands that produced
+    the results, :func:`reproduction_commands`) and ``ndcg10.png``; return the README path."""
     folder = results_dir(dataset, root)
     results = load_results(dataset, root)
     if not results:
@@ -525,8 +540,12 @@ def write_table(
             paired_table(results, n_resamples=n_resamples, seed=seed),
         ]
     )
-    if commands:
-        text += "\n## Commands that produced these results\n\n```bash\n" + "\n".join(commands) + "\n```\n"
+    text += (
+        "\n## Commands that produced these results\n\n"
+        "Each result file records the command lines behind its row (LLM steps, training, evaluation), "
+        "upstream first; each is listed once.\n\n```bash\n"
+        + "\n".join(reproduction_commands(dataset, results)) + "\n```\n"
+    )
     md = folder / TABLE_NAME
     write_bytes(md, text.encode("utf-8"))
     logger.info("wrote %s", md)

@@ -31,6 +31,7 @@ from torch import nn
 
 from syntriever import __version__
 from syntriever.jsonl import write_json
+from syntriever.provenance import CARD_NAME, command_line
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ def train(
     card = {
         **card,
         "syntriever_version": __version__,
+        "command": command_line(),
         "world_size": args.world_size,
         "settings": asdict(settings),
         "examples": len(dataset),
@@ -146,7 +148,7 @@ def train(
     if trainer.is_world_process_zero():
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         model.save(str(out_dir))
-        write_json(out_dir / "syntriever.json", card)
+        write_json(out_dir / CARD_NAME, card)
         with open(out_dir / "README.md", "a", encoding="utf-8") as fh:
             fh.write("\n\n## Syntriever training record\n\n```json\n")
             fh.write(json.dumps({k: v for k, v in card.items() if k != "loss_history"}, indent=2))

@@ -40,7 +40,9 @@ def test_evaluate_writes_result_files_on_real_slice(scifact_dir: Path, tmp_path:
     folder = make_slice(scifact_dir, tmp_path / "scifact-slice")
     results = tmp_path / "results"
     for model in ("bm25", "minilm"):
+        monkeypatch.setattr(sys, "argv", [str(ROOT / "evaluate.py"), model, str(folder)])
         record, path = evaluate_model(model, folder, "test", results_root=results)
+        assert record["commands"] == [f"python evaluate.py {model} {folder}"]
         assert path == results / "scifact-slice" / f"{model}.json"
         assert set(REPORTED) <= set(record["metrics"])
         assert len(record["per_query"]["NDCG@10"]) == 20
