@@ -2,6 +2,7 @@
 
     python run_pipeline.py scifact                  # embedded defaults (minilm + local Qwen 0.5B)
     python run_pipeline.py scifact --k 6            # re-runs comparisons, stage 2 and their evals
+    python run_pipeline.py scifact --k 6 --plan     # only lists what that would re-run
     python run_pipeline.py scifact --ablations      # also the ablation rows of Table 3 (and BT)
     python run_pipeline.py fiqa --model e5 --llm-backend batch --llm-model gpt-4o   # paper scale
 
@@ -152,10 +153,13 @@ def main() -> None:
                         "with filtered negatives, and stage 2 with Bradley-Terry")
     parser.add_argument("--stage1-only", action="store_true", help="stop after stage 1")
     parser.add_argument("--paper", action="store_true", help="the paper's training settings even on CPU")
+    parser.add_argument("--plan", action="store_true",
+                        help="run nothing: list the steps that would run and those up to date")
     args = parser.parse_args()
     setup_logging()
     steps = build_steps(args)
-    reports = Pipeline(args.dataset, steps, llm_model=args.llm_model, llm_backend=args.llm_backend).run()
+    pipeline = Pipeline(args.dataset, steps, llm_model=args.llm_model, llm_backend=args.llm_backend)
+    reports = pipeline.run(plan_only=args.plan)
     print("\n" + format_reports(reports))
 
 

@@ -103,7 +103,10 @@ class Pipeline:
         cost = (tokens_in * price[0] + tokens_out * price[1]) / 1e6
         return tokens_in, tokens_out, cost * (BATCH_DISCOUNT if self.llm_backend == "batch" else 1.0)
 
-    def run(self) -> list[StepReport]:
+    def run(self, plan_only: bool = False) -> list[StepReport]:
+        """Run the steps that are not up to date; with ``plan_only``, run nothing and report
+        which steps would run (fingerprints depend on commands, not on outputs, so the plan is
+        exact, except that a missing dataset makes everything after the data step run)."""
         reports = []
         for step in self.steps:
             fingerprint = self.fingerprint(step)
@@ -112,6 +115,11 @@ class Pipeline:
             if self.up_to_date(step, fingerprint):
                 self.fingerprints[step.name] = fingerprint
                 reports.append(StepReport(step.name, "up to date"))
+                continue
+            if plan_only:
+                self.fingerprints[step.name] = fingerprint
+                print(f"would run {step.name}: python {' '.join(step.args)}", flush=True)
+                reports.append(StepReport(step.name, "would run"))
                 continue
             print(f"\n=== {step.name}: python {' '.join(step.args)}", flush=True)
             start = time.perf_counter()

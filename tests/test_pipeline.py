@@ -45,6 +45,15 @@ def test_reruns_only_what_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "table": "ran",
     }
     assert (tmp_path / "c").read_text() == "c"  # nothing ran twice
+    planned = Pipeline("toy", chain(tmp_path, b_text="B")).run(plan_only=True)
+    assert statuses(planned) == {
+        "a": "up to date",
+        "b": "would run",
+        "c": "would run",
+        "side": "up to date",
+        "table": "would run",
+    }
+    assert (tmp_path / "b").read_text() == "b" and (tmp_path / "table").read_text() == "tt"  # ran nothing
     changed = Pipeline("toy", chain(tmp_path, b_text="B")).run()
     assert statuses(changed) == {
         "a": "up to date",
