@@ -22,12 +22,13 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from syntriever.cli import setup_logging  # noqa: E402
-from syntriever.llm.config import LLMConfig  # noqa: E402
+from syntriever.llm.config import LLMConfig, default_backend  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET, PRESETS  # noqa: E402
 from syntriever.paths import dataset_dir, file_safe, output_root, results_root  # noqa: E402
 from syntriever.pipeline import Pipeline, Step, format_reports  # noqa: E402
 from syntriever.stage2 import preferences_path, retrieval_path  # noqa: E402
 from syntriever.synthesis import synthetic_path  # noqa: E402
+from syntriever.tables import result_path  # noqa: E402
 
 ABLATIONS = {  # model-name suffix -> train_stage1.py flags (the last one is not in the paper)
     "nocot": ["--no-cot"], "nosyn": ["--no-synthetic"], "noverify": ["--no-verify"],
@@ -37,18 +38,20 @@ ABLATIONS = {  # model-name suffix -> train_stage1.py flags (the last one is not
 
 def build_steps(args: argparse.Namespace) -> list[Step]:
     ds, base = args.dataset, file_safe(args.model)
-    llm = ["--llm-model", args.llm_model] + (["--llm-backend", args.llm_backend] if args.llm_backend else [])
-    config = LLMConfig(model=args.llm_model, backend=args.llm_backend or "local")
     judge_model = args.judge_model or (DEFAULT_JUDGE_PRESET if args.llm_model in PRESETS else args.llm_model)
-    judge = ["--llm-model", judge_model] + llm[2:]
-    synthetic = synthetic_path(ds, config)
-    prefs = preferences_path(ds, LLMConfig(model=judge_model, backend=config.backend), f"{base}-sft")
+    # each LLM step's backend is fixed here and passed on, so the environment (an API key, a base
+    # URL) cannot send an embedded model's requests elsewhere behind the manifests' back
+    synth = LLMConfig(model=args.llm_model, backend=args.llm_backend or default_backend(args.llm_model))
+    judge = LLMConfig(model=judge_model, backend=args.llm_backend or default_backend(judge_model))
+    synthetic = synthetic_path(ds, synth)
+    prefs = preferences_path(ds, judge, f"{base}-sft")
     train_flags = ["--paper"] if args.paper else []
 
+    def llm_flags(config: LLMConfig) -> list[str]:
+        return ["--llm-model", config.model, "--llm-backend", config.backend]
+
     def evaluate(name: str, after: str) -> Step:
-        return Step(
-            f"eval {name}", ["evaluate.py", name, ds], [results_root() / ds / f"{name}.json"], [after]
-        )
+        return Step(f"eval {name}", ["evaluate.py", name, ds], [result_path(ds, name)], [after])
 
     def model_dir(name: str) -> list[Path]:
         return [output_root() / f"{name}-{ds}"]
@@ -59,10 +62,10 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
         evaluate(args.model, "data"),
         Step(
             "synthesis",
-            ["datasets/parse_synthetic.py", ds, *llm],
+            ["datasets/parse_synthetic.py", ds, *llm_flags(synth)],
             [synthetic],
             ["data"],
-            summary=synthetic.with_suffix(".summary.json"),
+            llm=synth,
         ),
         Step(
             "labelled-only",
@@ -92,7 +95,7 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
             )
             steps.append(evaluate(name, f"stage 1 {suffix}"))
     if not args.stage1_only:
-        compare = ["stage2/parse_comparison.py", f"{base}-sft", ds, *judge]
+        compare = ["stage2/parse_comparison.py", f"{base}-sft", ds, *llm_flags(judge)]
         if args.k:
             compare += ["--k", str(args.k)]
         if args.pairs:
@@ -104,7 +107,7 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
                 [retrieval_path(ds, f"{base}-sft")],
                 ["stage 1"],
             ),
-            Step("comparisons", compare, [prefs], ["retrieval"], summary=prefs.with_suffix(".summary.json")),
+            Step("comparisons", compare, [prefs], ["retrieval"], llm=judge),
             Step(
                 "stage 2",
                 ["train_stage2.py", f"{base}-sft", ds, "--llm-model", judge_model, *train_flags],
@@ -158,7 +161,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     steps = build_steps(args)
-    pipeline = Pipeline(args.dataset, steps, llm_model=args.llm_model, llm_backend=args.llm_backend)
+    pipeline = Pipeline(args.dataset, steps)
     reports = pipeline.run(plan_only=args.plan)
     print("\n" + format_reports(reports))
 

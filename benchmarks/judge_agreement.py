@@ -67,8 +67,8 @@ def main() -> None:
     settings = ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=args.judge_max_chars)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        results = execute_requests(config, Path(tmp), "judge", comparison_requests(records, config, settings),
-                                   desc="judge agreement")
+        requests = comparison_requests(records, config, settings)
+        results, _ = execute_requests(config, Path(tmp), "judge", requests, desc="judge agreement")
     seconds = time.perf_counter() - start
     if results is None:
         return

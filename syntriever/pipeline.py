@@ -2,12 +2,15 @@
 changed.
 
 Every step is a command line (one of the stage scripts) with upstream steps and output paths.
-Its *fingerprint* hashes the command, the fingerprints of its upstream steps and, for the data
-step, the dataset files. After a step succeeds a small manifest (command, fingerprint, wall
-time, LLM tokens and cost) is written to ``output/pipeline/<dataset>/<step>.json``; a step whose
-outputs exist and whose manifest holds the same fingerprint is skipped. Changing one flag
-therefore re-runs that step and what depends on it, nothing else. LLM steps resume from the
-committed request results, so on a fresh clone they rebuild their outputs without new LLM calls.
+Its *fingerprint* hashes the command, the run ids of its upstream steps and, for the data step,
+the dataset files. A step's *run id* names the outputs it left: a new one each time the step
+runs (for the data step, its fingerprint, which already hashes the files). After a step succeeds
+a small manifest (command, fingerprint, run id, wall time, LLM tokens sent and cost) is written
+to ``output/pipeline/<dataset>/<step>.json``; a step whose outputs exist and whose manifest holds
+the same fingerprint is skipped. Changing one flag therefore re-runs that step and what depends
+on it, nothing else; a step re-run because its outputs were deleted also re-runs everything
+downstream of it. LLM steps resume from the committed request results, so on a fresh clone they
+rebuild their outputs without new LLM calls (and report 0 tokens sent).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from syntriever.jsonl import sha256_file, write_json
+from syntriever.llm.config import LLMConfig
 from syntriever.llm.cost import BATCH_DISCOUNT, PRICES_PER_M
 from syntriever.paths import ROOT, dataset_dir, output_root
 
@@ -37,8 +41,13 @@ class Step:
     args: list[str]
     outputs: list[Path]
     after: list[str] = field(default_factory=list)
-    summary: Path | None = None  # an LLM step's summary JSON (tokens) to report
+    llm: LLMConfig | None = None  # an LLM step: its model prices the tokens its summary says it sent
     always: bool = False  # cheap steps that gather results (the table)
+
+    @property
+    def summary(self) -> Path | None:
+        """An LLM step's summary JSON, beside its first output."""
+        return self.outputs[0].with_suffix(".summary.json") if self.llm else None
 
 
 @dataclass
@@ -60,27 +69,32 @@ def dataset_digest(dataset: str) -> str:
     return digest.hexdigest()
 
 
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:20]
+
+
 class Pipeline:
     """Run :class:`Step`s in order, skipping those that are up to date."""
 
-    def __init__(
-        self, dataset: str, steps: list[Step], *, llm_model: str | None = None, llm_backend: str | None = None
-    ) -> None:
+    def __init__(self, dataset: str, steps: list[Step]) -> None:
         self.dataset = dataset
         self.steps = steps
-        self.llm_model = llm_model
-        self.llm_backend = llm_backend
         self.manifest_dir = output_root() / "pipeline" / dataset
-        self.fingerprints: dict[str, str] = {}
+        self.run_ids: dict[str, str] = {}
 
     def fingerprint(self, step: Step) -> str:
-        parts: dict[str, Any] = {"args": step.args, "after": {n: self.fingerprints[n] for n in step.after}}
-        if step.name == "data" and dataset_dir(self.dataset).exists():
+        parts: dict[str, Any] = {"args": step.args, "after": {n: self.run_ids[n] for n in step.after}}
+        if step.name == "data":
+            if not dataset_dir(self.dataset).exists():
+                return ""  # known only once the data are there
             parts["dataset"] = dataset_digest(self.dataset)
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+        return _hash(parts)
+
+    def manifest_path(self, step: Step) -> Path:
+        return self.manifest_dir / f"{step.name.replace(' ', '-')}.json"
 
     def manifest(self, step: Step) -> dict[str, Any] | None:
-        path = self.manifest_dir / f"{step.name.replace(' ', '-')}.json"
+        path = self.manifest_path(step)
         return json.loads(path.read_text()) if path.is_file() else None
 
     def up_to_date(self, step: Step, fingerprint: str) -> bool:
@@ -93,31 +107,31 @@ class Pipeline:
         )
 
     def _llm_usage(self, step: Step) -> tuple[int, int, float | None]:
-        if step.summary is None or not step.summary.is_file():
+        """Tokens the step's LLM run sent (not those resumed or seeded from earlier results)."""
+        if step.llm is None or step.summary is None or not step.summary.is_file():
             return 0, 0, None
-        summary = json.loads(step.summary.read_text())
-        tokens_in, tokens_out = int(summary.get("prompt_tokens", 0)), int(summary.get("completion_tokens", 0))
-        price = PRICES_PER_M.get(self.llm_model or "")
+        sent = json.loads(step.summary.read_text()).get("sent_this_run") or {}
+        tokens_in, tokens_out = int(sent.get("prompt_tokens", 0)), int(sent.get("completion_tokens", 0))
+        price = PRICES_PER_M.get(step.llm.model)
         if price is None:
             return tokens_in, tokens_out, None
         cost = (tokens_in * price[0] + tokens_out * price[1]) / 1e6
-        return tokens_in, tokens_out, cost * (BATCH_DISCOUNT if self.llm_backend == "batch" else 1.0)
+        return tokens_in, tokens_out, cost * (BATCH_DISCOUNT if step.llm.backend == "batch" else 1.0)
 
     def run(self, plan_only: bool = False) -> list[StepReport]:
         """Run the steps that are not up to date; with ``plan_only``, run nothing and report
-        which steps would run (fingerprints depend on commands, not on outputs, so the plan is
-        exact, except that a missing dataset makes everything after the data step run)."""
+        which steps would run. The plan is exact, except that before the dataset is there its
+        digest is unknown, so every later step is listed."""
         reports = []
         for step in self.steps:
             fingerprint = self.fingerprint(step)
-            if step.name == "data" and not dataset_dir(self.dataset).exists():
-                fingerprint = ""  # known only once the data are there
             if self.up_to_date(step, fingerprint):
-                self.fingerprints[step.name] = fingerprint
+                manifest = self.manifest(step) or {}
+                self.run_ids[step.name] = manifest.get("run_id", fingerprint)
                 reports.append(StepReport(step.name, "up to date"))
                 continue
             if plan_only:
-                self.fingerprints[step.name] = fingerprint
+                self.run_ids[step.name] = f"planned-{fingerprint}"
                 print(f"would run {step.name}: python {' '.join(step.args)}", flush=True)
                 reports.append(StepReport(step.name, "would run"))
                 continue
@@ -125,24 +139,28 @@ class Pipeline:
             start = time.perf_counter()
             subprocess.run([sys.executable, *step.args], cwd=ROOT, check=True)
             seconds = time.perf_counter() - start
-            if step.name == "data":
-                fingerprint = self.fingerprint(step)
-            self.fingerprints[step.name] = fingerprint
+            finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            if step.name == "data":  # its fingerprint hashes the files it left
+                fingerprint = run_id = self.fingerprint(step)
+            else:
+                run_id = _hash([fingerprint, time.time_ns()])
+            self.run_ids[step.name] = run_id
             tokens_in, tokens_out, cost = self._llm_usage(step)
             report = StepReport(step.name, "ran", round(seconds, 1), tokens_in, tokens_out, cost)
             write_json(
-                self.manifest_dir / f"{step.name.replace(' ', '-')}.json",
+                self.manifest_path(step),
                 {
                     "step": step.name,
                     "args": step.args,
                     "fingerprint": fingerprint,
+                    "run_id": run_id,
                     "after": step.after,
                     "outputs": [str(p) for p in step.outputs],
                     "seconds": report.seconds,
-                    "llm_prompt_tokens": tokens_in,
-                    "llm_completion_tokens": tokens_out,
+                    "llm_prompt_tokens_sent": tokens_in,
+                    "llm_completion_tokens_sent": tokens_out,
                     "llm_cost_usd": cost,
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "finished": finished,
                 },
             )
             reports.append(report)
@@ -151,12 +169,12 @@ class Pipeline:
 
 def format_reports(reports: list[StepReport]) -> str:
     """A plain-text table of what each step did."""
-    lines = [f"{'step':24s} {'status':11s} {'seconds':>8s} {'LLM tokens in/out':>20s} {'cost':>9s}"]
+    lines = [f"{'step':24s} {'status':11s} {'seconds':>8s} {'LLM tokens sent in/out':>22s} {'cost':>9s}"]
     for r in reports:
         tokens = f"{r.prompt_tokens:,}/{r.completion_tokens:,}" if r.prompt_tokens else "-"
         cost = f"${r.cost_usd:,.2f}" if r.cost_usd is not None else "-"
         seconds = f"{r.seconds:.0f}" if r.status == "ran" else "-"
-        lines.append(f"{r.name:24s} {r.status:11s} {seconds:>8s} {tokens:>20s} {cost:>9s}")
+        lines.append(f"{r.name:24s} {r.status:11s} {seconds:>8s} {tokens:>22s} {cost:>9s}")
     total = sum(r.seconds for r in reports)
     lines.append(f"{'total':24s} {'':11s} {total:>8.0f}")
     return "\n".join(lines)

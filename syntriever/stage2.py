@@ -535,14 +535,14 @@ def run_comparisons(
     answers, results_path = answers_path(folder, settings), folder / f"{settings.tag()}.results.jsonl"
     seeded = seed_results(results_path, answers)
     try:
-        results = execute_requests(config, folder, settings.tag(), requests, desc="comparisons")
+        results, sent = execute_requests(config, folder, settings.tag(), requests, desc="comparisons")
     finally:  # also when stopped or incomplete: the answers so far are kept in compact form
         if not config.dry_run and results_path.is_file():
             save_answers(results_path, answers, requests)
     if results is None:
         return None
     triples, summary = build_preferences(records, results, config, settings)
-    summary["answers_seeded_from_file"] = seeded
+    summary.update(answers_seeded_from_file=seeded, sent_this_run=asdict(sent))
     summary.update(retrieval_file=str(source), stage1_model=model_name, requests=len(requests),
                    seconds=round(time.perf_counter() - start, 1), command=command_line())
     out = preferences_path(dataset, config, model_name)

@@ -213,18 +213,19 @@ def run_synthesis(
     """Generate, verify and write ``<dataset>_synthetic.jsonl``; resumes from earlier results."""
     folder = run_dir(ds.name, config)
     queries = training_queries(ds, limit)
-    generated = execute_requests(
+    generated, sent = execute_requests(
         config, folder, "generation", generation_requests(queries, config, settings), desc="synthesis"
     )
     if generated is None:
         return None
-    verified = execute_requests(
+    verified, sent_verify = execute_requests(
         config, folder, "verification", verification_requests(queries, generated, config),
         desc="verification",
-    ) or {}
-    records, summary = build_records(queries, generated, verified, config, settings)
+    )
+    records, summary = build_records(queries, generated, verified or {}, config, settings)
     out = synthetic_path(ds.name, config)
     write_jsonl(out, records)
-    write_json(out.with_suffix(".summary.json"), {**summary, "command": command_line()})
+    summary.update(sent_this_run=asdict(sent + sent_verify), command=command_line())
+    write_json(out.with_suffix(".summary.json"), summary)
     logger.info("wrote %d records to %s", len(records), out)
     return out

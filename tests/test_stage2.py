@@ -19,7 +19,7 @@ from sentence_transformers import SentenceTransformer
 from syntriever import paths
 from syntriever.cli import add_train_args, settings_from_args
 from syntriever.jsonl import read_jsonl, write_jsonl
-from syntriever.llm.config import IncompleteRun, LLMConfig
+from syntriever.llm.config import IncompleteRun, LLMConfig, Sent
 from syntriever.llm.requests import answer_text, result_line, usage
 from syntriever.stage2 import (
     ComparisonSettings,
@@ -239,14 +239,14 @@ def test_preferences_written_and_reread(tmp_generated: Path, monkeypatch: pytest
 
     def fake_execute(
         config: LLMConfig, folder: Path, name: str, requests: list[dict[str, Any]], *, desc: str
-    ) -> dict[str, dict[str, Any]]:
+    ) -> tuple[dict[str, dict[str, Any]], Sent]:
         sent.append(requests)
         out = {}
         for req in requests:  # the judge always prefers the passage shown as #1, a bit
             cid = req["custom_id"]
             out[cid] = answer(cid, "1", -0.2, -1.2 if cid.startswith("q1") else -0.7)
         out.pop("q2:dq2-1|dq2-2:ba")  # one failed request
-        return out
+        return out, Sent(len(out), 100 * len(out), 4 * len(out))
 
     monkeypatch.setattr("syntriever.stage2.execute_requests", fake_execute)
     settings = ComparisonSettings(k=3, judge_mode="logprobs")
@@ -260,6 +260,7 @@ def test_preferences_written_and_reread(tmp_generated: Path, monkeypatch: pytest
     assert summary["unparseable"] == 5 and summary["missing"] == 1
     assert summary["position_bias_rate"] == 1.0 and summary["both_first"] == 5
     assert summary["prompt_tokens"] == 100 * 11 and summary["completion_tokens"] == 4 * 11
+    assert summary["sent_this_run"] == {"requests": 11, "prompt_tokens": 1100, "completion_tokens": 44}
     assert summary["llm"] == JUDGE.provenance() and summary["prompt_version"] == "v1"
     assert list(read_jsonl(out)) == []
 

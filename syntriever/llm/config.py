@@ -1,8 +1,9 @@
 """Choosing and running an LLM backend from command-line flags.
 
-``--llm-backend`` picks the runner; without it the choice is: ``online`` when a base URL is set
-(``--llm-base-url`` or ``OPENAI_BASE_URL``) or an ``OPENAI_API_KEY`` is present, else ``local``
-(the embedded llama.cpp server). The API key is read from the environment only.
+``--llm-backend`` picks the runner; without it the choice is (:func:`default_backend`): ``local``
+(the embedded llama.cpp server) for an embedded preset or a ``.gguf`` file, else ``online`` when a
+base URL is set (``--llm-base-url`` or ``OPENAI_BASE_URL``) or an API key is present, else
+``local``. The API key is read from the environment only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from syntriever.jsonl import write_jsonl
 from syntriever.llm.cost import estimate
 from syntriever.llm.local import DEFAULT_PRESET, PRESETS, LocalServer, gguf_path, model_sha256
 from syntriever.llm.online import RunStats, errors_path, run_online
-from syntriever.llm.requests import load_requests, load_results
+from syntriever.llm.requests import load_requests, load_results, usage
 from syntriever.llm.secrets import api_key
 
 logger = logging.getLogger(__name__)
@@ -127,10 +128,18 @@ def print_summary(out: Path | None) -> None:
     print(f"wrote {out}")
 
 
+def default_backend(model: str | None, base_url: str | None = None) -> str:
+    """``local`` for an embedded preset or a ``.gguf`` file (whatever the environment holds),
+    else ``online`` when ``base_url`` (or ``OPENAI_BASE_URL``) or an API key is set, else ``local``."""
+    if model is not None and (model in PRESETS or model.endswith(".gguf")):
+        return "local"
+    return "online" if base_url or os.environ.get("OPENAI_BASE_URL") or api_key() else "local"
+
+
 def config_from_args(args: argparse.Namespace) -> LLMConfig:
     """Resolve the flags (and the environment) into an :class:`LLMConfig`."""
     base_url = args.llm_base_url or os.environ.get("OPENAI_BASE_URL")
-    backend = args.llm_backend or ("online" if base_url or api_key() else "local")
+    backend = args.llm_backend or default_backend(args.llm_model, base_url)
     local_model = getattr(args, "llm_local_model", DEFAULT_PRESET)
     model = args.llm_model or (local_model if backend == "local" else "gpt-4o")
     remote_default, local_default = getattr(args, "llm_concurrency_defaults", (16, 16))
@@ -181,26 +190,45 @@ def run_requests(
                       model=config.model, **online)
 
 
+@dataclass
+class Sent:
+    """What an LLM step sent in this run: results already on disk (resumed, or seeded from
+    committed answers) are not counted, so a rebuild from committed results sends nothing."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Sent) -> Sent:
+        return Sent(self.requests + other.requests, self.prompt_tokens + other.prompt_tokens,
+                    self.completion_tokens + other.completion_tokens)
+
+
 def execute_requests(
     config: LLMConfig, folder: Path, name: str, requests: list[dict[str, Any]], *, desc: str
-) -> dict[str, dict[str, Any]] | None:
+) -> tuple[dict[str, dict[str, Any]] | None, Sent]:
     """One LLM step: write ``<folder>/<name>.requests.jsonl``, run it (resuming from
-    ``<name>.results.jsonl``) and return the results by ``custom_id``; None for a dry run."""
+    ``<name>.results.jsonl``); return the results by ``custom_id`` (None for a dry run) and what
+    this run sent."""
     requests_path, results_path = folder / f"{name}.requests.jsonl", folder / f"{name}.results.jsonl"
     if not requests:
         logger.warning("%s: no requests to send", desc)
-        return {}
+        return {}, Sent()
     write_jsonl(requests_path, requests)
+    before = set(load_results(results_path)) if results_path.is_file() else set()
     if run_requests(config, requests_path, results_path, desc=desc, requests=requests) is None:
-        return None
+        return None, Sent()
     results = load_results(results_path)
+    new = [usage(results[r["custom_id"]]) for r in requests
+           if r["custom_id"] in results and r["custom_id"] not in before]
+    sent = Sent(len(new), sum(u[0] for u in new), sum(u[1] for u in new))
     missing = sum(r["custom_id"] not in results for r in requests)
     if missing:
         raise IncompleteRun(
             f"{desc}: {missing} of {len(requests)} requests have no result yet (failures are listed "
             f"in {errors_path(results_path)}); run the same command again to resume"
         )
-    return results
+    return results, sent
 
 
 class IncompleteRun(RuntimeError):
