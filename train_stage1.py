@@ -18,7 +18,7 @@ from syntriever.cli import add_train_args, settings_from_args, setup_logging  # 
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.encoders import load_encoder  # noqa: E402
 from syntriever.llm.local import DEFAULT_PRESET  # noqa: E402
-from syntriever.paths import check_name, file_safe, output_root  # noqa: E402
+from syntriever.paths import check_name, file_safe, output_root, portable  # noqa: E402
 from syntriever.prompts import PROMPT_VERSION  # noqa: E402
 from syntriever.stage1 import (  # noqa: E402
     NEGATIVE_FILTERS,
@@ -72,7 +72,8 @@ def main() -> None:
     settings = settings_from_args(args)
     card = {
         "stage": 1, "base_model": args.model, "dataset": args.dataset, "split": "train",
-        "variant": variant.__dict__, "synthetic_file": str(synthetic_file) if synthetic_file else None,
+        "variant": variant.__dict__,
+        "synthetic_file": portable(synthetic_file.resolve()) if synthetic_file else None,
         "prompt_version": PROMPT_VERSION if synthetic else None, "example_counts": counts,
     }
     card = train(model, dataset, make_loss(model, variant), settings, out_dir, card)

@@ -20,7 +20,7 @@ from syntriever.encoders import load_encoder, resolve  # noqa: E402
 from syntriever.llm.config import LLMConfig  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss  # noqa: E402
-from syntriever.paths import check_name, file_safe, output_root  # noqa: E402
+from syntriever.paths import check_name, file_safe, output_root, portable  # noqa: E402
 from syntriever.stage2 import build_preference_examples, load_preferences, preferences_path  # noqa: E402
 from syntriever.training import train  # noqa: E402
 
@@ -66,8 +66,8 @@ def main() -> None:
     dataset = build_preference_examples(triples, model)
     settings = settings_from_args(args, paper_defaults=PAPER, cpu_defaults=CPU)
     card = {
-        "stage": 2, "base_model": args.model, "base_model_path": source, "dataset": args.dataset,
-        "split": "train", "preferences_file": str(pref_file), "stage2_loss": args.loss,
+        "stage": 2, "base_model": args.model, "base_model_path": portable(source), "dataset": args.dataset,
+        "split": "train", "preferences_file": portable(pref_file.resolve()), "stage2_loss": args.loss,
         "prompt_version": judge.get("prompt_version"), "judge": judge.get("llm"),
         "judge_settings": judge.get("settings"),
         "example_counts": {"triples": len(triples), "queries": len({t["query_id"] for t in triples})},

@@ -16,7 +16,8 @@ from typing import Any
 from syntriever.data import load_dataset
 from syntriever.encoders import open_encoder
 from syntriever.metrics import evaluate_run
-from syntriever.provenance import command_chain, command_line
+from syntriever.paths import portable
+from syntriever.provenance import with_commands
 from syntriever.retrieval import bm25_search, dense_search
 from syntriever.tables import make_result, save_result
 
@@ -74,8 +75,8 @@ def evaluate_model(
     name = f"{model_name}@{trained_on}" if trained_on else model_name
     record = make_result(
         name, ds.name, metrics, {"NDCG@10": per_query["NDCG@10"]}, split=split,
-        config=config, model_path=str(model_path), timings=timings,
-        commands=command_chain({"model_path": str(model_path), "command": command_line()}),
+        config=config, model_path=portable(model_path), timings=timings,
+        commands=with_commands({"model_path": portable(model_path)})["commands"],
     )
     path = save_result(record, results_root)
     return record, path

@@ -74,6 +74,15 @@ def generated_dir(dataset: str) -> Path:
     return generated_root() / check_name(dataset)
 
 
+def portable(path: str | Path) -> str:
+    """An absolute path inside the repository as a path relative to it, so that records written
+    here read the same in any clone; other paths and names (hub ids) unchanged."""
+    candidate = Path(path)
+    if candidate.is_absolute() and candidate.is_relative_to(ROOT):
+        return str(candidate.relative_to(ROOT))
+    return str(path)
+
+
 def file_safe(name: str) -> str:
     """A model argument as typed (``minilm-sft``, ``intfloat/e5-base-v2``) made safe as a file name."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "__", name.strip("/"))

@@ -1,12 +1,14 @@
 """Which commands produced an artifact.
 
-Every stage records its own command line in what it writes: the synthesis, retrieval and
-comparison summaries (``<file>.summary.json``), the model card of a trained model
-(``<model folder>/syntriever.json``) and the result file of an evaluation. The records already
-name their inputs (``synthetic_file``, ``retrieval_file``, ``preferences_file``, ``model_path``,
-``base_model_path``), so :func:`command_chain` can walk from a result back to the LLM steps and
-list, upstream first, the commands that reproduce it. An evaluation stores that chain in its
-result file, which is committed (the model folders are not), and the results table prints it.
+Every stage writes a record: the synthesis, retrieval and comparison summaries
+(``<file>.summary.json``), the card of a trained model (``<model folder>/syntriever.json``) and
+the result file of an evaluation. A record names its inputs (``synthetic_file``,
+``retrieval_file``, ``preferences_file``, ``model_path``, ``base_model_path``; paths inside the
+repository are stored relative to it) and, through :func:`with_commands`, the ``commands`` that
+produced it: its inputs' commands, upstream first, then its own command line. The chain is fixed
+when the record is written, so a later run that overwrites an upstream summary does not change
+what a trained model or a result says about itself. Result files are committed (model folders
+are not), and the results table prints their chains.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def command_line(argv: Sequence[str] | None = None) -> str | None:
     return redact(shlex.join(["python", str(script.relative_to(ROOT)), *argv[1:]]))
 
 
+def with_commands(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` (about to be written) with its ``commands``: the chains of the inputs it names,
+    then this process's command line."""
+    return {**record, "commands": command_chain({**record, "command": command_line()})}
+
+
 def _upstream(key: str, value: str) -> dict[str, Any] | None:
     path = Path(value) if Path(value).is_absolute() else ROOT / value
     record_file = path / CARD_NAME if key in _CARD_OF else path.with_suffix(".summary.json")
@@ -49,8 +57,9 @@ def _upstream(key: str, value: str) -> dict[str, Any] | None:
 
 
 def command_chain(record: Mapping[str, Any], _depth: int = 0) -> list[str]:
-    """The commands behind ``record`` (a summary, a model card or a result), upstream first and
-    each once: those of the records it names that can still be read, then its own ``command``."""
+    """The commands behind ``record``, upstream first and each once: for every input record that
+    can still be read, its stored ``commands`` (or, for a record without them, the chain walked
+    from it), then ``record``'s own ``command``."""
     if _depth > 20:
         raise ValueError("provenance records refer to each other in a cycle")
     chain: list[str] = []
@@ -58,8 +67,10 @@ def command_chain(record: Mapping[str, Any], _depth: int = 0) -> list[str]:
         value = record.get(key)
         if isinstance(value, str) and value:
             upstream = _upstream(key, value)
-            if upstream is not None:
-                chain += command_chain(upstream, _depth + 1)
+            if upstream is None:
+                continue
+            stored = upstream.get("commands")
+            chain += stored if isinstance(stored, list) else command_chain(upstream, _depth + 1)
     if record.get("command"):
         chain.append(str(record["command"]))
     return list(dict.fromkeys(chain))

@@ -78,8 +78,8 @@ from syntriever.llm.requests import (
     usage,
 )
 from syntriever.metrics import evaluate_run
-from syntriever.paths import file_safe, generated_dir
-from syntriever.provenance import command_line
+from syntriever.paths import file_safe, generated_dir, portable
+from syntriever.provenance import with_commands
 from syntriever.retrieval import dense_search
 from syntriever.synthesis import training_queries
 
@@ -150,16 +150,15 @@ def retrieve_training_queries(
     qrels = {qid: ds.qrels[qid] for qid in queries}
     aggregate, _ = evaluate_run(qrels, run, cutoffs)
     summary = {
-        "model": model_name, "model_path": model_path, "dataset": ds.name,
+        "model": model_name, "model_path": portable(model_path), "dataset": ds.name,
         "split": "train", "queries": len(rows), "corpus": len(ds.corpus), "k": k, "text_k": text_k,
         "recall": {f"Recall@{c}": round(aggregate[f"Recall@{c}"], 4) for c in cutoffs if c <= k},
         "mrr@10": round(aggregate["MRR@10"], 4), "max_seq_length": model.max_seq_length,
         "timings": {**timings, **stats.timings}, "passages_per_s": stats.passages_per_s,
         "corpus_embeddings_cached": stats.corpus_cache_hit, "index": index,
         "devices": list(devices) if devices else None, "shard_size": stats.shard_size,
-        "command": command_line(),
     }
-    write_json(out.with_suffix(".summary.json"), summary)
+    write_json(out.with_suffix(".summary.json"), with_commands(summary))
     logger.info("wrote %d ranked lists to %s (%s)", len(rows), out, summary["recall"])
     return out
 
@@ -198,6 +197,8 @@ class ComparisonSettings:
             raise ValueError(f"judge_mode must be one of {JUDGE_MODES}, not {self.judge_mode!r}")
         if self.k < 2:
             raise ValueError("k must be at least 2 to form a pair")
+        if self.agreeing_only and self.judge_mode != "logprobs":
+            raise ValueError("agreeing_only needs both orders: use judge_mode='logprobs'")
         if self.max_tokens is None:
             self.max_tokens = 8 if self.judge_mode == "text" else 6
 
@@ -543,11 +544,11 @@ def run_comparisons(
         return None
     triples, summary = build_preferences(records, results, config, settings)
     summary.update(answers_seeded_from_file=seeded, sent_this_run=asdict(sent))
-    summary.update(retrieval_file=str(source), stage1_model=model_name, requests=len(requests),
-                   seconds=round(time.perf_counter() - start, 1), command=command_line())
+    summary.update(retrieval_file=portable(source.resolve()), stage1_model=model_name, requests=len(requests),
+                   seconds=round(time.perf_counter() - start, 1))
     out = preferences_path(dataset, config, model_name)
     write_jsonl(out, triples)
-    write_json(out.with_suffix(".summary.json"), summary)
+    write_json(out.with_suffix(".summary.json"), with_commands(summary))
     logger.info("wrote %d preference triples (%d of %d pairs decided) to %s", len(triples),
                 summary["decided"], summary["pairs"], out)
     return out

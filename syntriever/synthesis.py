@@ -38,7 +38,7 @@ from syntriever.llm.requests import (
     usage,
 )
 from syntriever.paths import generated_dir
-from syntriever.provenance import command_line
+from syntriever.provenance import with_commands
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def run_synthesis(
     records, summary = build_records(queries, generated, verified or {}, config, settings)
     out = synthetic_path(ds.name, config)
     write_jsonl(out, records)
-    summary.update(sent_this_run=asdict(sent + sent_verify), command=command_line())
-    write_json(out.with_suffix(".summary.json"), summary)
+    summary["sent_this_run"] = asdict(sent + sent_verify)
+    write_json(out.with_suffix(".summary.json"), with_commands(summary))
     logger.info("wrote %d records to %s", len(records), out)
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -31,7 +32,7 @@ from torch import nn
 
 from syntriever import __version__
 from syntriever.jsonl import write_json
-from syntriever.provenance import CARD_NAME, command_line
+from syntriever.provenance import CARD_NAME, with_commands
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,19 @@ class TrainSettings:
         return base
 
 
+def warmup_warning(settings: TrainSettings, examples: int, world_size: int = 1) -> str | None:
+    """A warning when the warm-up is not shorter than the training (the paper's 1000 warm-up
+    steps on a small dataset: the learning rate then never reaches ``settings.lr``), else None."""
+    if settings.warmup_ratio:
+        return None
+    per_epoch = math.ceil(examples / (settings.batch_size * max(world_size, 1)))
+    total = settings.max_steps if settings.max_steps > 0 else math.ceil(per_epoch * settings.epochs)
+    if settings.warmup_steps < total:
+        return None
+    return (f"warm-up of {settings.warmup_steps} steps is not shorter than the ~{total} training steps: "
+            f"the learning rate stays below {settings.lr:g} throughout (set --warmup-steps)")
+
+
 def train(
     model: SentenceTransformer,
     dataset: Dataset,
@@ -119,6 +133,9 @@ def train(
         warmup_steps=warmup,
         **distributed,
     )
+    warning = warmup_warning(settings, len(dataset), args.world_size)
+    if warning:
+        logger.warning(warning)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     start = time.perf_counter()
     output = trainer.train()
@@ -130,7 +147,6 @@ def train(
     card = {
         **card,
         "syntriever_version": __version__,
-        "command": command_line(),
         "world_size": args.world_size,
         "settings": asdict(settings),
         "examples": len(dataset),
@@ -144,6 +160,7 @@ def train(
         "loss": type(loss).__name__,
         "loss_config": loss.get_config_dict() if hasattr(loss, "get_config_dict") else {},
     }
+    card = with_commands(card)
     model.max_seq_length = encoder_max_length
     if trainer.is_world_process_zero():
         out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -30,5 +30,5 @@ def test_two_process_training_saves_a_model(tmp_path: Path, tiny_st_model) -> No
     assert (saved / "modules.json").is_file()
     card = json.loads((saved / "syntriever.json").read_text())
     assert card["steps"] == 2 and card["world_size"] == 2
-    assert card["command"] == (f"python train_stage1.py {model_dir} toy --labelled-only --output-name ddp "
-                               "--max-steps 2 --batch-size 1 --max-seq-length 16")
+    assert card["commands"] == [f"python train_stage1.py {model_dir} toy --labelled-only --output-name ddp "
+                                "--max-steps 2 --batch-size 1 --max-seq-length 16"]

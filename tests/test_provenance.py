@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from syntriever import paths, tables
-from syntriever.provenance import CARD_NAME, command_chain, command_line
+from syntriever import paths, provenance, tables
+from syntriever.provenance import CARD_NAME, command_chain, command_line, with_commands
 
 ROOT = paths.ROOT
 
@@ -31,6 +32,19 @@ def test_command_line_redacts_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     line = command_line([str(ROOT / "datasets" / "parse_synthetic.py"), "scifact", "--llm-base-url",
                          "http://u:sk-test0123456789abcdef@host/v1"])
     assert line is not None and "sk-test" not in line and "***" in line
+
+
+@pytest.mark.parametrize("url", ["https://alice:hunter2secret@llm.example/v1",
+                                 "https://llm.example/v1?api-key=hunter2secret&x=1",
+                                 "https://llm.example/v1?foo=1&token=hunter2secret"])
+def test_urls_lose_their_credentials_wherever_recorded(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syntriever.llm.config import LLMConfig
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    recorded = LLMConfig(backend="online", model="gpt-4o", base_url=url).provenance()["base_url"]
+    line = command_line([str(ROOT / "datasets" / "parse_synthetic.py"), "scifact", "--llm-base-url", url])
+    for text in (recorded, line):
+        assert text is not None and "hunter2secret" not in text and "llm.example/v1" in text
 
 
 def _write(path: Path, record: dict) -> None:
@@ -77,6 +91,42 @@ def test_chain_stops_where_records_are_missing(tmp_path: Path) -> None:
         "python evaluate.py m-final toy",
     ]
     assert command_chain({"model_path": "bm25s (English stop words)", "command": None}) == []
+
+
+def test_records_store_their_chain_when_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(provenance, "ROOT", tmp_path)  # a clone of the repository elsewhere
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    gen, out = tmp_path / "generated", tmp_path / "output"
+
+    def run(record: Path, script: str, *args: str, **inputs: Path) -> None:  # a stage script writes
+        monkeypatch.setattr(sys, "argv", [str(tmp_path / script), *args])
+        _write(record, with_commands({key: paths.portable(path) for key, path in inputs.items()}))
+
+    run(gen / "syn.summary.json", "datasets/parse_synthetic.py", "toy")
+    run(out / "m-sft" / CARD_NAME, "train_stage1.py", "m", "toy", synthetic_file=gen / "syn.jsonl")
+    run(gen / "retrieval.summary.json", "retrieval.py", "m-sft", "toy", model_path=out / "m-sft")
+    run(gen / "prefs.summary.json", "stage2/parse_comparison.py", "m-sft", "toy",
+        retrieval_file=gen / "retrieval.jsonl")
+    run(out / "m-final" / CARD_NAME, "train_stage2.py", "m-sft", "toy", base_model_path=out / "m-sft",
+        preferences_file=gen / "prefs.jsonl")
+    card = json.loads((out / "m-final" / CARD_NAME).read_text())
+    assert card["preferences_file"] == "generated/prefs.jsonl"  # relative to the repository
+    expected = ["python datasets/parse_synthetic.py toy", "python train_stage1.py m toy",
+                "python retrieval.py m-sft toy", "python stage2/parse_comparison.py m-sft toy",
+                "python train_stage2.py m-sft toy"]
+    assert card["commands"] == expected
+    # a later run rewrites an upstream summary: the trained models still name what made them
+    run(gen / "syn.summary.json", "datasets/parse_synthetic.py", "toy", "--limit", "5")
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "evaluate.py"), "m-final", "toy"])
+    result = with_commands({"model_path": paths.portable(out / "m-final")})
+    assert result["model_path"] == "output/m-final"
+    assert result["commands"] == [*expected, "python evaluate.py m-final toy"]
+
+
+def test_portable_paths() -> None:
+    assert paths.portable(ROOT / "output" / "m-sft") == "output/m-sft"
+    assert paths.portable("intfloat/e5-base-v2") == "intfloat/e5-base-v2"  # a hub id, not a path
+    assert paths.portable("/opt/models/e5") == "/opt/models/e5"
 
 
 def test_chain_refuses_a_cycle(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from syntriever.stage2 import (
     run_comparisons,
     truncate,
 )
-from syntriever.training import TrainSettings
+from syntriever.training import TrainSettings, warmup_warning
 from tests.helpers import result
 
 JUDGE = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1")
@@ -125,6 +125,22 @@ def test_pairs_limit_and_truncation_apply_to_requests() -> None:
     assert "x" * 200 not in prompt and " ..." in prompt
     assert truncate("word " * 100, 52) == " ".join(["word"] * 10) + " ..."  # at a word boundary
     assert truncate("short", 12) == "short" and truncate("long text", None) == "long text"
+
+
+def test_agreeing_only_needs_both_orders() -> None:
+    with pytest.raises(ValueError, match="agreeing_only needs both orders"):
+        ComparisonSettings(k=3, judge_mode="text", agreeing_only=True)
+    assert ComparisonSettings(k=3, judge_mode="logprobs", agreeing_only=True).both_orders
+
+
+def test_warmup_longer_than_training_is_reported() -> None:
+    # paper stage 2 (batch 100, 1 epoch, 1000 warm-up steps) on SciFact-size preferences
+    paper = TrainSettings(epochs=1, batch_size=100, warmup_steps=1000)
+    warning = warmup_warning(paper, 2_427)
+    assert warning is not None and "~25 training steps" in warning
+    assert warmup_warning(paper, 2_427 * 50) is None  # MS MARCO-size: warm-up is a small share
+    assert warmup_warning(replace(paper, warmup_ratio=0.1), 2_427) is None
+    assert warmup_warning(paper, 200_000, world_size=4) is not None  # 500 steps on 4 processes
 
 
 def test_too_few_stored_texts_is_an_error() -> None:

@@ -21,7 +21,7 @@ from syntriever.llm.cost import estimate
 from syntriever.llm.local import DEFAULT_PRESET, PRESETS, LocalServer, gguf_path, model_sha256
 from syntriever.llm.online import RunStats, errors_path, run_online
 from syntriever.llm.requests import load_requests, load_results, usage
-from syntriever.llm.secrets import api_key
+from syntriever.llm.secrets import api_key, redact
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class LLMConfig:
             path = gguf_path(self.model)
             info.update(gguf=path.name, gguf_sha256=model_sha256(path))
         elif self.base_url:
-            info["base_url"] = self.base_url
+            info["base_url"] = redact(self.base_url)
         return info
 
 
