@@ -543,9 +543,9 @@ def run_comparisons(
     if results is None:
         return None
     triples, summary = build_preferences(records, results, config, settings)
-    summary.update(answers_seeded_from_file=seeded, sent_this_run=asdict(sent))
-    summary.update(retrieval_file=portable(source.resolve()), stage1_model=model_name, requests=len(requests),
-                   seconds=round(time.perf_counter() - start, 1))
+    summary.update(answers_seeded_from_file=seeded, sent_this_run=asdict(sent),
+                   retrieval_file=portable(source.resolve()), stage1_model=model_name,
+                   requests=len(requests), seconds=round(time.perf_counter() - start, 1))
     out = preferences_path(dataset, config, model_name)
     write_jsonl(out, triples)
     write_json(out.with_suffix(".summary.json"), with_commands(summary))

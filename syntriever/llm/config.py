@@ -160,13 +160,16 @@ def run_requests(
     *,
     desc: str = "LLM",
     requests: list[dict[str, Any]] | None = None,
+    done: set[str] | None = None,
 ) -> RunStats | None:
     """Run a request file with the configured backend; return stats (None for a dry run).
 
-    ``requests`` are the file's requests when the caller already holds them (read once)."""
+    ``requests`` are the file's requests and ``done`` the ids already in ``results_path`` when
+    the caller holds them (each file is then read once)."""
     if requests is None:
         requests = load_requests(requests_path)
-    done = load_results(results_path)
+    if done is None:
+        done = set(load_results(results_path))
     pending = [r for r in requests if r["custom_id"] not in done]
     prices = (config.price_in, config.price_out) if config.price_in is not None else None
     est = estimate(pending, None if config.is_local else config.model, config.backend == "batch", prices)
@@ -216,7 +219,7 @@ def execute_requests(
         return {}, Sent()
     write_jsonl(requests_path, requests)
     before = set(load_results(results_path)) if results_path.is_file() else set()
-    if run_requests(config, requests_path, results_path, desc=desc, requests=requests) is None:
+    if run_requests(config, requests_path, results_path, desc=desc, requests=requests, done=before) is None:
         return None, Sent()
     results = load_results(results_path)
     new = [usage(results[r["custom_id"]]) for r in requests
