@@ -136,8 +136,8 @@ def test_llm_steps_count_only_what_they_sent(tmp_path: Path, monkeypatch: pytest
     from syntriever.llm.requests import chat_request, load_results
     from tests.helpers import result
 
-    def fake_runner(config, requests_path, results_path, *, desc, requests):  # answers what is pending
-        done = set(load_results(results_path)) if results_path.is_file() else set()
+    def fake_runner(config, requests_path, results_path, *, desc, requests, done):  # answers the pending
+        assert done == (set(load_results(results_path)) if results_path.is_file() else set())
         with JsonlAppender(results_path) as out:
             for req in requests:
                 if req["custom_id"] not in done:
