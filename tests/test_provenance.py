@@ -28,9 +28,9 @@ def test_command_line_is_none_outside_the_scripts(argv: list[str]) -> None:
 
 
 def test_command_line_redacts_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test0123456789abcdef")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123-4567-89ab")
     line = command_line([str(ROOT / "datasets" / "parse_synthetic.py"), "scifact", "--llm-base-url",
-                         "http://u:sk-test0123456789abcdef@host/v1"])
+                         "http://u:sk-test-0123-4567-89ab@host/v1"])
     assert line is not None and "sk-test" not in line and "***" in line
 
 
