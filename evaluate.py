@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from syntriever.cli import add_search_args, search_options, setup_logging  # noqa: E402
+from syntriever.data import headline_split  # noqa: E402
 from syntriever.evaluation import REPORTED, evaluate_model  # noqa: E402
 from syntriever.tables import write_table  # noqa: E402
 
@@ -26,7 +27,10 @@ def main() -> None:
     parser.add_argument("dataset", nargs="?")
     parser.add_argument("--table", metavar="DATASET", help="write the results table of DATASET")
     parser.add_argument("--baseline", default=None, help="row to test every other row against")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default=None,
+                        help="test (default; MS MARCO: dev), or dev: the split carved from the train "
+                        "queries (datasets/make_dev_split.py) that chooses every option; results of "
+                        "other splits go to results/<dataset>/<split>/")
     parser.add_argument("--trained-on", default=None, metavar="DATASET",
                         help="zero-shot transfer: resolve trained names (minilm-sft) on DATASET's "
                         "output, e.g. train on scifact, evaluate on nfcorpus")
@@ -35,13 +39,14 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     if args.table:
-        path = write_table(args.table, baseline=args.baseline)
+        path = write_table(args.table, baseline=args.baseline, split=args.split)
         print(path.read_text())
         return
     if not (args.model and args.dataset):
         parser.error("give MODEL DATASET, or --table DATASET")
     record, path = evaluate_model(
-        args.model, args.dataset, args.split, top_k=args.top_k, batch_size=args.batch_size,
+        args.model, args.dataset, args.split or headline_split(args.dataset), top_k=args.top_k,
+        batch_size=args.batch_size,
         max_seq_length=args.max_seq_length, use_cache=not args.no_cache, trained_on=args.trained_on,
         **search_options(args),
     )

@@ -12,12 +12,13 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syntriever.jsonl import DataError, read_jsonl_numbered
-from syntriever.paths import check_name, dataset_dir, mirror_root
+from syntriever.jsonl import DataError, read_jsonl_numbered, write_bytes
+from syntriever.paths import check_name, dataset_dir, mirror_root, splits_root
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,23 @@ BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{
 
 Corpus = dict[str, dict[str, str]]
 Qrels = dict[str, dict[str, int]]
+
+# Choices (prompts, filters, thresholds, loss options, epochs) are made on a dev split. BEIR gives
+# one for few datasets, so a fixed, seeded share of the train queries is carved out and stored in
+# the repository (``splits/<dataset>/dev.tsv``, written by ``datasets/make_dev_split.py``).
+# Experiments train on ``train-nodev`` (train without the dev queries) and are scored on ``dev``;
+# final models train on the full ``train`` split and are scored on the test split.
+DEV = "dev"
+TRAIN_NODEV = "train-nodev"
+DEV_SHARE = 0.2
+DEV_SEED = 0
+# The split a dataset's headline numbers are reported on (BEIR: test; MS MARCO: dev).
+HEADLINE_SPLITS = {"msmarco": "dev"}
+
+
+def headline_split(dataset: str) -> str:
+    """The split of a dataset's headline table: ``test``, or ``dev`` for MS MARCO."""
+    return HEADLINE_SPLITS.get(dataset, "test")
 
 
 @dataclass
@@ -111,8 +129,61 @@ def load_qrels(path: Path) -> Qrels:
     return qrels
 
 
+def carved_dev_path(dataset: str) -> Path:
+    """Where the repository stores the dev split carved from ``dataset``'s train queries."""
+    return splits_root() / check_name(dataset) / f"{DEV}.tsv"
+
+
+def split_qrels(folder: Path, split: str) -> tuple[Qrels, Path]:
+    """The qrels of ``split`` and the file they came from.
+
+    ``dev`` is the dataset's own ``qrels/dev.tsv`` when it has one, else the split carved from its
+    train queries (:func:`carved_dev_path`); ``train-nodev`` is ``train`` without the dev queries.
+    """
+    own = folder / "qrels" / f"{split}.tsv"
+    if split == DEV and not own.is_file():
+        carved = carved_dev_path(folder.name)
+        if not carved.is_file():
+            raise DataError(
+                f"{carved}: {folder.name} has no dev split; carve one from its train queries with "
+                f"`python datasets/make_dev_split.py {folder.name}`"
+            )
+        return load_qrels(carved), carved
+    if split == TRAIN_NODEV:
+        train_path = folder / "qrels" / "train.tsv"
+        dev, _ = split_qrels(folder, DEV)
+        return {q: d for q, d in load_qrels(train_path).items() if q not in dev}, train_path
+    return load_qrels(own), own
+
+
+def carve_dev_split(
+    train_qrels: Qrels, share: float = DEV_SHARE, seed: int = DEV_SEED
+) -> tuple[Qrels, Qrels]:
+    """Split train qrels into (train-nodev, dev): a seeded random ``share`` of the queries with a
+    relevant passage goes to dev, the rest (and queries without one) stay for training."""
+    if not 0 < share < 1:
+        raise ValueError(f"dev share must be between 0 and 1, got {share}")
+    relevant = [q for q, docs in train_qrels.items() if any(s >= 1 for s in docs.values())]
+    count = round(share * len(relevant))
+    if count == 0 or count == len(relevant):
+        raise ValueError(f"a dev share of {share} of {len(relevant)} queries leaves one side empty")
+    dev_ids = set(random.Random(seed).sample(sorted(relevant), count))
+    dev = {q: d for q, d in train_qrels.items() if q in dev_ids}
+    rest = {q: d for q, d in train_qrels.items() if q not in dev_ids}
+    return rest, dev
+
+
+def write_qrels(path: Path, qrels: Qrels) -> None:
+    """Write qrels as a BEIR TSV (header, LF line endings), atomically."""
+    lines = ["query-id\tcorpus-id\tscore"]
+    lines += [f"{q}\t{d}\t{s}" for q, docs in qrels.items() for d, s in docs.items()]
+    write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
 def load_dataset(name_or_path: str | Path, split: str = "test") -> BeirDataset:
-    """Load and validate a BEIR dataset: a name under the data folder, or a folder path."""
+    """Load and validate a BEIR dataset split: a name under the data folder, or a folder path.
+
+    Besides the dataset's own splits, ``dev`` and ``train-nodev`` (see :func:`split_qrels`)."""
     folder = Path(name_or_path)
     if not folder.is_dir():
         folder = dataset_dir(str(name_or_path))
@@ -124,8 +195,7 @@ def load_dataset(name_or_path: str | Path, split: str = "test") -> BeirDataset:
     check_name(split, "split")
     corpus = load_corpus(folder)
     all_queries = load_queries(folder)
-    qrels_path = folder / "qrels" / f"{split}.tsv"
-    qrels = load_qrels(qrels_path)
+    qrels, qrels_path = split_qrels(folder, split)
     if not any(score >= 1 for docs in qrels.values() for score in docs.values()):
         raise DataError(f"{qrels_path}: split {split!r} has no relevant (score >= 1) judgements")
     for qid, docs in qrels.items():

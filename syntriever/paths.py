@@ -49,6 +49,11 @@ def results_root() -> Path:
     return ROOT / "results"
 
 
+def splits_root() -> Path:
+    """Committed dev splits carved from train queries (``splits/<dataset>/dev.tsv``)."""
+    return ROOT / "splits"
+
+
 def cache_root() -> Path:
     """Per-machine cache: built llama-server, assembled GGUF files."""
     return Path(os.environ.get("SYNTRIEVER_CACHE", Path.home() / ".cache" / "syntriever"))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
+from .data import headline_split
 from .jsonl import DataError, write_bytes, write_json
 from .metrics import bootstrap_ci, paired_bootstrap
 
@@ -95,7 +96,7 @@ UNKNOWN_GROUP = 99
 
 
 def _match(model: str) -> tuple[int, int, str] | None:
-    name = model.lower()
+    name = model.lower().removesuffix("-nodev")  # dev-split experiments name the same rows
     for index, (pattern, group, row) in enumerate(MODEL_ROWS):
         if fnmatch.fnmatchcase(name, pattern):
             return group, index, row
@@ -223,34 +224,39 @@ def _is_fraction(value: Any) -> bool:
     )
 
 
-def results_dir(dataset: str, root: Path | None = None) -> Path:
-    """``<root>/<dataset>``; ``root`` defaults to :func:`syntriever.paths.results_root`."""
+def results_dir(dataset: str, root: Path | None = None, split: str | None = None) -> Path:
+    """``<root>/<dataset>`` for the dataset's headline split (test; MS MARCO dev), else
+    ``<root>/<dataset>/<split>``, so that rows of other splits (the dev split that chooses the
+    options) never enter the headline table. ``root`` defaults to ``paths.results_root()``."""
     base = Path(root) if root is not None else paths.results_root()
-    return base / paths.check_name(dataset)
+    folder = base / paths.check_name(dataset)
+    if split is None or split == headline_split(dataset):
+        return folder
+    return folder / paths.check_name(split, "split")
 
 
-def result_path(dataset: str, model: str, root: Path | None = None) -> Path:
-    """Where the result file of ``model`` on ``dataset`` lives."""
-    return results_dir(dataset, root) / f"{paths.file_safe(model)}.json"
+def result_path(dataset: str, model: str, root: Path | None = None, split: str | None = None) -> Path:
+    """Where the result file of ``model`` on ``dataset`` (``split``, default the headline one) lives."""
+    return results_dir(dataset, root, split) / f"{paths.file_safe(model)}.json"
 
 
 def save_result(record: Mapping[str, Any], root: Path | None = None) -> Path:
     """Validate and write ``record`` atomically to its result path; return the path."""
     validate_result(dict(record), f"result of {record.get('model')!r}")
-    path = result_path(record["dataset"], record["model"], root)
+    path = result_path(record["dataset"], record["model"], root, record["split"])
     write_json(path, dict(record))
     logger.info("wrote %s", path)
     return path
 
 
-def load_results(dataset: str, root: Path | None = None) -> list[dict[str, Any]]:
-    """All result records in ``<root>/<dataset>/*.json``, sorted by file name.
+def load_results(dataset: str, root: Path | None = None, split: str | None = None) -> list[dict[str, Any]]:
+    """All result records in :func:`results_dir` (``*.json``), sorted by file name.
 
     Hidden files and JSON files that do not look like results (no ``model`` and no ``metrics``
     field) are skipped. A file that does not parse, looks like a result but breaks the schema,
     belongs to another dataset or repeats a model raises :class:`DataError` naming the file.
     """
-    folder = results_dir(dataset, root)
+    folder = results_dir(dataset, root, split)
     if not folder.is_dir():
         return []
     records: list[dict[str, Any]] = []
@@ -520,17 +526,18 @@ def write_table(
     baseline: str | None = None,
     n_resamples: int = 10000,
     seed: int = 0,
+    split: str | None = None,
 ) -> Path:
-    """Write ``<root>/<dataset>/README.md`` (chart embedded, and the commands that produced
-    the results, :func:`reproduction_commands`) and ``ndcg10.png``; return the README path."""
-    folder = results_dir(dataset, root)
-    results = load_results(dataset, root)
+    """Write ``README.md`` (chart embedded, and the commands that produced the results,
+    :func:`reproduction_commands`) and ``ndcg10.png`` in :func:`results_dir`; return the README path."""
+    folder = results_dir(dataset, root, split)
+    results = load_results(dataset, root, split)
     if not results:
         raise DataError(f"{folder}: no result files")
     bar_chart(dataset, results, folder / CHART_NAME, n_resamples=n_resamples, seed=seed)
     text = "\n".join(
         [
-            f"# {dataset}",
+            f"# {dataset}" + (f" ({split} split)" if folder != results_dir(dataset, root) else ""),
             "",
             markdown_table(dataset, results, baseline, n_resamples=n_resamples, seed=seed),
             f"![]({CHART_NAME})",
