@@ -15,11 +15,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from syntriever.cli import add_train_args, settings_from_args, setup_logging  # noqa: E402
-from syntriever.data import load_dataset  # noqa: E402
+from syntriever.data import TRAIN_NODEV, load_dataset  # noqa: E402
 from syntriever.encoders import load_encoder  # noqa: E402
 from syntriever.llm.local import DEFAULT_PRESET  # noqa: E402
 from syntriever.paths import check_name, file_safe, output_root, portable  # noqa: E402
-from syntriever.prompts import PROMPT_VERSION  # noqa: E402
+from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS  # noqa: E402
 from syntriever.stage1 import (  # noqa: E402
     NEGATIVE_FILTERS,
     Stage1Variant,
@@ -27,7 +27,7 @@ from syntriever.stage1 import (  # noqa: E402
     load_synthetic,
     make_loss,
 )
-from syntriever.synthesis import run_dir  # noqa: E402
+from syntriever.synthesis import synthetic_path  # noqa: E402
 from syntriever.training import train  # noqa: E402
 
 
@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--synthetic", type=Path, default=None,
                         help="synthetic JSONL (default: the run of --llm-model for DATASET)")
     parser.add_argument("--llm-model", default=DEFAULT_PRESET, help="which LLM's synthetic data to use")
+    parser.add_argument("--prompt-version", choices=PROMPT_VERSIONS, default=PROMPT_VERSION,
+                        help="which prompt version's synthetic data to use")
     parser.add_argument("--no-cot", action="store_true", help="ablation: without CoT queries")
     parser.add_argument("--no-synthetic", action="store_true", help="ablation: without synthetic passages")
     parser.add_argument("--no-verify", action="store_true", help="ablation: ignore self-verification")
@@ -46,7 +48,12 @@ def main() -> None:
                         "(copies) or that the judge rates above the positive (judge)")
     parser.add_argument("--labelled-only", action="store_true",
                         help="baseline: InfoNCE on the labelled pairs only (no synthetic data)")
-    parser.add_argument("--output-name", default=None, help="model name (default: MODEL-sft[-ablation])")
+    parser.add_argument("--output-name", default=None,
+                        help="model name (default: MODEL-sft[-ablation], plus -nodev for --train-split "
+                        "train-nodev)")
+    parser.add_argument("--train-split", choices=["train", TRAIN_NODEV], default="train",
+                        help="train-nodev: train without the dev queries, for choices scored with "
+                        "`evaluate.py NAME DATASET --split dev` (final models: train)")
     add_train_args(parser, "10 epochs, batch 60, lr 2e-5, max length 512")
     args = parser.parse_args()
     setup_logging()
@@ -56,30 +63,33 @@ def main() -> None:
         use_verification=not args.no_verify,
         negative_filter=args.filter_negatives,
     )
-    name = args.output_name or f"{file_safe(args.model)}-{variant.suffix()}"
+    name = args.output_name or f"{file_safe(args.model)}-{variant.suffix()}" + (
+        "-nodev" if args.train_split == TRAIN_NODEV else "")
     out_dir = output_root() / f"{check_name(name, 'model')}-{check_name(args.dataset)}"
-    train_split = load_dataset(args.dataset, "train")
+    train_split = load_dataset(args.dataset, args.train_split)
     synthetic_file = None
     synthetic = None
     if variant.uses_llm_data:
         from syntriever.llm.config import LLMConfig
 
-        synthetic_file = args.synthetic or (
-            run_dir(args.dataset, LLMConfig(model=args.llm_model)) / f"{args.dataset}_synthetic.jsonl")
+        synthetic_file = args.synthetic or synthetic_path(
+            args.dataset, LLMConfig(model=args.llm_model), args.prompt_version)
         synthetic = load_synthetic(synthetic_file)
     model = load_encoder(args.model)
     dataset, counts = build_examples(train_split, model, variant, synthetic)
     settings = settings_from_args(args)
     card = {
-        "stage": 1, "base_model": args.model, "dataset": args.dataset, "split": "train",
+        "stage": 1, "base_model": args.model, "dataset": args.dataset, "split": args.train_split,
         "variant": variant.__dict__,
         "synthetic_file": portable(synthetic_file.resolve()) if synthetic_file else None,
-        "prompt_version": PROMPT_VERSION if synthetic else None, "example_counts": counts,
+        "prompt_version": next(iter(synthetic.values())).get("prompt_version") if synthetic else None,
+        "example_counts": counts,
     }
     card = train(model, dataset, make_loss(model, variant), settings, out_dir, card)
     print(f"saved {out_dir}: {card['steps']} steps in {card['train_seconds']} s "
           f"({card['examples_per_s']} examples/s), final loss {card['final_train_loss']}")
-    print(f"evaluate with: python evaluate.py {name} {args.dataset}")
+    dev = " --split dev" if args.train_split == TRAIN_NODEV else ""
+    print(f"evaluate with: python evaluate.py {name} {args.dataset}{dev}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.llm.config import parse_llm_cli, print_summary  # noqa: E402
+from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS  # noqa: E402
 from syntriever.synthesis import SynthesisSettings, run_synthesis  # noqa: E402
 
 
@@ -31,6 +32,12 @@ def main() -> None:
                         "margin (embedded default)")
     parser.add_argument("--verify-threshold", type=float, default=None,
                         help="logprobs mode: fixed margin threshold (default: calibrated per run)")
+    parser.add_argument("--prompt-version", choices=PROMPT_VERSIONS, default=PROMPT_VERSION,
+                        help="v1: the paper's prompts; v2: evidence-giving passages for questions and "
+                        "claims, hard negatives in two steps (see syntriever/prompts.py)")
+    parser.add_argument("--chunk-queries", type=int, default=None,
+                        help="online/local: run every step on N queries at a time, so a stopped run "
+                        "leaves complete queries (embedded default: 50)")
     args, config = parse_llm_cli(parser)
     local = config.is_local
     settings = SynthesisSettings(
@@ -39,6 +46,8 @@ def main() -> None:
         max_tokens_cot=args.max_tokens_cot or (96 if local else 512),
         verify_mode=args.verify_mode or ("logprobs" if local else "text"),
         verify_threshold=args.verify_threshold,
+        prompt_version=args.prompt_version,
+        chunk_queries=args.chunk_queries or (50 if local else None),
     )
     print_summary(run_synthesis(load_dataset(args.dataset, "train"), config, settings, args.limit))
 

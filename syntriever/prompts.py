@@ -1,13 +1,26 @@
 """Every LLM prompt of the method, in one place and versioned.
 
-The wording follows the paper (Kim & Baek, NAACL Findings 2025, Sec. 3 and Appendix), as
-restated in ``docs/method.md``. Changing any text here must bump :data:`PROMPT_VERSION`: output
-folders are named after it, so results made with other prompts are never mixed in or reused.
+Synthesis prompts come in versions; output folders are named after the version, so results made
+with other prompts are never mixed in or reused. Changing any text here needs a new version.
+
+- ``v1``: the paper's wording (Kim & Baek, NAACL Findings 2025, Sec. 3 and Appendix): one prompt
+  each for the CoT query, the relevant passage and the "plausible but irrelevant" passage.
+- ``v2``: for small models and for queries that are claims as well as questions. The relevant
+  passage reads like a passage of the collection and gives evidence; the hard negative is written
+  in two steps: (1) another query of the same kind and field on a different subject, (2) the
+  relevant-passage prompt on that query. Small models asked directly for an irrelevant passage
+  restate the query (SciFact, Qwen-Coder 1.5B: 11/16 single-prompt negatives vs 0/16 two-step;
+  ``shared/docs/small-llm-synthesis.md``). The CoT prompt stays the paper's.
 """
 
 from __future__ import annotations
 
+PROMPT_VERSIONS = ("v1", "v2")
+# The default synthesis version. v2 becomes the default once the dev split shows its stage 1
+# better than v1's (results/<dataset>/dev/); until then the committed data is v1's.
 PROMPT_VERSION = "v1"
+# The pairwise comparison prompt of stage 2 has one version (its folders say so).
+COMPARE_VERSION = "v1"
 
 EXPERT_SYSTEM = "You are a subject-matter expert."
 
@@ -21,6 +34,27 @@ POSITIVE_USER = (
 NEGATIVE_USER = (
     "Write a passage that contains plausible but irrelevant context given the question below. "
     "Reply with the passage only, without repeating the question.\n\nQuestion: {query}"
+)
+
+POSITIVE_V2_SYSTEM = (
+    "You are a subject-matter expert who writes passages of a document collection. A search query "
+    "can be a question or a claim."
+)
+
+POSITIVE_V2_USER = (
+    "Write a passage, as it would appear in a document collection on the subject of the query below "
+    "(for a scientific claim: the abstract of a research article), that gives the evidence needed to "
+    "answer the question or to support or refute the claim. State concrete findings. Write one plain "
+    "paragraph of about 150 words: no title, no headings, no lists, no preamble; do not mention the "
+    "query or these instructions; do not spell out abbreviations you are unsure of.\n\nQuery: {query}"
+)
+
+OTHER_QUERY_USER = (
+    "Here is a search query (a question or a claim):\n{query}\n\n"
+    "Write one different query of the same kind and style, in the same field, about a different "
+    "subject. It must not share the main entities (names, substances, genes, diseases, populations, "
+    "methods) of the query above and must not be a slight variation of it. Reply with the new query "
+    "only."
 )
 
 VERIFY_USER = (
@@ -55,6 +89,16 @@ def positive(query: str) -> list[dict[str, str]]:
 def negative(query: str) -> list[dict[str, str]]:
     """A plausible but irrelevant synthetic passage (hard negative)."""
     return messages(NEGATIVE_USER.format(query=query), EXPERT_SYSTEM)
+
+
+def positive_v2(query: str) -> list[dict[str, str]]:
+    """v2: a passage of the collection that gives evidence for the query (question or claim)."""
+    return messages(POSITIVE_V2_USER.format(query=query), POSITIVE_V2_SYSTEM)
+
+
+def other_query(query: str) -> list[dict[str, str]]:
+    """v2 hard negatives, step 1: a query of the same kind and field on a different subject."""
+    return messages(OTHER_QUERY_USER.format(query=query))
 
 
 def verify(query: str, passage: str) -> list[dict[str, str]]:

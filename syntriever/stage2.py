@@ -214,7 +214,7 @@ class ComparisonSettings:
 def comparison_dir(dataset: str, config: LLMConfig, model_name: str) -> Path:
     """``generated/<dataset>/comparison-<prompt version>-<llm tag>-<stage-1 model>``."""
     return generated_dir(dataset) / (
-        f"comparison-{prompts.PROMPT_VERSION}-{config.model_tag()}-{file_safe(model_name)}"
+        f"comparison-{prompts.COMPARE_VERSION}-{config.model_tag()}-{file_safe(model_name)}"
     )
 
 
@@ -448,7 +448,7 @@ def build_preferences(
         }),
         "prompt_tokens": sum(usage(r)[0] for r in used),
         "completion_tokens": sum(usage(r)[1] for r in used),
-        "settings": asdict(settings), "llm": config.provenance(), "prompt_version": prompts.PROMPT_VERSION,
+        "settings": asdict(settings), "llm": config.provenance(), "prompt_version": prompts.COMPARE_VERSION,
     }
     return triples, summary
 

@@ -1,10 +1,15 @@
 """Stage 1 data: LLM-written passages and CoT queries, with self-verification.
 
-For every training query (train split, relevance >= 1) three generation requests are sent: a
-chain-of-thought expansion ``cot``, a relevant passage ``pos`` and a plausible-but-irrelevant
-passage ``neg``. Then the same LLM verifies each synthetic passage ("is the passage relevant to
-the question? yes or no"). The paper verifies only ``pos``; ``neg`` is verified too because its
-answer calibrates the log-probability judge.
+For every training query (train split, relevance >= 1) the LLM writes a chain-of-thought expansion
+``cot``, a relevant passage ``pos`` and a plausible-but-irrelevant passage ``neg``. With prompt
+``v1`` (the paper) all three come from one request each. With ``v2`` the negative takes two steps:
+``negq``, another query of the same kind and field on a different subject, then ``neg``, the
+relevant-passage prompt on ``negq`` (see :mod:`syntriever.prompts`). Then the same LLM verifies
+each synthetic passage ("is the passage relevant to the question? yes or no"). The paper verifies
+only ``pos``; ``neg`` is verified too because its answer calibrates the log-probability judge.
+
+Steps run query chunk by query chunk (``chunk_queries``) on the online and local runners, so a
+long run on a small machine leaves complete records for its first chunks when it is stopped.
 
 Two verification modes decide the verdict on ``pos``:
 - ``text``: the answer word, as in the paper; anything but yes/no is *unparseable* and counted.
@@ -28,7 +33,7 @@ from typing import Any
 from syntriever import prompts
 from syntriever.data import BeirDataset
 from syntriever.jsonl import write_json, write_jsonl
-from syntriever.llm.config import LLMConfig, execute_requests
+from syntriever.llm.config import LLMConfig, Sent, execute_requests
 from syntriever.llm.requests import (
     answer_text,
     chat_request,
@@ -39,10 +44,12 @@ from syntriever.llm.requests import (
 )
 from syntriever.paths import generated_dir
 from syntriever.provenance import with_commands
+from syntriever.synthesis_quality import quality_report
 
 logger = logging.getLogger(__name__)
 
 KINDS = ("cot", "pos", "neg")
+FIELD = {"cot": "cot", "pos": "positive", "neg": "negative", "negq": "negative_query"}
 YES, NO = ("yes",), ("no",)
 
 
@@ -56,16 +63,22 @@ class SynthesisSettings:
     verify_mode: str = "text"
     verify_threshold: float | None = None  # logprobs mode; None = calibrate on this run
     seed: int | None = 0
+    prompt_version: str = prompts.PROMPT_VERSION
+    chunk_queries: int | None = None  # online/local: run every step on this many queries at a time
+
+    def __post_init__(self) -> None:
+        if self.prompt_version not in prompts.PROMPT_VERSIONS:
+            raise ValueError(f"prompt version must be one of {prompts.PROMPT_VERSIONS}")
 
 
-def run_dir(dataset: str, config: LLMConfig) -> Path:
+def run_dir(dataset: str, config: LLMConfig, prompt_version: str = prompts.PROMPT_VERSION) -> Path:
     """Folder of one synthesis run: dataset, prompt version and answering model."""
-    return generated_dir(dataset) / f"synthesis-{prompts.PROMPT_VERSION}-{config.model_tag()}"
+    return generated_dir(dataset) / f"synthesis-{prompt_version}-{config.model_tag()}"
 
 
-def synthetic_path(dataset: str, config: LLMConfig) -> Path:
+def synthetic_path(dataset: str, config: LLMConfig, prompt_version: str = prompts.PROMPT_VERSION) -> Path:
     """The stage-1 training input ``<dataset>_synthetic.jsonl`` of a run."""
-    return run_dir(dataset, config) / f"{dataset}_synthetic.jsonl"
+    return run_dir(dataset, config, prompt_version) / f"{dataset}_synthetic.jsonl"
 
 
 def training_queries(ds: BeirDataset, limit: int | None = None) -> dict[str, str]:
@@ -76,21 +89,56 @@ def training_queries(ds: BeirDataset, limit: int | None = None) -> dict[str, str
     return {qid: ds.queries[qid] for qid in qids}
 
 
+# Generation requests per prompt version: kind -> (prompt builder, token cap field). v2's ``neg``
+# is not here: it is written from the ``negq`` answer (:func:`negative_requests`).
+GENERATION = {
+    "v1": {"cot": (prompts.cot, "cot"), "pos": (prompts.positive, "passage"),
+           "neg": (prompts.negative, "passage")},
+    "v2": {"cot": (prompts.cot, "cot"), "pos": (prompts.positive_v2, "passage"),
+           "negq": (prompts.other_query, "query")},
+}
+OTHER_QUERY_MAX_TOKENS = 64
+
+
+def _request(custom_id: str, messages: list[dict[str, str]], cap: str, config: LLMConfig,
+             settings: SynthesisSettings) -> dict[str, Any]:
+    max_tokens = {"cot": settings.max_tokens_cot, "passage": settings.max_tokens_passage,
+                  "query": OTHER_QUERY_MAX_TOKENS}[cap]
+    return chat_request(custom_id, messages, model=config.model, temperature=settings.temperature,
+                        max_tokens=max_tokens, seed=settings.seed)
+
+
 def generation_requests(
     queries: dict[str, str], config: LLMConfig, settings: SynthesisSettings
 ) -> list[dict[str, Any]]:
-    """Three requests per query: ``<qid>:cot``, ``<qid>:pos``, ``<qid>:neg``."""
-    build = {"cot": prompts.cot, "pos": prompts.positive, "neg": prompts.negative}
+    """Three requests per query, ``<qid>:<kind>``: v1 ``cot``, ``pos``, ``neg``; v2 ``cot``,
+    ``pos``, ``negq``."""
+    kinds = GENERATION[settings.prompt_version]
+    return [_request(f"{qid}:{kind}", build(query), cap, config, settings)
+            for qid, query in queries.items() for kind, (build, cap) in kinds.items()]
+
+
+_LABEL = re.compile(r"^\W*(?:new |different )?(?:query|question|claim)\s*:\s*", re.IGNORECASE)
+
+
+def other_query_text(answer: str) -> str:
+    """The query in a ``negq`` answer: its first non-empty line, without a "Query:" label, quotes
+    or markdown emphasis."""
+    line = next((ln for ln in answer.splitlines() if ln.strip()), "")
+    return _LABEL.sub("", line.strip()).strip(" *\"'`")
+
+
+def negative_requests(
+    queries: dict[str, str], generated: dict[str, dict[str, Any]], config: LLMConfig,
+    settings: SynthesisSettings,
+) -> list[dict[str, Any]]:
+    """v2 step 2: ``<qid>:neg``, the relevant-passage prompt on the query's ``negq`` answer."""
     out = []
-    for qid, query in queries.items():
-        for kind in KINDS:
-            max_tokens = settings.max_tokens_cot if kind == "cot" else settings.max_tokens_passage
-            out.append(
-                chat_request(
-                    f"{qid}:{kind}", build[kind](query), model=config.model,
-                    temperature=settings.temperature, max_tokens=max_tokens, seed=settings.seed,
-                )
-            )
+    for qid in queries:
+        result = generated.get(f"{qid}:negq")
+        other = other_query_text(answer_text(result)) if result else ""
+        if other:
+            out.append(_request(f"{qid}:neg", prompts.positive_v2(other), "passage", config, settings))
     return out
 
 
@@ -165,11 +213,14 @@ def build_records(
     text_counts = {"yes": 0, "no": 0, "unparseable": 0}
     truncated = 0
     provenance = config.provenance()
+    kinds = [*GENERATION[settings.prompt_version], *(("neg",) if settings.prompt_version != "v1" else ())]
     for qid, query in queries.items():
-        texts = {}
-        for kind in KINDS:
+        texts, finish = {}, {}
+        for kind in kinds:
             result = generated.get(f"{qid}:{kind}")
             texts[kind] = answer_text(result).strip() if result else ""
+            if result:
+                finish[FIELD[kind]] = finish_reason(result)
             truncated += bool(result) and finish_reason(result) == "length"
         check = verified.get(f"{qid}:verify-pos")
         answer = answer_text(check).strip() if check else ""
@@ -184,17 +235,19 @@ def build_records(
         counts[verdict] += 1
         if text_verdict in text_counts:
             text_counts[text_verdict] += 1
-        records.append({
+        record = {
             "query_id": qid, "query": query, "cot": texts["cot"], "positive": texts["pos"],
             "negative": texts["neg"], "verification_answer": answer, "verification_margin": margin,
             "negative_margin": margins.get(f"{qid}:verify-neg"), "verdict": verdict,
             "verify_mode": settings.verify_mode, "model": config.model,
-            "prompt_version": prompts.PROMPT_VERSION,
-        })
+            "prompt_version": settings.prompt_version, "finish_reasons": finish,
+        }
+        if "negq" in texts:
+            record["negative_query"] = other_query_text(texts["negq"])
+        records.append(record)
     tokens_in = sum(usage(r)[0] for r in [*generated.values(), *verified.values()])
     tokens_out = sum(usage(r)[1] for r in [*generated.values(), *verified.values()])
-    empty = {k: sum(not r[{"cot": "cot", "pos": "positive", "neg": "negative"}[k]] for r in records)
-             for k in KINDS}
+    empty = {k: sum(not r[FIELD[k]] for r in records) for k in KINDS}
     judged = counts["yes"] + counts["no"]
     summary = {
         "queries": len(queries), "verdicts": counts, "text_verdicts": text_counts,
@@ -202,7 +255,8 @@ def build_records(
         "verify_mode": settings.verify_mode, "verify_threshold": threshold,
         "empty_generations": empty, "truncated_generations": truncated,
         "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-        "settings": asdict(settings), "llm": provenance, "prompt_version": prompts.PROMPT_VERSION,
+        "settings": asdict(settings), "llm": provenance, "prompt_version": settings.prompt_version,
+        "quality": quality_report(records),
     }
     return records, summary
 
@@ -211,21 +265,56 @@ def run_synthesis(
     ds: BeirDataset, config: LLMConfig, settings: SynthesisSettings, limit: int | None = None
 ) -> Path | None:
     """Generate, verify and write ``<dataset>_synthetic.jsonl``; resumes from earlier results."""
-    folder = run_dir(ds.name, config)
+    folder = run_dir(ds.name, config, settings.prompt_version)
     queries = training_queries(ds, limit)
+    chunk = settings.chunk_queries if settings.chunk_queries and config.backend != "batch" else len(queries)
+    qids = list(queries)
+    generated: dict[str, dict[str, Any]] = {}
+    verified: dict[str, dict[str, Any]] = {}
+    sent = Sent()
+    for start in range(0, len(qids), chunk):
+        part = {q: queries[q] for q in qids[start:start + chunk]}
+        where = f" (queries {start + 1}-{start + len(part)} of {len(qids)})" if chunk < len(qids) else ""
+        step = _synthesise(part, folder, config, settings, where)
+        if step is None:
+            return None
+        generated.update(step[0])
+        verified.update(step[1])
+        sent += step[2]
+    records, summary = build_records(queries, generated, verified, config, settings)
+    out = synthetic_path(ds.name, config, settings.prompt_version)
+    write_jsonl(out, records)
+    summary["sent_this_run"] = asdict(sent)
+    write_json(out.with_suffix(".summary.json"), with_commands(summary))
+    logger.info("wrote %d records to %s", len(records), out)
+    logger.info("quality: %s", summary["quality"])
+    return out
+
+
+def _synthesise(
+    queries: dict[str, str], folder: Path, config: LLMConfig, settings: SynthesisSettings, where: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], Sent] | None:
+    """Every LLM step for ``queries``: generation, v2's second negative step, verification.
+    Returns the results by ``custom_id`` and what was sent (None for a dry run)."""
     generated, sent = execute_requests(
-        config, folder, "generation", generation_requests(queries, config, settings), desc="synthesis"
+        config, folder, "generation", generation_requests(queries, config, settings),
+        desc=f"synthesis{where}",
     )
     if generated is None:
         return None
+    if settings.prompt_version != "v1":
+        negatives, sent_neg = execute_requests(
+            config, folder, "negatives", negative_requests(queries, generated, config, settings),
+            desc=f"negatives{where}",
+        )
+        if negatives is None:
+            return None
+        generated = {**generated, **negatives}
+        sent += sent_neg
     verified, sent_verify = execute_requests(
         config, folder, "verification", verification_requests(queries, generated, config),
-        desc="verification",
+        desc=f"verification{where}",
     )
-    records, summary = build_records(queries, generated, verified or {}, config, settings)
-    out = synthetic_path(ds.name, config)
-    write_jsonl(out, records)
-    summary["sent_this_run"] = asdict(sent + sent_verify)
-    write_json(out.with_suffix(".summary.json"), with_commands(summary))
-    logger.info("wrote %d records to %s", len(records), out)
-    return out
+    if verified is None:
+        return None
+    return generated, verified, sent + sent_verify

@@ -222,3 +222,51 @@ def test_negative_filters(tmp_path: Path, tiny_st_model) -> None:
         build_examples(ds, tiny_st_model, Stage1Variant(negative_filter="judge"), synthetic)
     with pytest.raises(ValueError, match="needs the synthetic passages"):
         Stage1Variant(use_synthetic=False, negative_filter="copies")
+
+
+def test_v2_writes_negatives_in_two_steps_chunk_by_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syntriever import paths
+    from syntriever.jsonl import JsonlAppender, read_jsonl
+    from syntriever.llm import config as llm_config
+    from syntriever.synthesis import other_query_text, run_synthesis
+
+    calls: list[list[str]] = []
+
+    def fake_runner(config, requests_path, results_path, *, desc, requests, done):
+        calls.append([r["custom_id"] for r in requests if r["custom_id"] not in done])
+        with JsonlAppender(results_path) as out:
+            for req in (r for r in requests if r["custom_id"] not in done):
+                cid, prompt = req["custom_id"], req["body"]["messages"][-1]["content"]
+                if cid.endswith(":negq"):
+                    answer = f"**New query:** Statins lower LDL ({cid.split(':')[0]}).\nExtra line."
+                    out.append(text_result(cid, answer))
+                elif ":verify-" in cid:
+                    out.append(yes_no_result(cid, -0.1 if cid.endswith("pos") else -3.0, -2.0))
+                else:
+                    out.append(text_result(cid, f"answer to: {prompt.splitlines()[-1]}"))
+        return object()
+
+    monkeypatch.setattr(llm_config, "run_requests", fake_runner)
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    settings = SynthesisSettings(verify_mode="logprobs", prompt_version="v2", chunk_queries=1)
+    out = run_synthesis(toy_dataset(), CONFIG, settings)
+    assert out == tmp_path / "generated" / "toy" / "synthesis-v2-test-model" / "toy_synthetic.jsonl"
+    # per chunk (one query each): generation, second negative step, verification
+    assert calls == [["q1:cot", "q1:pos", "q1:negq"], ["q1:neg"], ["q1:verify-pos", "q1:verify-neg"],
+                     ["q2:cot", "q2:pos", "q2:negq"], ["q2:neg"], ["q2:verify-pos", "q2:verify-neg"]]
+    records = list(read_jsonl(out))
+    assert [r["negative_query"] for r in records] == ["Statins lower LDL (q1).", "Statins lower LDL (q2)."]
+    assert records[0]["negative"] == "answer to: Query: Statins lower LDL (q1)."  # written from negq
+    assert records[0]["positive"] == "answer to: Query: claim one"
+    assert [r["verdict"] for r in records] == ["yes", "yes"] and records[0]["prompt_version"] == "v2"
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["quality"]["verifier_auc"] == 1.0 and summary["quality"]["records"] == 2
+    assert summary["sent_this_run"]["requests"] == 12
+    # a re-run resumes: nothing is sent again
+    calls.clear()
+    run_synthesis(toy_dataset(), CONFIG, settings)
+    assert json.loads(out.with_suffix(".summary.json").read_text())["sent_this_run"]["requests"] == 0
+    assert all(not c for c in calls) and list(read_jsonl(out)) == records
+    assert other_query_text('  \n"Query: Does X cause Y?"') == "Does X cause Y?"
