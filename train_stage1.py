@@ -5,7 +5,7 @@
 MODEL is an encoder preset (minilm, e5, contriever), a local folder or a hub id. Reads the train
 split and the synthetic data of datasets/parse_synthetic.py; saves output/<MODEL>-sft-<DATASET>
 (ablations: -sft-nocot, -sft-nosyn, -sft-noverify; labelled pairs only: <MODEL>-labelled;
-filtered negatives: -sft-negcopies, -sft-negjudge).
+filtered negatives: -sft-negcopies, -sft-negcoverage, -sft-negjudge; labelled-pair term: -sft-pullW).
 """
 
 import argparse
@@ -45,7 +45,11 @@ def main() -> None:
     parser.add_argument("--no-verify", action="store_true", help="ablation: ignore self-verification")
     parser.add_argument("--filter-negatives", choices=NEGATIVE_FILTERS, default=None,
                         help="not in the paper: drop synthetic negatives that copy the query "
-                        "(copies) or that the judge rates above the positive (judge)")
+                        "(copies), hold >= 80%% of its content words (coverage) or that the judge rates "
+                        "above the positive (judge)")
+    parser.add_argument("--labelled-weight", type=float, default=0.0,
+                        help="not in the paper: add this weight times the labelled pair's InfoNCE term "
+                        "to the cluster loss (model name -pullW)")
     parser.add_argument("--labelled-only", action="store_true",
                         help="baseline: InfoNCE on the labelled pairs only (no synthetic data)")
     parser.add_argument("--output-name", default=None,
@@ -62,6 +66,7 @@ def main() -> None:
         use_synthetic=not (args.no_synthetic or args.labelled_only),
         use_verification=not args.no_verify,
         negative_filter=args.filter_negatives,
+        labelled_weight=args.labelled_weight,
     )
     name = args.output_name or f"{file_safe(args.model)}-{variant.suffix()}" + (
         "-nodev" if args.train_split == TRAIN_NODEV else "")

@@ -21,11 +21,12 @@ from syntriever.data import BeirDataset
 from syntriever.encoders import add_prefix
 from syntriever.jsonl import DataError, read_jsonl_numbered
 from syntriever.losses import UNVERIFIED, SyntrieverClusterLoss
+from syntriever.synthesis_quality import RESTATING_COVERAGE, contains_query, coverage
 
 logger = logging.getLogger(__name__)
 
 VERDICT_LABEL = {"yes": 1, "no": 0, "unparseable": UNVERIFIED, "missing": UNVERIFIED}
-NEGATIVE_FILTERS = ("copies", "judge")
+NEGATIVE_FILTERS = ("copies", "coverage", "judge")
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,15 @@ class Stage1Variant:
     use_synthetic: bool = True
     use_verification: bool = True
     negative_filter: str | None = None  # not in the paper: see keep_negative()
+    labelled_weight: float = 0.0  # not in the paper: SyntrieverClusterLoss(labelled_weight=...)
 
     def __post_init__(self) -> None:
         if self.negative_filter not in (None, *NEGATIVE_FILTERS):
             raise ValueError(f"negative_filter must be one of {NEGATIVE_FILTERS} or None")
         if self.negative_filter and not self.use_synthetic:
             raise ValueError("a negative filter needs the synthetic passages")
+        if self.labelled_weight < 0 or (self.labelled_weight and not self.uses_llm_data):
+            raise ValueError("a labelled-pair weight must be >= 0 and needs synthetic data")
 
     @property
     def uses_llm_data(self) -> bool:
@@ -60,25 +64,27 @@ class Stage1Variant:
             parts.append("noverify")
         if self.negative_filter:
             parts.append(f"neg{self.negative_filter}")
+        if self.labelled_weight:
+            parts.append(f"pull{self.labelled_weight:g}")
         return "-".join(parts)
-
-
-def _normalise(text: str) -> str:
-    return " ".join(text.lower().split()).strip(" .!?")
 
 
 def keep_negative(record: dict[str, Any], query: str, criterion: str | None) -> bool:
     """Whether the synthetic "irrelevant" passage stays a hard negative of its own query.
 
     Not in the paper; for small LLMs whose negatives restate the query. ``copies`` drops a
-    negative that contains the query verbatim (case and spacing aside); ``judge`` drops one the
+    negative that contains the query verbatim (case and spacing aside); ``coverage`` drops one
+    that holds at least 80% of the query's content words (the quality report's "restating");
+    ``judge`` drops one the
     verification judge scores at least as relevant as the query's synthetic positive
     (``negative_margin >= verification_margin``, logprobs verification only).
     """
     if criterion is None:
         return True
     if criterion == "copies":
-        return _normalise(query) not in _normalise(record["negative"])
+        return not contains_query(query, record["negative"])
+    if criterion == "coverage":
+        return coverage(query, record["negative"]) < RESTATING_COVERAGE
     margins = (record.get("negative_margin"), record.get("verification_margin"))
     if None in margins:
         raise DataError(
@@ -168,4 +174,4 @@ def make_loss(
 ) -> SyntrieverClusterLoss:
     """The cluster loss matching the variant's columns (tau = 1 / scale = 0.05)."""
     return SyntrieverClusterLoss(model, scale=scale, use_cot=variant.use_cot,
-                                 use_synthetic=variant.use_synthetic)
+                                 use_synthetic=variant.use_synthetic, labelled_weight=variant.labelled_weight)

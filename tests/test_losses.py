@@ -399,3 +399,24 @@ def test_trainer_passes_label_column_as_relabel_flags(tiny_st_model, tmp_path) -
     assert tuple(seen["labels"].shape) == (2, 2)
     assert sorted(seen["labels"].tolist()) == [[0, 0], [1, 1]]
     assert math.isfinite(output.training_loss)
+
+
+def test_labelled_weight_adds_the_labelled_pairs_infonce_term() -> None:
+    g = torch.Generator().manual_seed(11)
+    q, p, p_syn, q_cot, p_neg = (_unit(g) for _ in range(5))
+    flags = [1, 0, 1, 1]
+    infonce = 0.0  # -log(e^s(q_i,p_i) / the same denominator as L1), by hand
+    for i in range(B):
+        denominator = sum(_e(q[i], c[j]) for j in range(B) for c in (p, p_syn, q_cot, p_neg))
+        infonce += -math.log(_e(q[i], p[i]) / denominator) / B
+    expected = _hand_cluster_loss(q, p, p_syn, q_cot, p_neg, flags) + 0.5 * infonce
+    got = cluster_loss(q, p, p_syn, q_cot, p_neg, torch.tensor(flags), labelled_weight=0.5)
+    assert got.item() == pytest.approx(expected, rel=1e-9)
+    # the term pulls the labelled passage harder than the paper's loss does
+    p = p.clone().requires_grad_(True)
+    pulls = []
+    for weight in (0.0, 1.0):
+        loss = cluster_loss(q, p, p_syn, q_cot, p_neg, torch.tensor(flags), labelled_weight=weight)
+        (grad,) = torch.autograd.grad(loss, p)
+        pulls.append(-(grad * q).sum(dim=1))  # descent direction along q_i: toward the query
+    assert bool((pulls[1] > pulls[0]).all())

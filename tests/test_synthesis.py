@@ -270,3 +270,14 @@ def test_v2_writes_negatives_in_two_steps_chunk_by_chunk(
     assert json.loads(out.with_suffix(".summary.json").read_text())["sent_this_run"]["requests"] == 0
     assert all(not c for c in calls) and list(read_jsonl(out)) == records
     assert other_query_text('  \n"Query: Does X cause Y?"') == "Does X cause Y?"
+
+
+def test_coverage_filter_drops_negatives_that_restate_the_query() -> None:
+    from syntriever.stage1 import keep_negative
+
+    query = "Vitamin D supplementation reduces fracture risk in elderly women."
+    negative = "Fracture risk in elderly women falls with vitamin D supplementation."
+    record = {"query_id": "q", "negative": negative}
+    assert keep_negative(record, query, "copies")  # not verbatim ...
+    assert not keep_negative(record, query, "coverage")  # ... but it restates the query
+    assert keep_negative({"query_id": "q", "negative": "Statins lower LDL in men."}, query, "coverage")
