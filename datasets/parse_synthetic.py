@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--prompt-version", choices=PROMPT_VERSIONS, default=PROMPT_VERSION,
                         help="v1: the paper's prompts; v2: evidence-giving passages for questions and "
                         "claims, hard negatives in two steps (see syntriever/prompts.py)")
+    parser.add_argument("--skip-verification", action="store_true",
+                        help="generation only (every verdict 'missing'; train with --no-verify); run "
+                        "again without it to add the verification")
     parser.add_argument("--chunk-queries", type=int, default=None,
                         help="online/local: run every step on N queries at a time, so a stopped run "
                         "leaves complete queries (embedded default: 50)")
@@ -47,6 +50,7 @@ def main() -> None:
         verify_mode=args.verify_mode or ("logprobs" if local else "text"),
         verify_threshold=args.verify_threshold,
         prompt_version=args.prompt_version,
+        verify=not args.skip_verification,
         chunk_queries=args.chunk_queries or (50 if local else None),
     )
     print_summary(run_synthesis(load_dataset(args.dataset, "train"), config, settings, args.limit))

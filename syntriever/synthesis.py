@@ -65,6 +65,9 @@ class SynthesisSettings:
     seed: int | None = 0
     prompt_version: str = prompts.PROMPT_VERSION
     chunk_queries: int | None = None  # online/local: run every step on this many queries at a time
+    # False: generation only, every verdict "missing" (train with --no-verify); a later run with
+    # True adds the verification to the same folder
+    verify: bool = True
 
     def __post_init__(self) -> None:
         if self.prompt_version not in prompts.PROMPT_VERSIONS:
@@ -205,7 +208,7 @@ def build_records(
     """Join generations and verifications into one record per query, plus a summary."""
     margins = {cid: yes_no_margin(r) for cid, r in verified.items()}
     threshold = settings.verify_threshold
-    if settings.verify_mode == "logprobs" and threshold is None:
+    if settings.verify_mode == "logprobs" and threshold is None and settings.verify:
         pos = [m for cid, m in margins.items() if cid.endswith(":verify-pos") and m is not None]
         neg = [m for cid, m in margins.items() if cid.endswith(":verify-neg") and m is not None]
         threshold = youden_threshold(pos, neg)
@@ -311,6 +314,8 @@ def _synthesise(
             return None
         generated = {**generated, **negatives}
         sent += sent_neg
+    if not settings.verify:
+        return generated, {}, sent
     verified, sent_verify = execute_requests(
         config, folder, "verification", verification_requests(queries, generated, config),
         desc=f"verification{where}",

@@ -224,15 +224,9 @@ def test_negative_filters(tmp_path: Path, tiny_st_model) -> None:
         Stage1Variant(use_synthetic=False, negative_filter="copies")
 
 
-def test_v2_writes_negatives_in_two_steps_chunk_by_chunk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from syntriever import paths
-    from syntriever.jsonl import JsonlAppender, read_jsonl
-    from syntriever.llm import config as llm_config
-    from syntriever.synthesis import other_query_text, run_synthesis
-
-    calls: list[list[str]] = []
+def _fake_llm(calls: list[list[str]]):
+    """A runner answering every pending request by its kind (``negq``, ``verify-*``, others)."""
+    from syntriever.jsonl import JsonlAppender
 
     def fake_runner(config, requests_path, results_path, *, desc, requests, done):
         calls.append([r["custom_id"] for r in requests if r["custom_id"] not in done])
@@ -248,7 +242,19 @@ def test_v2_writes_negatives_in_two_steps_chunk_by_chunk(
                     out.append(text_result(cid, f"answer to: {prompt.splitlines()[-1]}"))
         return object()
 
-    monkeypatch.setattr(llm_config, "run_requests", fake_runner)
+    return fake_runner
+
+
+def test_v2_writes_negatives_in_two_steps_chunk_by_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syntriever import paths
+    from syntriever.jsonl import read_jsonl
+    from syntriever.llm import config as llm_config
+    from syntriever.synthesis import other_query_text, run_synthesis
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(llm_config, "run_requests", _fake_llm(calls))
     monkeypatch.setattr(paths, "ROOT", tmp_path)
     settings = SynthesisSettings(verify_mode="logprobs", prompt_version="v2", chunk_queries=1)
     out = run_synthesis(toy_dataset(), CONFIG, settings)
@@ -281,3 +287,23 @@ def test_coverage_filter_drops_negatives_that_restate_the_query() -> None:
     assert keep_negative(record, query, "copies")  # not verbatim ...
     assert not keep_negative(record, query, "coverage")  # ... but it restates the query
     assert keep_negative({"query_id": "q", "negative": "Statins lower LDL in men."}, query, "coverage")
+
+
+def test_generation_first_verification_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syntriever import paths
+    from syntriever.jsonl import read_jsonl
+    from syntriever.llm import config as llm_config
+    from syntriever.synthesis import run_synthesis
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(llm_config, "run_requests", _fake_llm(calls))
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    settings = SynthesisSettings(verify_mode="logprobs", prompt_version="v2", verify=False)
+    out = run_synthesis(toy_dataset(), CONFIG, settings)
+    assert not any(":verify-" in cid for call in calls for cid in call)
+    assert [r["verdict"] for r in read_jsonl(out)] == ["missing", "missing"]
+    calls.clear()
+    settings.verify = True
+    run_synthesis(toy_dataset(), CONFIG, settings)
+    assert calls == [[], [], ["q1:verify-pos", "q1:verify-neg", "q2:verify-pos", "q2:verify-neg"]]
+    assert [r["verdict"] for r in read_jsonl(out)] == ["yes", "yes"]
