@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import logging
 import os
@@ -17,17 +16,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from syntriever.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input data; the message names the file and, where known, the line."""
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+def _open_binary(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
+
+
+def _decode(raw: bytes, path: Path, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}:{lineno}: not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1}); "
+            f"convert the file, e.g. iconv -f latin1 -t utf-8"
+        ) from None
 
 
 def read_jsonl(path: str | Path, *, drop_torn_tail: bool = False) -> Iterator[dict[str, Any]]:
@@ -48,11 +57,12 @@ def read_jsonl_numbered(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with _open_text(path) as fh:
+    with _open_binary(path) as fh:
         lines = iter(fh)
         lineno = 0
-        for line in lines:
+        for raw in lines:
             lineno += 1
+            line = _decode(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -119,8 +129,17 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
+def _parses(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line.decode("utf-8")), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
 def repair_torn_tail(path: Path) -> int:
-    """Cut a partial last line (no trailing newline) off ``path``; return the bytes removed."""
+    """Make ``path`` end with a newline, keeping every complete record: a last line without its
+    newline that parses as a JSON object gets the newline appended; one that does not (a write
+    cut short by a crash) is cut off. Returns the bytes removed."""
     if not path.exists():
         return 0
     with open(path, "rb+") as fh:
@@ -143,6 +162,14 @@ def repair_torn_tail(path: Path) -> int:
                 pos = start + idx + 1
                 break
             pos = start
+        fh.seek(pos)
+        if _parses(fh.read(size - pos)):  # a complete record, only its newline missing
+            fh.seek(size)
+            fh.write(b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            logger.info("%s: appended the newline missing after the last record", path)
+            return 0
         fh.truncate(pos)
         fh.flush()
         os.fsync(fh.fileno())

@@ -125,7 +125,7 @@ async def _run(
                     body = await _send(client, request, model, max_retries, stats)
                 except Exception as err:
                     stats.failed += 1
-                    message = redact(f"{type(err).__name__}: {err}")
+                    message = redact(f"{type(err).__name__} from {client.base_url}: {err}")
                     stats.errors.append({"custom_id": cid, "error": {"message": message}})
                     logger.warning("request %s failed: %s", cid, message)
                 else:
