@@ -75,31 +75,59 @@ def _find(folder: Path, stem: str) -> Path:
     raise DataError(f"{folder / stem}: file not found (nor {stem}.gz)")
 
 
+def _string_field(rec: dict, key: str, where: str, *, required: bool = True) -> str:
+    """``rec[key]`` as a string; a missing (when required) or non-string value is a DataError."""
+    value = rec.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        found = "missing" if key not in rec else f"a {type(value).__name__} ({value!r:.40})"
+        raise DataError(f"{where}: {key!r} must be a string, found {found}")
+    return value
+
+
+def _check_unique(seen: dict[str, int], key: str, path: Path, lineno: int) -> None:
+    if key in seen:
+        raise DataError(f"{path}:{lineno}: duplicate _id {key!r} (first on line {seen[key]})")
+    seen[key] = lineno
+
+
 def load_corpus(folder: Path) -> Corpus:
-    """Read ``corpus.jsonl[.gz]`` into ``{doc_id: {"title", "text"}}``."""
+    """Read ``corpus.jsonl[.gz]`` into ``{doc_id: {"title", "text"}}``; ``_id`` and ``text``
+    must be strings (``title`` too when present) and every ``_id`` unique."""
     path = _find(folder, "corpus.jsonl")
     corpus: Corpus = {}
+    lines: dict[str, int] = {}
     for lineno, rec in read_jsonl_numbered(path):
-        doc_id = rec.get("_id")
-        if doc_id is None or str(doc_id) == "":
-            raise DataError(f"{path}:{lineno}: record has no '_id'")
+        where = f"{path}:{lineno}"
+        if rec.get("_id") in (None, ""):
+            raise DataError(f"{where}: record has no '_id'")
+        doc_id = _string_field(rec, "_id", where)
         if "text" not in rec:
-            raise DataError(f"{path}:{lineno}: record (_id {doc_id}) has no 'text'")
-        corpus[str(doc_id)] = {"title": rec.get("title") or "", "text": rec["text"] or ""}
+            raise DataError(f"{where}: record (_id {doc_id}) has no 'text'")
+        text = _string_field(rec, "text", where, required=False)
+        title = _string_field(rec, "title", where, required=False)
+        _check_unique(lines, doc_id, path, lineno)
+        corpus[doc_id] = {"title": title, "text": text}
     if not corpus:
         raise DataError(f"{path}: the corpus is empty")
     return corpus
 
 
 def load_queries(folder: Path) -> dict[str, str]:
-    """Read ``queries.jsonl[.gz]`` into ``{query_id: text}``."""
+    """Read ``queries.jsonl[.gz]`` into ``{query_id: text}`` (string ``_id`` and ``text``,
+    unique ids)."""
     path = _find(folder, "queries.jsonl")
     queries: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for lineno, rec in read_jsonl_numbered(path):
-        qid = rec.get("_id")
-        if qid is None or str(qid) == "" or "text" not in rec:
-            raise DataError(f"{path}:{lineno}: record needs '_id' and 'text'")
-        queries[str(qid)] = rec["text"]
+        where = f"{path}:{lineno}"
+        if rec.get("_id") in (None, "") or "text" not in rec:
+            raise DataError(f"{where}: record needs '_id' and 'text'")
+        qid = _string_field(rec, "_id", where)
+        text = _string_field(rec, "text", where)
+        _check_unique(lines, qid, path, lineno)
+        queries[qid] = text
     return queries
 
 
@@ -121,11 +149,7 @@ def load_qrels(path: Path) -> Qrels:
             if len(row) < 3:
                 raise DataError(f"{path}:{lineno}: expected 3 tab-separated columns, got {len(row)}")
             qid, did, score = row[0].strip(), row[1].strip(), row[2].strip()
-            try:
-                value = int(float(score))
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: score {score!r} is not a number") from None
-            qrels.setdefault(qid, {})[did] = value
+            qrels.setdefault(qid, {})[did] = _score(score, f"{path}:{lineno}")
     return qrels
 
 
@@ -180,6 +204,18 @@ def write_qrels(path: Path, qrels: Qrels) -> None:
     write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
+def _score(text: str, where: str) -> int:
+    """A qrels relevance grade: a non-negative integer ("2" or "2.0"; not 0.5, -1, inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where}: score {text!r} is not a number") from None
+    if not value.is_integer() or value < 0:
+        raise DataError(f"{where}: score {text!r} is not a non-negative integer relevance grade "
+                        "(BEIR qrels: 0 not relevant, 1, 2, ... relevant)")
+    return int(value)
+
+
 def load_dataset(name_or_path: str | Path, split: str = "test") -> BeirDataset:
     """Load and validate a BEIR dataset split: a name under the data folder, or a folder path.
 
@@ -192,6 +228,8 @@ def load_dataset(name_or_path: str | Path, split: str = "test") -> BeirDataset:
             f"{folder}: dataset not found; fetch it first with "
             f"`python datasets/download.py {folder.name}`"
         )
+    # the folder's name names its result files: refuse a bad one before any work is done
+    check_name(folder.name, f"dataset (folder {folder}; rename it)")
     check_name(split, "split")
     corpus = load_corpus(folder)
     all_queries = load_queries(folder)

@@ -16,6 +16,8 @@ import os
 import re
 from pathlib import Path
 
+from syntriever.errors import InvalidName
+
 ROOT = Path(__file__).resolve().parent.parent
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -62,7 +64,7 @@ def cache_root() -> Path:
 def check_name(name: str, what: str = "dataset") -> str:
     """Return ``name`` if it is a plain file-system name; refuse anything that could escape a folder."""
     if not _NAME.match(name) or ".." in name:
-        raise ValueError(
+        raise InvalidName(
             f"invalid {what} name {name!r}: use letters, digits, '-', '_' and '.', "
             "with no path separators or '..'"
         )
