@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from syntriever.cli import add_search_args, search_options, setup_logging  # noqa: E402
+from syntriever.cli import add_search_args, run, search_options, setup_logging  # noqa: E402
 from syntriever.data import headline_split  # noqa: E402
 from syntriever.evaluation import REPORTED, evaluate_model  # noqa: E402
 from syntriever.tables import write_table  # noqa: E402
@@ -57,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from syntriever.cli import add_search_args, search_options, setup_logging  # noqa: E402
+from syntriever.cli import add_search_args, run, search_options, setup_logging  # noqa: E402
 from syntriever.stage2 import retrieve_training_queries  # noqa: E402
 
 
@@ -41,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

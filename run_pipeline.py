@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.cli import run, setup_logging  # noqa: E402
 from syntriever.llm.config import LLMConfig, default_backend  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET, PRESETS  # noqa: E402
 from syntriever.paths import dataset_dir, file_safe, output_root, results_root  # noqa: E402
@@ -167,4 +167,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

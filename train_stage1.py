@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from syntriever.cli import add_train_args, settings_from_args, setup_logging  # noqa: E402
+from syntriever.cli import add_train_args, run, settings_from_args, setup_logging  # noqa: E402
 from syntriever.data import TRAIN_NODEV, load_dataset  # noqa: E402
 from syntriever.encoders import load_encoder  # noqa: E402
 from syntriever.llm.local import DEFAULT_PRESET  # noqa: E402
@@ -98,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

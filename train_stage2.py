@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from syntriever.cli import add_train_args, settings_from_args, setup_logging  # noqa: E402
+from syntriever.cli import add_train_args, run, settings_from_args, setup_logging  # noqa: E402
 from syntriever.encoders import load_encoder, resolve  # noqa: E402
 from syntriever.llm.config import LLMConfig  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
@@ -79,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from syntriever.cli import run  # noqa: E402
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.jsonl import write_json  # noqa: E402
 from syntriever.llm.config import execute_requests, parse_llm_cli  # noqa: E402
@@ -93,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

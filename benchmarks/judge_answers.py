@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from syntriever.cli import run  # noqa: E402
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.jsonl import write_json  # noqa: E402
 from syntriever.llm.config import LLMConfig  # noqa: E402
@@ -79,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

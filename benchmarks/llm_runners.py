@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import openai  # noqa: E402
 
-from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.cli import run, setup_logging  # noqa: E402
 from syntriever.jsonl import write_json, write_jsonl  # noqa: E402
 from syntriever.llm.local import DEFAULT_PRESET, LocalServer  # noqa: E402
 from syntriever.llm.online import run_online  # noqa: E402
@@ -102,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datasets import Dataset  # noqa: E402
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss  # noqa: E402
 
-from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.cli import run, setup_logging  # noqa: E402
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.encoders import load_encoder  # noqa: E402
 from syntriever.jsonl import write_json  # noqa: E402
@@ -99,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from syntriever.cli import run  # noqa: E402
 from syntriever.jsonl import write_bytes  # noqa: E402
 from syntriever.llm.cost import BATCH_DISCOUNT, PRICES_PER_M  # noqa: E402
 
@@ -115,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

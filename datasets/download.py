@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.cli import run, setup_logging  # noqa: E402
 from syntriever.data import fetch_dataset, load_dataset  # noqa: E402
 
 
@@ -32,4 +32,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from syntriever.cli import run  # noqa: E402
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.llm.config import parse_llm_cli, print_summary  # noqa: E402
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS  # noqa: E402
@@ -57,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from syntriever.cli import run  # noqa: E402
 from syntriever.llm.config import parse_llm_cli, print_summary  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
 from syntriever.stage2 import (  # noqa: E402
@@ -79,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

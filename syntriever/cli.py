@@ -1,21 +1,84 @@
-"""Small helpers shared by the stage scripts."""
+"""Small helpers shared by the stage scripts.
+
+Every script ends with ``run(main)``: an expected error (:class:`~syntriever.errors.UserError`:
+bad data, a step not run yet, a wrong flag) is printed as one line ``error: <message>`` on stderr
+and the script exits with status 1. ``--debug`` on the command line or ``SYNTRIEVER_DEBUG=1``
+keeps the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import shlex
 import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from syntriever.errors import UserError
 
 if TYPE_CHECKING:
     from syntriever.training import TrainSettings
 
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "max_seq_length", "max_steps",
                "seed")
+
+
+DEBUG_ENV = "SYNTRIEVER_DEBUG"
+
+
+def debugging() -> bool:
+    """True when expected errors should keep their traceback (``SYNTRIEVER_DEBUG=1``)."""
+    return os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The running script's command line, as a user would type it again."""
+    argv = sys.argv if argv is None else argv
+    return "python " + shlex.join(argv)
+
+
+def error_line(err: BaseException, argv: list[str] | None = None) -> str:
+    """``error: <message>`` on one line; a message that names no command to run gets the
+    script's own command line, to run again once the cause is fixed."""
+    message = " ".join(str(err).split()) or type(err).__name__
+    if "python " not in message and "`" not in message:
+        message += f"; once fixed, run again: {command_line(argv)}"
+    return f"error: {message}"
+
+
+def run(main: Callable[[], Any]) -> None:
+    """Run a script's ``main``; expected errors end it with one line on stderr and status 1.
+
+    ``--debug`` (taken out of ``sys.argv`` here, so any script accepts it) or
+    ``SYNTRIEVER_DEBUG=1`` re-raises them with their traceback; the flag is passed on to the
+    scripts a pipeline starts through the environment."""
+    if "--debug" in sys.argv[1:]:
+        sys.argv.remove("--debug")
+        os.environ[DEBUG_ENV] = "1"
+    try:
+        main()
+    except UserError as err:
+        if debugging():
+            raise
+        logging.shutdown()
+        print(error_line(err), file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from syntriever.errors import UserError
 from syntriever.jsonl import write_jsonl
 from syntriever.llm.cost import estimate
 from syntriever.llm.local import DEFAULT_PRESET, PRESETS, LocalServer, gguf_path, model_sha256
@@ -234,5 +235,5 @@ def execute_requests(
     return results, sent
 
 
-class IncompleteRun(RuntimeError):
+class IncompleteRun(UserError, RuntimeError):
     """Some requests of an LLM step still have no result; nothing downstream is written."""
