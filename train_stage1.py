@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from syntriever.cli import add_train_args, run, settings_from_args, setup_logging  # noqa: E402
 from syntriever.data import TRAIN_NODEV, load_dataset  # noqa: E402
 from syntriever.encoders import load_encoder  # noqa: E402
+from syntriever.jsonl import DataError  # noqa: E402
 from syntriever.llm.local import DEFAULT_PRESET  # noqa: E402
 from syntriever.paths import check_name, file_safe, output_root, portable  # noqa: E402
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS  # noqa: E402
@@ -52,6 +53,9 @@ def main() -> None:
                         "to the cluster loss (model name -pullW)")
     parser.add_argument("--labelled-only", action="store_true",
                         help="baseline: InfoNCE on the labelled pairs only (no synthetic data)")
+    parser.add_argument("--allow-missing-synthetic", action="store_true",
+                        help="train although some training queries have no synthetic record (their "
+                        "pairs are left out, with a warning); by default that is an error")
     parser.add_argument("--output-name", default=None,
                         help="model name (default: MODEL-sft[-ablation], plus -nodev for --train-split "
                         "train-nodev)")
@@ -79,9 +83,15 @@ def main() -> None:
 
         synthetic_file = args.synthetic or synthetic_path(
             args.dataset, LLMConfig(model=args.llm_model), args.prompt_version)
+        if not synthetic_file.is_file():
+            raise DataError(f"{synthetic_file}: synthetic data not found; make it with `python "
+                            f"datasets/parse_synthetic.py {args.dataset} --llm-model {args.llm_model} "
+                            f"--prompt-version {args.prompt_version}`")
         synthetic = load_synthetic(synthetic_file)
     model = load_encoder(args.model)
-    dataset, counts = build_examples(train_split, model, variant, synthetic)
+    dataset, counts = build_examples(train_split, model, variant, synthetic,
+                                     allow_missing=args.allow_missing_synthetic,
+                                     source=str(synthetic_file))
     settings = settings_from_args(args)
     card = {
         "stage": 1, "base_model": args.model, "dataset": args.dataset, "split": args.train_split,

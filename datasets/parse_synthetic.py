@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syntriever.cli import run  # noqa: E402
+from syntriever.cli import positive_int, run  # noqa: E402
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.llm.config import parse_llm_cli, print_summary  # noqa: E402
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS  # noqa: E402
@@ -22,7 +22,9 @@ from syntriever.synthesis import SynthesisSettings, run_synthesis  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("dataset")
-    parser.add_argument("--limit", type=int, default=None, help="first N training queries only")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="first N training queries only; writes its own "
+                        "<dataset>_synthetic.limit<N>.jsonl, never the complete file")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--max-tokens", type=int, default=None,
                         help="passage length cap (paper: 512; embedded default: 128)")

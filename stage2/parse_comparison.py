@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syntriever.cli import run  # noqa: E402
+from syntriever.cli import positive_int, run  # noqa: E402
 from syntriever.llm.config import parse_llm_cli, print_summary  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
 from syntriever.stage2 import (  # noqa: E402
@@ -62,7 +62,9 @@ def main() -> None:
                         help="answer length cap (default: 8 text, 6 logprobs)")
     parser.add_argument("--agreeing-only", action="store_true",
                         help="logprobs: drop pairs whose two orders prefer different passages")
-    parser.add_argument("--limit", type=int, default=None, help="first N training queries only")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="first N training queries only; writes its own "
+                        "<dataset>_preferences.limit<N>.jsonl, never the complete file")
     parser.add_argument("--retrieval-file", type=Path, default=None,
                         help="default: generated/<dataset>/retrieval-<MODEL>.jsonl")
     args, config = parse_llm_cli(

@@ -107,17 +107,44 @@ def load_synthetic(path: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
+def check_coverage(
+    train: BeirDataset, synthetic: dict[str, dict[str, Any]], allow_missing: bool, source: str
+) -> None:
+    """Raise :class:`DataError` (or, with ``allow_missing``, warn) when training queries with a
+    relevant passage have no synthetic record."""
+    wanted = [qid for qid, docs in train.qrels.items() if any(s >= 1 for s in docs.values())]
+    missing = [qid for qid in wanted if qid not in synthetic]
+    if not missing:
+        return
+    pairs = sum(sum(s >= 1 for s in train.qrels[qid].values()) for qid in missing)
+    what = (f"{len(missing)} of {len(wanted)} training queries ({pairs} labelled pairs; first: "
+            f"{', '.join(missing[:3])}) have no synthetic record in {source}")
+    if not allow_missing:
+        raise DataError(f"{what}; complete it with `python datasets/parse_synthetic.py {train.name}` "
+                        "(same --llm-model), or train without them with --allow-missing-synthetic")
+    logger.warning("%s: their pairs are left out (--allow-missing-synthetic)", what)
+
+
 def build_examples(
     train: BeirDataset,
     model: SentenceTransformer,
     variant: Stage1Variant,
     synthetic: dict[str, dict[str, Any]] | None,
+    *,
+    allow_missing: bool = False,
+    source: str = "the synthetic data",
 ) -> tuple[Dataset, dict[str, int]]:
     """Columns (query, positive[, synthetic][, cot][, synthetic_negative][, label]) and counts.
     With a negative filter the label is ``[verification flag, keep negative]``. (Not named
-    "negative": sentence-transformers warns when a column of that name is not the third.)"""
+    "negative": sentence-transformers warns when a column of that name is not the third.)
+
+    Training queries without a synthetic record (in ``source``) are an error: the synthesis
+    did not finish, or ran with ``--limit``. With ``allow_missing`` their pairs are left out
+    and counted in a warning."""
     if variant.uses_llm_data and synthetic is None:
         raise ValueError("this variant needs synthetic data")
+    if variant.uses_llm_data:
+        check_coverage(train, synthetic or {}, allow_missing, source)
     rows: dict[str, list[Any]] = {"query": [], "positive": []}
     if variant.use_synthetic:
         rows["synthetic"] = []

@@ -81,7 +81,7 @@ from syntriever.metrics import evaluate_run
 from syntriever.paths import file_safe, generated_dir, portable
 from syntriever.provenance import with_commands
 from syntriever.retrieval import dense_search
-from syntriever.synthesis import training_queries
+from syntriever.synthesis import check_limit, limited_name, training_queries
 
 logger = logging.getLogger(__name__)
 
@@ -218,9 +218,10 @@ def comparison_dir(dataset: str, config: LLMConfig, model_name: str) -> Path:
     )
 
 
-def preferences_path(dataset: str, config: LLMConfig, model_name: str) -> Path:
-    """The stage-2 training input ``<dataset>_preferences.jsonl`` of a comparison run."""
-    return comparison_dir(dataset, config, model_name) / f"{dataset}_preferences.jsonl"
+def preferences_path(dataset: str, config: LLMConfig, model_name: str, limit: int | None = None) -> Path:
+    """The stage-2 training input ``<dataset>_preferences.jsonl`` of a comparison run (of a run
+    over the first ``limit`` queries: ``<dataset>_preferences.limit<N>.jsonl``)."""
+    return comparison_dir(dataset, config, model_name) / limited_name(f"{dataset}_preferences.jsonl", limit)
 
 
 def candidate_pairs(k: int, limit: int | None = None) -> list[tuple[int, int]]:
@@ -526,9 +527,13 @@ def run_comparisons(
     retrieval_file: Path | None = None, limit: int | None = None,
 ) -> Path | None:
     """Ask the judge about the first ``limit`` (all) queries of the retrieval file, write
-    ``<dataset>_preferences.jsonl`` and its summary; resumes from earlier results; None for a
-    dry run."""
+    ``<dataset>_preferences.jsonl`` (with ``limit``: ``.limit<N>.jsonl``) and its summary;
+    resumes from earlier results; None for a dry run."""
     source = retrieval_file or retrieval_path(dataset, model_name)
+    check_limit(limit)
+    if not source.is_file():
+        raise DataError(f"{source}: retrieval file not found; make it with "
+                        f"`python retrieval.py {model_name} {dataset}`")
     records = attach_texts(load_retrieval(source)[:limit], dataset, settings.k)
     folder = comparison_dir(dataset, config, model_name)
     start = time.perf_counter()
@@ -546,7 +551,7 @@ def run_comparisons(
     summary.update(answers_seeded_from_file=seeded, sent_this_run=asdict(sent),
                    retrieval_file=portable(source.resolve()), stage1_model=model_name,
                    requests=len(requests), seconds=round(time.perf_counter() - start, 1))
-    out = preferences_path(dataset, config, model_name)
+    out = preferences_path(dataset, config, model_name, limit)
     write_jsonl(out, triples)
     write_json(out.with_suffix(".summary.json"), with_commands(summary))
     logger.info("wrote %d preference triples (%d of %d pairs decided) to %s", len(triples),

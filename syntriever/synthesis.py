@@ -32,6 +32,7 @@ from typing import Any
 
 from syntriever import prompts
 from syntriever.data import BeirDataset
+from syntriever.errors import UserError
 from syntriever.jsonl import write_json, write_jsonl
 from syntriever.llm.config import LLMConfig, Sent, execute_requests
 from syntriever.llm.requests import (
@@ -79,14 +80,31 @@ def run_dir(dataset: str, config: LLMConfig, prompt_version: str = prompts.PROMP
     return generated_dir(dataset) / f"synthesis-{prompt_version}-{config.model_tag()}"
 
 
-def synthetic_path(dataset: str, config: LLMConfig, prompt_version: str = prompts.PROMPT_VERSION) -> Path:
-    """The stage-1 training input ``<dataset>_synthetic.jsonl`` of a run."""
-    return run_dir(dataset, config, prompt_version) / f"{dataset}_synthetic.jsonl"
+def limited_name(name: str, limit: int | None) -> str:
+    """``<stem>.limit<N>.jsonl`` for a run over the first ``limit`` queries: a partial run writes
+    its own file and never replaces the complete one."""
+    check_limit(limit)
+    return name if limit is None else name.replace(".jsonl", f".limit{limit}.jsonl")
+
+
+def check_limit(limit: int | None) -> None:
+    """Refuse a ``--limit`` below 1 (0 would select nothing, a negative one all but the last)."""
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
+
+
+def synthetic_path(
+    dataset: str, config: LLMConfig, prompt_version: str = prompts.PROMPT_VERSION, *, limit: int | None = None
+) -> Path:
+    """The stage-1 training input ``<dataset>_synthetic.jsonl`` of a run (of a run over the first
+    ``limit`` training queries: ``<dataset>_synthetic.limit<N>.jsonl``)."""
+    return run_dir(dataset, config, prompt_version) / limited_name(f"{dataset}_synthetic.jsonl", limit)
 
 
 def training_queries(ds: BeirDataset, limit: int | None = None) -> dict[str, str]:
     """Train-split queries with at least one relevant passage, in file order (first ``limit``)."""
     qids = [qid for qid, docs in ds.qrels.items() if any(s >= 1 for s in docs.values())]
+    check_limit(limit)
     if limit is not None:
         qids = qids[:limit]
     return {qid: ds.queries[qid] for qid in qids}
@@ -267,7 +285,8 @@ def build_records(
 def run_synthesis(
     ds: BeirDataset, config: LLMConfig, settings: SynthesisSettings, limit: int | None = None
 ) -> Path | None:
-    """Generate, verify and write ``<dataset>_synthetic.jsonl``; resumes from earlier results."""
+    """Generate, verify and write ``<dataset>_synthetic.jsonl`` (with ``limit``, the run's own
+    ``<dataset>_synthetic.limit<N>.jsonl``); resumes from earlier results."""
     folder = run_dir(ds.name, config, settings.prompt_version)
     queries = training_queries(ds, limit)
     chunk = settings.chunk_queries if settings.chunk_queries and config.backend != "batch" else len(queries)
@@ -285,7 +304,7 @@ def run_synthesis(
         verified.update(step[1])
         sent += step[2]
     records, summary = build_records(queries, generated, verified, config, settings)
-    out = synthetic_path(ds.name, config, settings.prompt_version)
+    out = synthetic_path(ds.name, config, settings.prompt_version, limit=limit)
     write_jsonl(out, records)
     summary["sent_this_run"] = asdict(sent)
     write_json(out.with_suffix(".summary.json"), with_commands(summary))

@@ -21,11 +21,11 @@ from tests.test_data import make_dataset
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def script(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run a project script as a user would (offline), capturing its output."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
     full_env.pop("SYNTRIEVER_DEBUG", None)
-    return subprocess.run([sys.executable, *args], cwd=cwd or ROOT, env=full_env, capture_output=True,
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -90,7 +90,8 @@ def test_duplicate_ids_are_refused(tmp_path: Path, stem: str) -> None:
     first = path.read_text().splitlines()[0]
     path.write_text(path.read_text() + first.replace('"T0"', '"again"') + "\n")
     lines = len(path.read_text().splitlines())
-    with pytest.raises(DataError, match=rf"{stem}\.jsonl:{lines}: duplicate _id '(d0|q1)' \(first on line 1\)"):
+    message = rf"{stem}\.jsonl:{lines}: duplicate _id '(d0|q1)' \(first on line 1\)"
+    with pytest.raises(DataError, match=message):
         load_dataset(folder, "test")
 
 
@@ -128,3 +129,114 @@ def test_null_text_and_title_still_load(tmp_path: Path) -> None:
         fh.write(json.dumps({"_id": "d9", "title": None, "text": None}) + "\n")
     assert load_dataset(folder, "test").corpus["d9"] == {"title": "", "text": ""}
 
+
+
+# ------------------------------------------------------------------ case 2: partial runs
+
+
+@pytest.fixture
+def tmp_generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Send generated/ to a temporary folder."""
+    from syntriever import paths
+
+    root = tmp_path / "generated"
+    monkeypatch.setattr(paths, "generated_root", lambda: root)
+    return root
+
+
+def answered_synthesis(ds, config, settings) -> None:  # noqa: ANN001
+    """Every generation and verification request of ``ds`` answered in the run folder, as after
+    a complete (committed) synthesis run."""
+    from syntriever.synthesis import generation_requests, run_dir, training_queries, verification_requests
+    from tests.test_synthesis import text_result
+
+    queries = training_queries(ds)
+    generated = {r["custom_id"]: text_result(r["custom_id"], f"text of {r['custom_id']}")
+                 for r in generation_requests(queries, config, settings)}
+    verified = {r["custom_id"]: text_result(r["custom_id"], "Yes")
+                for r in verification_requests(queries, generated, config)}
+    write_jsonl(run_dir(ds.name, config) / "generation.results.jsonl", generated.values())
+    write_jsonl(run_dir(ds.name, config) / "verification.results.jsonl", verified.values())
+
+
+def test_limited_synthesis_writes_its_own_file(tmp_generated: Path) -> None:
+    from syntriever.synthesis import SynthesisSettings, run_synthesis, synthetic_path
+    from tests.test_synthesis import CONFIG, toy_dataset
+
+    ds, settings = toy_dataset(), SynthesisSettings()
+    answered_synthesis(ds, CONFIG, settings)
+    full = run_synthesis(ds, CONFIG, settings)
+    assert full == synthetic_path("toy", CONFIG) and len(list(read_jsonl(full))) == 2
+    committed = full.read_bytes(), full.with_suffix(".summary.json").read_bytes()
+    part = run_synthesis(ds, CONFIG, settings, limit=1)
+    assert part is not None and part.name == "toy_synthetic.limit1.jsonl"
+    assert [r["query_id"] for r in read_jsonl(part)] == ["q1"]
+    assert json.loads(part.with_suffix(".summary.json").read_text())["queries"] == 1
+    assert (full.read_bytes(), full.with_suffix(".summary.json").read_bytes()) == committed
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_limit_below_one_is_refused(tmp_generated: Path, limit: int) -> None:
+    from syntriever.errors import UserError
+    from syntriever.synthesis import SynthesisSettings, run_synthesis, synthetic_path
+    from tests.test_synthesis import CONFIG, toy_dataset
+
+    ds, settings = toy_dataset(), SynthesisSettings()
+    answered_synthesis(ds, CONFIG, settings)
+    run_synthesis(ds, CONFIG, settings)
+    with pytest.raises(UserError, match=f"--limit must be at least 1, got {limit}"):
+        run_synthesis(ds, CONFIG, settings, limit=limit)
+    assert len(list(read_jsonl(synthetic_path("toy", CONFIG)))) == 2
+
+
+@pytest.mark.parametrize("script_path", ["datasets/parse_synthetic.py", "stage2/parse_comparison.py"])
+def test_limit_flag_rejects_zero_and_negatives(script_path: str) -> None:
+    args = [script_path, "toy"] if "synthetic" in script_path else [script_path, "m-sft", "toy"]
+    for bad in ("0", "-1"):
+        proc = script(*args, f"--limit={bad}")
+        assert proc.returncode == 2 and f"--limit: must be at least 1, got {bad}" in proc.stderr
+
+
+def test_limited_comparisons_keep_the_complete_preferences(tmp_generated: Path) -> None:
+    from syntriever.stage2 import (
+        ComparisonSettings,
+        answers_path,
+        compact_answer,
+        comparison_requests,
+        preferences_path,
+        run_comparisons,
+    )
+    from tests.test_stage2 import OFFLINE, answer, retrieval_record
+
+    records = [retrieval_record("q1", 2), retrieval_record("q2", 2)]
+    write_jsonl(tmp_generated / "toy" / "retrieval-m.jsonl", records)
+    settings = ComparisonSettings(k=2, judge_mode="logprobs")
+    folder = preferences_path("toy", OFFLINE, "m").parent
+    write_jsonl(answers_path(folder, settings), [
+        compact_answer(answer(r["custom_id"], "1", -0.2, -1.5 if r["custom_id"].endswith("ab") else -0.3))
+        for r in comparison_requests(records, OFFLINE, settings)])
+    full = run_comparisons("toy", "m", OFFLINE, settings)
+    committed = full.read_bytes(), full.with_suffix(".summary.json").read_bytes()
+    assert len(list(read_jsonl(full))) == 2
+    part = run_comparisons("toy", "m", OFFLINE, settings, limit=1)
+    assert part == preferences_path("toy", OFFLINE, "m", 1) and part.name == "toy_preferences.limit1.jsonl"
+    assert [t["query_id"] for t in read_jsonl(part)] == ["q1"]
+    assert (full.read_bytes(), full.with_suffix(".summary.json").read_bytes()) == committed
+
+
+def test_stage1_stops_when_training_queries_lack_synthetic_data(
+    tiny_st_model, caplog: pytest.LogCaptureFixture  # noqa: ANN001
+) -> None:
+    from syntriever.stage1 import Stage1Variant, build_examples
+    from tests.test_synthesis import synthetic_row, toy_dataset
+
+    ds, only_q1 = toy_dataset(), {"q1": synthetic_row("q1", "yes")}
+    with pytest.raises(DataError, match=r"1 of 2 training queries \(1 labelled pairs; first: q2\) have no "
+                                        r"synthetic record in s\.jsonl.*--allow-missing-synthetic"):
+        build_examples(ds, tiny_st_model, Stage1Variant(), only_q1, source="s.jsonl")
+    data, counts = build_examples(ds, tiny_st_model, Stage1Variant(), only_q1, allow_missing=True)
+    assert counts["skipped_no_synthetic"] == 1 and len(data) == 2
+    assert "1 of 2 training queries" in caplog.text and "WARNING" in caplog.text.upper()
+    # the labelled-only baseline needs no synthetic data at all
+    data, _ = build_examples(ds, tiny_st_model, Stage1Variant(False, False), None)
+    assert len(data) == 3
