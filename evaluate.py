@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from syntriever.cli import add_search_args, run, search_options, setup_logging  # noqa: E402
+from syntriever.cli import add_search_args, positive_int, run, search_options, setup_logging  # noqa: E402
 from syntriever.data import headline_split  # noqa: E402
 from syntriever.evaluation import REPORTED, evaluate_model  # noqa: E402
 from syntriever.tables import write_table  # noqa: E402
@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument("dataset", nargs="?")
     parser.add_argument("--table", metavar="DATASET", help="write the results table of DATASET")
     parser.add_argument("--baseline", default=None, help="row to test every other row against")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="--table: tabulate results of different splits or query counts together "
+                        "(refused by default: such rows cannot be compared)")
     parser.add_argument("--split", default=None,
                         help="test (default; MS MARCO: dev), or dev: the split carved from the train "
                         "queries (datasets/make_dev_split.py) that chooses every option; results of "
@@ -34,12 +37,12 @@ def main() -> None:
     parser.add_argument("--trained-on", default=None, metavar="DATASET",
                         help="zero-shot transfer: resolve trained names (minilm-sft) on DATASET's "
                         "output, e.g. train on scifact, evaluate on nfcorpus")
-    parser.add_argument("--top-k", type=int, default=100)
+    parser.add_argument("--top-k", type=positive_int, default=100)
     add_search_args(parser)
     args = parser.parse_args()
     setup_logging()
     if args.table:
-        path = write_table(args.table, baseline=args.baseline, split=args.split)
+        path = write_table(args.table, baseline=args.baseline, split=args.split, allow_mixed=args.allow_mixed)
         print(path.read_text())
         return
     if not (args.model and args.dataset):

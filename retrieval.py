@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from syntriever.cli import add_search_args, run, search_options, setup_logging  # noqa: E402
+from syntriever.cli import add_search_args, positive_int, run, search_options, setup_logging  # noqa: E402
 from syntriever.stage2 import retrieve_training_queries  # noqa: E402
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="stage-1 model, e.g. minilm-sft")
     parser.add_argument("dataset")
-    parser.add_argument("--k", type=int, default=100, help="passages ranked per query")
+    parser.add_argument("--k", type=positive_int, default=100, help="passages ranked per query")
     parser.add_argument("--text-k", type=int, default=0,
                         help="passage texts stored per query (default none: the comparisons read them "
                              "from the corpus)")

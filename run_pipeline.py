@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from syntriever.cli import run, setup_logging  # noqa: E402
+from syntriever.data import check_available  # noqa: E402
 from syntriever.llm.config import LLMConfig, default_backend  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET, PRESETS  # noqa: E402
 from syntriever.paths import dataset_dir, file_safe, output_root, results_root  # noqa: E402
@@ -160,6 +161,7 @@ def main() -> None:
                         help="run nothing: list the steps that would run and those up to date")
     args = parser.parse_args()
     setup_logging()
+    check_available(args.dataset)
     steps = build_steps(args)
     pipeline = Pipeline(args.dataset, steps)
     reports = pipeline.run(plan_only=args.plan)

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from syntriever.cli import add_train_args, run, settings_from_args, setup_logging  # noqa: E402
 from syntriever.encoders import load_encoder, resolve  # noqa: E402
+from syntriever.jsonl import DataError  # noqa: E402
 from syntriever.llm.config import LLMConfig  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss  # noqa: E402
@@ -59,6 +60,9 @@ def main() -> None:
                      f"run train_stage1.py first")
     judge_config = LLMConfig(model=args.llm_model)
     pref_file = args.preferences or preferences_path(args.dataset, judge_config, args.model)
+    if not pref_file.is_file():
+        make = f"python stage2/parse_comparison.py {args.model} {args.dataset} --llm-model {args.llm_model}"
+        raise DataError(f"{pref_file}: preferences not found; make them with `{make}`")
     triples = load_preferences(pref_file)
     summary_file = pref_file.with_suffix(".summary.json")
     judge = json.loads(summary_file.read_text()) if summary_file.is_file() else {}

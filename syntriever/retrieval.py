@@ -108,6 +108,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     tmp.replace(path)
 
 
+def _load_cached(path: Path, mmap_mode: str | None) -> np.ndarray | None:
+    """A cached embedding block, or None (logged) when the file is damaged."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode)
+    except (ValueError, OSError, EOFError) as err:
+        logger.warning("%s: damaged embedding cache (%s); re-encoding and replacing it", path, err)
+        return None
+
+
 def encode_corpus(
     model: SentenceTransformer, corpus: Corpus, batch_size: int = 32, use_cache: bool = True,
     stats: SearchStats | None = None, *, shard_size: int | None = None, pool: Pool | None = None,
@@ -116,7 +125,8 @@ def encode_corpus(
 
     Without ``shard_size``: one in-memory matrix, cached as ``embeddings/<key>.npy``. With it:
     blocks of ``shard_size`` rows, each saved to ``embeddings/<key>-s<shard_size>/shard-00000.npy``
-    when done (also with ``use_cache=False``, which re-encodes every shard) and memory-mapped."""
+    when done and memory-mapped. ``use_cache=False`` re-encodes everything and refreshes the
+    cache; a cache file that does not load (truncated) is re-encoded and replaced, with a warning."""
     if shard_size is not None and shard_size < 1:
         raise ValueError(f"shard_size must be positive, got {shard_size}")
     doc_ids = list(corpus)
@@ -132,8 +142,8 @@ def encode_corpus(
     encoded, seconds = 0, 0.0
     for path, start, end in tqdm(parts, desc="corpus shards", unit="shard", disable=len(parts) < 2):
         if use_cache and path.is_file():
-            block = np.load(path, mmap_mode=mmap_mode)
-            if block.shape[0] == end - start:
+            block = _load_cached(path, mmap_mode)
+            if block is not None and block.shape[0] == end - start:
                 logger.debug("corpus embeddings %d-%d from cache %s", start, end, path)
                 blocks.append(block)
                 continue
@@ -142,9 +152,8 @@ def encode_corpus(
         block = encode(model, texts, "document", batch_size, pool=pool)
         seconds += time.perf_counter() - began
         encoded += end - start
-        if use_cache or shard_size is not None:
-            _save_npy(path, block)
-            block = np.load(path, mmap_mode=mmap_mode) if mmap_mode else block
+        _save_npy(path, block)  # also without use_cache: a fresh encoding replaces a stale or broken one
+        block = np.load(path, mmap_mode=mmap_mode) if mmap_mode else block
         blocks.append(block)
     if encoded:
         logger.info("encoded %d passages in %.1f s (%.1f passages/s)%s", encoded, seconds, encoded / seconds,

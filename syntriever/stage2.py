@@ -59,10 +59,10 @@ from syntriever import prompts
 from syntriever.cli import timed
 from syntriever.data import load_dataset
 from syntriever.encoders import add_prefix, open_encoder
+from syntriever.errors import UserError
 from syntriever.jsonl import (
     DataError,
     JsonlAppender,
-    read_jsonl,
     read_jsonl_numbered,
     write_json,
     write_jsonl,
@@ -126,7 +126,7 @@ def retrieve_training_queries(
     enough to commit, ~2.2 KB a query at k = 100). ``index``, ``devices`` and ``shard_size``
     choose the search backend, encoding processes and corpus shards (``dense_search``)."""
     if not 0 <= text_k <= k:
-        raise ValueError(f"need 0 <= text_k <= k, got text_k={text_k}, k={k}")
+        raise UserError(f"need 0 <= text_k <= k, got text_k={text_k}, k={k}")
     timings: dict[str, float] = {}
     with timed(timings, "load_s"):
         ds = load_dataset(dataset, "train")
@@ -499,7 +499,14 @@ def seed_results(results_path: Path, answers: Path) -> int:
     if not answers.is_file():
         return 0
     have = set(load_results(results_path)) if results_path.is_file() else set()
-    missing = [rec for rec in read_jsonl(answers) if rec["custom_id"] not in have]
+    missing = []
+    for line, rec in read_jsonl_numbered(answers):
+        if not isinstance(rec.get("custom_id"), str) or not rec["custom_id"]:
+            raise DataError(f"{answers}:{line}: judge answer without a 'custom_id'; restore the file "
+                            f"(`git checkout -- {portable(answers)}`) or delete that line (its pair is "
+                            "then asked again)")
+        if rec["custom_id"] not in have:
+            missing.append(rec)
     if missing:
         with JsonlAppender(results_path, fsync=False) as out:
             for rec in missing:

@@ -40,6 +40,7 @@ from syntriever.llm.requests import (
     chat_request,
     finish_reason,
     logprob_margin,
+    result_line,
     top_logprobs,
     usage,
 )
@@ -282,6 +283,24 @@ def build_records(
     return records, summary
 
 
+def verification_estimate(
+    queries: dict[str, str], config: LLMConfig, settings: SynthesisSettings
+) -> str:
+    """What the verification step would cost, before the passages it checks exist: every
+    passage assumed as long as its cap (``max_tokens_passage``), so an upper bound."""
+    from syntriever.llm.cost import estimate  # the dry run's own import
+
+    filler = " ".join(["word"] * settings.max_tokens_passage)
+    body = {"choices": [{"message": {"content": filler}}]}
+    ids = [f"{qid}:{kind}" for qid in queries for kind in ("pos", "neg")]
+    generated = {cid: result_line(cid, body) for cid in ids}
+    requests = verification_requests(queries, generated, config)
+    prices = (config.price_in, config.price_out) if config.price_in is not None else None
+    est = estimate(requests, None if config.is_local else config.model, config.backend == "batch", prices)
+    cap = settings.max_tokens_passage
+    return f"{len(requests)} requests, passages at their {cap}-token cap; {est.summary()}"
+
+
 def run_synthesis(
     ds: BeirDataset, config: LLMConfig, settings: SynthesisSettings, limit: int | None = None
 ) -> Path | None:
@@ -322,7 +341,9 @@ def _synthesise(
         config, folder, "generation", generation_requests(queries, config, settings),
         desc=f"synthesis{where}",
     )
-    if generated is None:
+    if generated is None:  # dry run
+        logger.info("verification (after the generation): %s",
+                    verification_estimate(queries, config, settings))
         return None
     if settings.prompt_version != "v1":
         negatives, sent_neg = execute_requests(

@@ -250,7 +250,16 @@ def save_result(record: Mapping[str, Any], root: Path | None = None) -> Path:
 
 
 def load_results(dataset: str, root: Path | None = None, split: str | None = None) -> list[dict[str, Any]]:
-    """All result records in :func:`results_dir` (``*.json``), sorted by file name.
+    """All result records in :func:`results_dir` (``*.json``), sorted by file name (see
+    :func:`load_result_files`)."""
+    return [record for _, record in load_result_files(dataset, root, split)]
+
+
+def load_result_files(
+    dataset: str, root: Path | None = None, split: str | None = None
+) -> list[tuple[Path, dict[str, Any]]]:
+    """``(path, record)`` of every result file directly in :func:`results_dir` (sub-folders,
+    e.g. the headline folder's ``dev/``, are not read), sorted by file name.
 
     Hidden files and JSON files that do not look like results (no ``model`` and no ``metrics``
     field) are skipped. A file that does not parse, looks like a result but breaks the schema,
@@ -259,7 +268,7 @@ def load_results(dataset: str, root: Path | None = None, split: str | None = Non
     folder = results_dir(dataset, root, split)
     if not folder.is_dir():
         return []
-    records: list[dict[str, Any]] = []
+    records: list[tuple[Path, dict[str, Any]]] = []
     seen: dict[str, Path] = {}
     for path in sorted(folder.glob("*.json")):
         if path.name.startswith("."):
@@ -277,8 +286,28 @@ def load_results(dataset: str, root: Path | None = None, split: str | None = Non
         if record["model"] in seen:
             raise DataError(f"{path}: model {record['model']!r} already in {seen[record['model']]}")
         seen[record["model"]] = path
-        records.append(record)
+        records.append((path, record))
     return records
+
+
+def check_comparable(files: Sequence[tuple[Path, Mapping[str, Any]]]) -> None:
+    """Raise :class:`DataError` naming the files when the results are not over one split and one
+    set of queries: such rows (and their CIs and paired tests) cannot be compared."""
+    groups: dict[tuple[str, int], list[str]] = {}
+    for path, record in files:
+        groups.setdefault((str(record.get("split")), int(record["num_queries"])), []).append(path.name)
+    if len(groups) < 2:
+        return
+    (split, count), _ = max(groups.items(), key=lambda item: len(item[1]))
+    odd = "; ".join(f"split {s}, {n} queries: {', '.join(names)}"
+                    for (s, n), names in groups.items() if (s, n) != (split, count))
+    folder = files[0][0].parent
+    raise DataError(
+        f"{folder}: rows of different splits or query counts cannot share a table (most files: split "
+        f"{split}, {count} queries; but {odd}); re-evaluate those models on the same split "
+        f"(`python evaluate.py MODEL {folder.name} --split {split}`) or move their files out of "
+        f"{folder}, or pass --allow-mixed to tabulate them anyway"
+    )
 
 
 # ----------------------------------------------------------------------------- tables
@@ -527,13 +556,18 @@ def write_table(
     n_resamples: int = 10000,
     seed: int = 0,
     split: str | None = None,
+    allow_mixed: bool = False,
 ) -> Path:
     """Write ``README.md`` (chart embedded, and the commands that produced the results,
-    :func:`reproduction_commands`) and ``ndcg10.png`` in :func:`results_dir`; return the README path."""
+    :func:`reproduction_commands`) and ``ndcg10.png`` in :func:`results_dir`; return the README path.
+    Results of different splits or query counts are refused unless ``allow_mixed``."""
     folder = results_dir(dataset, root, split)
-    results = load_results(dataset, root, split)
-    if not results:
+    files = load_result_files(dataset, root, split)
+    if not files:
         raise DataError(f"{folder}: no result files")
+    if not allow_mixed:
+        check_comparable(files)
+    results = [record for _, record in files]
     bar_chart(dataset, results, folder / CHART_NAME, n_resamples=n_resamples, seed=seed)
     text = "\n".join(
         [

@@ -240,3 +240,205 @@ def test_stage1_stops_when_training_queries_lack_synthetic_data(
     # the labelled-only baseline needs no synthetic data at all
     data, _ = build_examples(ds, tiny_st_model, Stage1Variant(False, False), None)
     assert len(data) == 3
+
+
+# ------------------------------------------------------------------ case 3: --top-k
+
+
+def test_top_k_zero_is_refused_and_the_result_file_kept(tmp_path: Path) -> None:
+    from syntriever.errors import UserError
+    from syntriever.evaluation import evaluate_model
+
+    folder, results = make_dataset(tmp_path), tmp_path / "results"
+    _, path = evaluate_model("bm25", folder, "test", results_root=results)
+    before = path.read_bytes()
+    with pytest.raises(UserError, match="--top-k must be at least 1, got 0"):
+        evaluate_model("bm25", folder, "test", top_k=0, results_root=results)
+    assert path.read_bytes() == before
+    proc = script("evaluate.py", "bm25", "toy", "--top-k", "0", env={"SYNTRIEVER_DATA": str(tmp_path)})
+    assert proc.returncode == 2 and "--top-k: must be at least 1, got 0" in proc.stderr
+
+
+# ------------------------------------------------------------------ case 6: files the tool writes
+
+
+def test_torn_pipeline_manifest_does_not_block_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syntriever.pipeline import Pipeline, Step
+
+    monkeypatch.setenv("SYNTRIEVER_OUTPUT", str(tmp_path / "output"))
+    out = tmp_path / "out.json"
+    out.write_text("{}")
+    step = Step("eval x", ["evaluate.py", "x", "toy"], [out])
+    pipeline = Pipeline("toy", [step])
+    pipeline.manifest_path(step).parent.mkdir(parents=True)
+    pipeline.manifest_path(step).write_text('{"step": "eval x", "fingerp')
+    (report,) = pipeline.run(plan_only=True)
+    assert report.status == "would run"
+
+
+def test_judge_answer_without_custom_id_names_file_and_line(tmp_path: Path) -> None:
+    from syntriever.stage2 import seed_results
+
+    answers = tmp_path / "comparison-logprobs.answers.jsonl"
+    write_jsonl(answers, [answer("q1:a|b:ab"), {"response": {"status_code": 200, "body": {}}}])
+    with pytest.raises(DataError, match=r"answers\.jsonl:2: judge answer without a 'custom_id'"):
+        seed_results(tmp_path / "comparison-logprobs.results.jsonl", answers)
+
+
+def test_truncated_embedding_cache_is_re_encoded_and_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_st_model, caplog: pytest.LogCaptureFixture  # noqa: ANN001
+) -> None:
+    import numpy as np
+
+    from syntriever.retrieval import encode_corpus
+
+    monkeypatch.setenv("SYNTRIEVER_CACHE", str(tmp_path / "cache"))
+    tiny_st_model.eval()
+    corpus = {f"d{i}": {"title": "", "text": f"the cat {i}"} for i in range(5)}
+    _, (first,) = encode_corpus(tiny_st_model, corpus)
+    (cache,) = (tmp_path / "cache" / "embeddings").glob("*.npy")
+    for use_cache in (False, True):  # --no-cache, then a cached run
+        cache.write_bytes(cache.read_bytes()[:100])  # truncated
+        _, (again,) = encode_corpus(tiny_st_model, corpus, use_cache=use_cache)
+        np.testing.assert_allclose(again, first, atol=1e-6)
+        np.testing.assert_allclose(np.load(cache), first, atol=1e-6)  # the cache is whole again
+    assert "damaged embedding cache" in caplog.text
+
+
+# ------------------------------------------------------------------ case 7: the next command
+
+
+def test_untrained_model_names_its_folder_and_training_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syntriever.encoders import open_encoder, train_command
+    from syntriever.errors import UserError
+
+    monkeypatch.setenv("SYNTRIEVER_OUTPUT", str(tmp_path / "output"))
+    with pytest.raises(UserError, match=r"no model at .*output/minilm-sft-scifact; train it first: "
+                                        r"`python train_stage1\.py minilm scifact`"):
+        open_encoder("minilm-sft", "scifact")
+    assert train_command("minilm-sft-nocot", "x") == "python train_stage1.py minilm x --no-cot"
+    assert train_command("e5-labelled", "x") == "python train_stage1.py e5 x --labelled-only"
+    assert train_command("minilm-final-bt", "x") == "python train_stage2.py minilm-sft x --loss bt"
+    assert train_command("minilm", "x") is None and train_command("my-model", "x") is None
+
+
+def test_comparisons_without_retrieval_file_name_the_command(tmp_generated: Path) -> None:
+    from syntriever.stage2 import ComparisonSettings, run_comparisons
+    from tests.test_stage2 import OFFLINE
+
+    with pytest.raises(DataError, match=r"retrieval-m-sft\.jsonl: retrieval file not found; make it with "
+                                        r"`python retrieval\.py m-sft toy`"):
+        run_comparisons("toy", "m-sft", OFFLINE, ComparisonSettings(k=2))
+
+
+def test_scripts_print_one_line_errors_with_the_next_command(tmp_path: Path) -> None:
+    (tmp_path / "output" / "m-sft-toy").mkdir(parents=True)
+    (tmp_path / "output" / "m-sft-toy" / "modules.json").write_text("[]")
+    env = {"SYNTRIEVER_OUTPUT": str(tmp_path / "output"), "SYNTRIEVER_DATA": str(tmp_path / "data"),
+           "SYNTRIEVER_MIRROR": str(tmp_path / "mirror")}
+    proc = script("train_stage2.py", "m-sft", "toy", env=env)
+    (line,) = error_lines(proc)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert ("toy_preferences.jsonl: preferences not found; make them with "
+            "`python stage2/parse_comparison.py m-sft toy --llm-model") in line
+    proc = script("run_pipeline.py", "nosuch", "--plan", env=env)
+    (line,) = error_lines(proc)
+    assert proc.returncode == 1 and "would run" not in proc.stdout
+    assert "'nosuch': no dataset at" in line and "not one of the BEIR datasets" in line
+    assert line.endswith("once fixed, run again: python run_pipeline.py nosuch --plan")
+    # a bad data file: one line naming file and line; --debug keeps the traceback
+    folder = make_dataset(tmp_path / "data")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td0\t1\nq2\td3\t0.5\n")
+    proc = script("evaluate.py", "bm25", "toy", env=env)
+    (line,) = error_lines(proc)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "test.tsv:3: score '0.5'" in line and line.endswith("run again: python evaluate.py bm25 toy")
+    proc = script("evaluate.py", "bm25", "toy", "--debug", env=env)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "DataError" in proc.stderr
+
+
+# ------------------------------------------------------------------ case 8: tables
+
+
+def save_toy_result(root: Path, model: str, split: str, queries: int, subfolder: str = "") -> Path:
+    from syntriever.tables import make_result
+
+    per_query = {f"q{i}": 0.5 for i in range(queries)}
+    record = make_result(model, "toy", {"NDCG@10": 0.5}, {"NDCG@10": per_query}, split=split)
+    path = root / "toy" / subfolder / f"{model}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+@pytest.mark.parametrize(("split", "queries"), [("test", 10), ("train", 30)])
+def test_table_refuses_rows_of_other_splits_or_query_counts(tmp_path: Path, split: str, queries: int) -> None:
+    from syntriever.tables import write_table
+
+    for model in ("bm25", "minilm"):
+        save_toy_result(tmp_path, model, "test", 30)
+    save_toy_result(tmp_path, "odd", split, queries)
+    with pytest.raises(DataError, match=rf"split test, 30 queries; but split {split}, {queries} queries: "
+                                        r"odd\.json\).*--allow-mixed"):
+        write_table("toy", tmp_path, n_resamples=50)
+    assert not (tmp_path / "toy" / "README.md").exists()
+    table = write_table("toy", tmp_path, n_resamples=50, allow_mixed=True).read_text()
+    assert "`odd`" in table
+
+
+def test_table_ignores_dev_results_in_their_subfolder(tmp_path: Path) -> None:
+    from syntriever.tables import write_table
+
+    for model in ("bm25", "minilm"):
+        save_toy_result(tmp_path, model, "test", 30)
+        save_toy_result(tmp_path, model, "dev", 12, subfolder="dev")
+    table = write_table("toy", tmp_path, n_resamples=50).read_text()
+    assert "split test;" in table and "dev" not in table.split("![]")[0]
+
+
+# ------------------------------------------------------------------ case 9: smaller ones
+
+
+def test_download_copy_that_fails_validation_says_how_to_start_again(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    folder = make_dataset(mirror)
+    with open(folder / "corpus.jsonl", "a") as fh:
+        fh.write("{broken\n")
+    env = {"SYNTRIEVER_DATA": str(tmp_path / "data"), "SYNTRIEVER_MIRROR": str(mirror)}
+    for _ in range(2):  # the kept copy fails the same way, and says so again
+        proc = script("datasets/download.py", "toy", "--copy", env=env)
+        (line,) = error_lines(proc)
+        assert proc.returncode == 1 and "corpus.jsonl:5: malformed JSON" in line
+        assert f"delete the folder (`rm -r {tmp_path / 'data' / 'toy'}`)" in line
+        assert "`python datasets/download.py toy` again" in line
+
+
+def test_dry_run_prices_the_verification_too(tmp_generated: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from dataclasses import replace
+
+    from syntriever.synthesis import SynthesisSettings, run_synthesis
+    from tests.test_synthesis import CONFIG, toy_dataset
+
+    caplog.set_level("INFO")
+    settings = SynthesisSettings(max_tokens_passage=64)
+    assert run_synthesis(toy_dataset(), replace(CONFIG, dry_run=True), settings) is None
+    assert "synthesis: 6 of 6 requests to run" in caplog.text
+    assert "verification (after the generation): 4 requests, passages at their 64-token cap" in caplog.text
+
+
+def test_errors_files_are_ignored_by_git() -> None:
+    path = "generated/scifact/synthesis-v1-qwen0.5b/generation.results.errors.jsonl"
+    proc = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+    assert proc.returncode == 0
+
+
+def test_error_line_is_one_line_and_names_the_rerun() -> None:
+    from syntriever.cli import error_line
+
+    line = error_line(DataError("x.tsv:3: bad\nscore"), ["evaluate.py", "bm25", "my data"])
+    assert line == "error: x.tsv:3: bad score; once fixed, run again: python evaluate.py bm25 'my data'"
+    assert error_line(DataError("f: missing; make it with `python a.py`"), ["b.py"]).endswith("`python a.py`")
