@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syntriever.cli import setup_logging  # noqa: E402
+from syntriever.cli import run, setup_logging  # noqa: E402
 from syntriever.data import (  # noqa: E402
     DEV_SEED,
     DEV_SHARE,
@@ -48,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
