@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syntriever.cli import run  # noqa: E402
+from syntriever.cli import parse_llm_cli, run  # noqa: E402
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.jsonl import write_json  # noqa: E402
-from syntriever.llm.config import execute_requests, parse_llm_cli  # noqa: E402
+from syntriever.llm.runner import execute_requests  # noqa: E402
 from syntriever.paths import file_safe  # noqa: E402
 from syntriever.stage2 import (  # noqa: E402
     LOCAL_MAX_CHARS,

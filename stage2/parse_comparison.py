@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syntriever.cli import positive_int, run  # noqa: E402
-from syntriever.llm.config import parse_llm_cli, print_summary  # noqa: E402
+from syntriever.cli import parse_llm_cli, positive_int, run  # noqa: E402
+from syntriever.llm.config import print_summary  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
 from syntriever.stage2 import (  # noqa: E402
     JUDGE_MODES,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from syntriever.errors import UserError
 
 if TYPE_CHECKING:
+    from syntriever.llm.config import LLMConfig
     from syntriever.training import TrainSettings
 
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "max_seq_length", "max_steps",
@@ -175,3 +176,21 @@ def settings_from_args(
         overrides["warmup_ratio"] = None
     return TrainSettings.for_device(args.paper, paper_defaults=paper_defaults, cpu_defaults=cpu_defaults,
                                     **overrides)
+
+
+def parse_llm_cli(
+    parser: argparse.ArgumentParser,
+    *,
+    default_concurrency: int = 16,
+    local_concurrency: int | None = None,
+    local_model: str | None = None,
+) -> tuple[argparse.Namespace, LLMConfig]:
+    """Add the ``--llm-*`` flags, parse the command line, set up logging; return the arguments
+    and the resolved :class:`LLMConfig` (the start of every LLM stage script)."""
+    from syntriever.llm.config import add_llm_args, config_from_args  # imported late: it pulls in openai
+
+    add_llm_args(parser, default_concurrency=default_concurrency, local_concurrency=local_concurrency,
+                 local_model=local_model)
+    args = parser.parse_args()
+    setup_logging()
+    return args, config_from_args(args)

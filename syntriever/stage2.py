@@ -67,7 +67,7 @@ from syntriever.jsonl import (
     write_json,
     write_jsonl,
 )
-from syntriever.llm.config import LLMConfig, execute_requests
+from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import (
     answer_text,
     chat_request,
@@ -77,6 +77,7 @@ from syntriever.llm.requests import (
     top_logprobs,
     usage,
 )
+from syntriever.llm.runner import execute_requests
 from syntriever.metrics import evaluate_run
 from syntriever.paths import file_safe, generated_dir, portable
 from syntriever.provenance import with_commands

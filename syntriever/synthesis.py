@@ -34,7 +34,7 @@ from syntriever import prompts
 from syntriever.data import BeirDataset
 from syntriever.errors import UserError
 from syntriever.jsonl import write_json, write_jsonl
-from syntriever.llm.config import LLMConfig, Sent, execute_requests
+from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import (
     answer_text,
     chat_request,
@@ -44,6 +44,7 @@ from syntriever.llm.requests import (
     top_logprobs,
     usage,
 )
+from syntriever.llm.runner import Sent, execute_requests
 from syntriever.paths import generated_dir
 from syntriever.provenance import with_commands
 from syntriever.synthesis_quality import quality_report

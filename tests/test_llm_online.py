@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from syntriever.jsonl import DataError, read_jsonl, write_jsonl
-from syntriever.llm.config import LLMConfig, run_requests
+from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import LocalServer, free_port
 from syntriever.llm.online import errors_path, run_online
 from syntriever.llm.requests import answer_text, chat_request, load_requests, top_logprobs
+from syntriever.llm.runner import run_requests
 from tests.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.llm

@@ -130,10 +130,11 @@ def test_pipeline_steps_for_a_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_llm_steps_count_only_what_they_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from syntriever.jsonl import JsonlAppender, write_jsonl
-    from syntriever.llm import config as llm_config
-    from syntriever.llm.config import LLMConfig, Sent, execute_requests
+    from syntriever.llm import runner as llm_runner
+    from syntriever.llm.config import LLMConfig
     from syntriever.llm.cost import BATCH_DISCOUNT, PRICES_PER_M
     from syntriever.llm.requests import chat_request, load_results
+    from syntriever.llm.runner import Sent, execute_requests
     from tests.helpers import result
 
     def fake_runner(config, requests_path, results_path, *, desc, requests, done):  # answers the pending
@@ -144,7 +145,7 @@ def test_llm_steps_count_only_what_they_sent(tmp_path: Path, monkeypatch: pytest
                     out.append(result(req["custom_id"], [("yes", {"yes": -0.1})], prompt_tokens=50))
         return object()
 
-    monkeypatch.setattr(llm_config, "run_requests", fake_runner)
+    monkeypatch.setattr(llm_runner, "run_requests", fake_runner)
     requests = [chat_request(f"r{i}", "hi", model="gpt-4o", temperature=0.0, max_tokens=4) for i in range(3)]
     write_jsonl(tmp_path / "step.results.jsonl", [result("r0", [("no", {"no": -0.2})], prompt_tokens=70)])
     config = LLMConfig(backend="batch", model="gpt-4o")

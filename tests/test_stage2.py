@@ -19,8 +19,9 @@ from sentence_transformers import SentenceTransformer
 from syntriever import paths
 from syntriever.cli import add_train_args, settings_from_args
 from syntriever.jsonl import read_jsonl, write_jsonl
-from syntriever.llm.config import IncompleteRun, LLMConfig, Sent
+from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import answer_text, result_line, usage
+from syntriever.llm.runner import IncompleteRun, Sent
 from syntriever.stage2 import (
     ComparisonSettings,
     Judgement,

@@ -1,4 +1,4 @@
-"""Choosing and running an LLM backend from command-line flags.
+"""Choosing an LLM backend from command-line flags (:mod:`syntriever.llm.runner` runs it).
 
 ``--llm-backend`` picks the runner; without it the choice is (:func:`default_backend`): ``local``
 (the embedded llama.cpp server) for an embedded preset or a ``.gguf`` file, else ``online`` when a
@@ -14,14 +14,8 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from syntriever.errors import UserError
-from syntriever.jsonl import write_jsonl
-from syntriever.llm.cost import estimate
-from syntriever.llm.local import DEFAULT_PRESET, PRESETS, LocalServer, gguf_path, model_sha256
-from syntriever.llm.online import RunStats, errors_path, run_online
-from syntriever.llm.requests import load_requests, load_results, usage
+from syntriever.llm.local import DEFAULT_PRESET, PRESETS, gguf_path, model_sha256
 from syntriever.llm.secrets import api_key, redact
 
 logger = logging.getLogger(__name__)
@@ -69,11 +63,12 @@ def add_llm_args(
     *,
     default_concurrency: int = 16,
     local_concurrency: int | None = None,
-    local_model: str = DEFAULT_PRESET,
+    local_model: str | None = None,
 ) -> None:
     """Add the ``--llm-*`` flags shared by every LLM stage. ``local_concurrency`` and
     ``local_model`` are the embedded server's slot count and model when a stage needs others."""
     local_concurrency = local_concurrency or default_concurrency
+    local_model = local_model or DEFAULT_PRESET
     parser.set_defaults(llm_concurrency_defaults=(default_concurrency, local_concurrency),
                         llm_local_model=local_model)
     group = parser.add_argument_group("LLM")
@@ -100,24 +95,6 @@ def add_llm_args(
     group.add_argument("--llm-price-in", type=float, default=None, help="USD per 1M input tokens")
     group.add_argument("--llm-price-out", type=float, default=None, help="USD per 1M output tokens")
     group.add_argument("--dry-run", action="store_true", help="write requests, print the estimate, stop")
-
-
-def parse_llm_cli(
-    parser: argparse.ArgumentParser,
-    *,
-    default_concurrency: int = 16,
-    local_concurrency: int | None = None,
-    local_model: str = DEFAULT_PRESET,
-) -> tuple[argparse.Namespace, LLMConfig]:
-    """Add the ``--llm-*`` flags, parse the command line, set up logging; return the arguments
-    and the resolved :class:`LLMConfig` (the start of every LLM stage script)."""
-    from syntriever.cli import setup_logging
-
-    add_llm_args(parser, default_concurrency=default_concurrency, local_concurrency=local_concurrency,
-                 local_model=local_model)
-    args = parser.parse_args()
-    setup_logging()
-    return args, config_from_args(args)
 
 
 def print_summary(out: Path | None) -> None:
@@ -152,88 +129,3 @@ def config_from_args(args: argparse.Namespace) -> LLMConfig:
         batches_in_flight=args.llm_batches_in_flight,
         price_in=args.llm_price_in, price_out=args.llm_price_out,
     )
-
-
-def run_requests(
-    config: LLMConfig,
-    requests_path: Path,
-    results_path: Path,
-    *,
-    desc: str = "LLM",
-    requests: list[dict[str, Any]] | None = None,
-    done: set[str] | None = None,
-) -> RunStats | None:
-    """Run a request file with the configured backend; return stats (None for a dry run).
-
-    ``requests`` are the file's requests and ``done`` the ids already in ``results_path`` when
-    the caller holds them (each file is then read once)."""
-    if requests is None:
-        requests = load_requests(requests_path)
-    if done is None:
-        done = set(load_results(results_path))
-    pending = [r for r in requests if r["custom_id"] not in done]
-    prices = (config.price_in, config.price_out) if config.price_in is not None else None
-    est = estimate(pending, None if config.is_local else config.model, config.backend == "batch", prices)
-    logger.info("%s: %d of %d requests to run; estimate: %s", desc, len(pending), len(requests),
-                est.summary())
-    if config.dry_run:
-        return None
-    if not pending:
-        return RunStats(total=len(requests), skipped=len(requests))
-    if config.backend == "batch":
-        from syntriever.llm.batch import run_batch
-
-        return run_batch(requests_path, results_path, config=config, desc=desc,
-                         requests=requests, done=set(done))
-    online = dict(concurrency=config.concurrency, max_retries=config.max_retries, desc=desc,
-                  pending=pending, total=len(requests))
-    if config.is_local:
-        with LocalServer(model=config.model, parallel=config.concurrency, threads=config.threads) as server:
-            return run_online(requests_path, results_path, base_url=server.base_url, api_key=None, **online)
-    return run_online(requests_path, results_path, base_url=config.base_url, api_key=api_key(),
-                      model=config.model, **online)
-
-
-@dataclass
-class Sent:
-    """What an LLM step sent in this run: results already on disk (resumed, or seeded from
-    committed answers) are not counted, so a rebuild from committed results sends nothing."""
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def __add__(self, other: Sent) -> Sent:
-        return Sent(self.requests + other.requests, self.prompt_tokens + other.prompt_tokens,
-                    self.completion_tokens + other.completion_tokens)
-
-
-def execute_requests(
-    config: LLMConfig, folder: Path, name: str, requests: list[dict[str, Any]], *, desc: str
-) -> tuple[dict[str, dict[str, Any]] | None, Sent]:
-    """One LLM step: write ``<folder>/<name>.requests.jsonl``, run it (resuming from
-    ``<name>.results.jsonl``); return the results by ``custom_id`` (None for a dry run) and what
-    this run sent."""
-    requests_path, results_path = folder / f"{name}.requests.jsonl", folder / f"{name}.results.jsonl"
-    if not requests:
-        logger.warning("%s: no requests to send", desc)
-        return {}, Sent()
-    write_jsonl(requests_path, requests)
-    before = set(load_results(results_path)) if results_path.is_file() else set()
-    if run_requests(config, requests_path, results_path, desc=desc, requests=requests, done=before) is None:
-        return None, Sent()
-    results = load_results(results_path)
-    new = [usage(results[r["custom_id"]]) for r in requests
-           if r["custom_id"] in results and r["custom_id"] not in before]
-    sent = Sent(len(new), sum(u[0] for u in new), sum(u[1] for u in new))
-    missing = sum(r["custom_id"] not in results for r in requests)
-    if missing:
-        raise IncompleteRun(
-            f"{desc}: {missing} of {len(requests)} requests have no result yet (failures are listed "
-            f"in {errors_path(results_path)}); run the same command again to resume"
-        )
-    return results, sent
-
-
-class IncompleteRun(UserError, RuntimeError):
-    """Some requests of an LLM step still have no result; nothing downstream is written."""

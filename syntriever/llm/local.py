@@ -24,7 +24,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,11 +234,3 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def local_server(**kwargs: object) -> Iterator[LocalServer]:
-    """Start a :class:`LocalServer` for the duration of a ``with`` block."""
-    server = LocalServer(**kwargs)  # type: ignore[arg-type]
-    with server:
-        yield server
