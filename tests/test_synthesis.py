@@ -250,11 +250,11 @@ def test_v2_writes_negatives_in_two_steps_chunk_by_chunk(
 ) -> None:
     from syntriever import paths
     from syntriever.jsonl import read_jsonl
-    from syntriever.llm import config as llm_config
+    from syntriever.llm import runner as llm_runner
     from syntriever.synthesis import other_query_text, run_synthesis
 
     calls: list[list[str]] = []
-    monkeypatch.setattr(llm_config, "run_requests", _fake_llm(calls))
+    monkeypatch.setattr(llm_runner, "run_requests", _fake_llm(calls))
     monkeypatch.setattr(paths, "ROOT", tmp_path)
     settings = SynthesisSettings(verify_mode="logprobs", prompt_version="v2", chunk_queries=1)
     out = run_synthesis(toy_dataset(), CONFIG, settings)
@@ -292,11 +292,11 @@ def test_coverage_filter_drops_negatives_that_restate_the_query() -> None:
 def test_generation_first_verification_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from syntriever import paths
     from syntriever.jsonl import read_jsonl
-    from syntriever.llm import config as llm_config
+    from syntriever.llm import runner as llm_runner
     from syntriever.synthesis import run_synthesis
 
     calls: list[list[str]] = []
-    monkeypatch.setattr(llm_config, "run_requests", _fake_llm(calls))
+    monkeypatch.setattr(llm_runner, "run_requests", _fake_llm(calls))
     monkeypatch.setattr(paths, "ROOT", tmp_path)
     settings = SynthesisSettings(verify_mode="logprobs", prompt_version="v2", verify=False)
     out = run_synthesis(toy_dataset(), CONFIG, settings)
