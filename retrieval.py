@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from syntriever.cli import add_search_args, positive_int, run, search_options, setup_logging  # noqa: E402
-from syntriever.stage2 import retrieve_training_queries  # noqa: E402
+from syntriever.retrieval import retrieve_training_queries  # noqa: E402
 
 
 def main() -> None:

@@ -23,11 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 from syntriever.cli import run, setup_logging  # noqa: E402
 from syntriever.data import check_available  # noqa: E402
+from syntriever.judge import preferences_path  # noqa: E402
 from syntriever.llm.config import LLMConfig, default_backend  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET, PRESETS  # noqa: E402
 from syntriever.paths import dataset_dir, file_safe, output_root, results_root  # noqa: E402
 from syntriever.pipeline import Pipeline, Step, format_reports  # noqa: E402
-from syntriever.stage2 import preferences_path, retrieval_path  # noqa: E402
+from syntriever.retrieval import retrieval_path  # noqa: E402
 from syntriever.synthesis import synthetic_path  # noqa: E402
 from syntriever.tables import result_path  # noqa: E402
 

@@ -18,11 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from syntriever.cli import add_train_args, run, settings_from_args, setup_logging  # noqa: E402
 from syntriever.encoders import load_encoder, resolve  # noqa: E402
 from syntriever.jsonl import DataError  # noqa: E402
+from syntriever.judge import preferences_path  # noqa: E402
 from syntriever.llm.config import LLMConfig  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss  # noqa: E402
 from syntriever.paths import check_name, file_safe, output_root, portable  # noqa: E402
-from syntriever.stage2 import build_preference_examples, load_preferences, preferences_path  # noqa: E402
+from syntriever.stage2 import build_preference_examples, load_preferences  # noqa: E402
 from syntriever.training import train  # noqa: E402
 
 PAPER = {"batch_size": 100, "epochs": 1.0}  # stage 2 in the paper (lr 2e-5 as stage 1)

@@ -25,17 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from syntriever.cli import parse_llm_cli, run  # noqa: E402
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.jsonl import write_json  # noqa: E402
-from syntriever.llm.runner import execute_requests  # noqa: E402
-from syntriever.paths import file_safe  # noqa: E402
-from syntriever.stage2 import (  # noqa: E402
+from syntriever.judge import (  # noqa: E402
     LOCAL_MAX_CHARS,
     ComparisonSettings,
     attach_texts,
     build_preferences,
     comparison_requests,
-    load_retrieval,
-    retrieval_path,
 )
+from syntriever.llm.runner import execute_requests  # noqa: E402
+from syntriever.paths import file_safe  # noqa: E402
+from syntriever.retrieval import load_retrieval, retrieval_path  # noqa: E402
 
 
 def labelled_pairs(dataset: str, model: str, n: int) -> list[dict]:

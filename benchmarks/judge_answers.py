@@ -24,10 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from syntriever.cli import run  # noqa: E402
 from syntriever.data import load_dataset  # noqa: E402
 from syntriever.jsonl import write_json  # noqa: E402
-from syntriever.llm.config import LLMConfig  # noqa: E402
-from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
-from syntriever.llm.requests import load_results  # noqa: E402
-from syntriever.stage2 import (  # noqa: E402
+from syntriever.judge import (  # noqa: E402
     LOCAL_K,
     LOCAL_MAX_CHARS,
     ComparisonSettings,
@@ -36,10 +33,12 @@ from syntriever.stage2 import (  # noqa: E402
     build_preferences,
     candidate_pairs,
     comparison_dir,
-    load_retrieval,
     pair_id,
-    retrieval_path,
 )
+from syntriever.llm.config import LLMConfig  # noqa: E402
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
+from syntriever.llm.requests import load_results  # noqa: E402
+from syntriever.retrieval import load_retrieval, retrieval_path  # noqa: E402
 
 
 def main() -> None:

@@ -32,15 +32,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from syntriever.cli import parse_llm_cli, positive_int, run  # noqa: E402
+from syntriever.judge import JUDGE_MODES, LOCAL_K, LOCAL_MAX_CHARS, ComparisonSettings, run_comparisons  # noqa: E402
 from syntriever.llm.config import print_summary  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
-from syntriever.stage2 import (  # noqa: E402
-    JUDGE_MODES,
-    LOCAL_K,
-    LOCAL_MAX_CHARS,
-    ComparisonSettings,
-    run_comparisons,
-)
 
 LOCAL_CONCURRENCY = 1  # prompt processing is compute-bound; one slot reuses passage #1 of the last prompt
 

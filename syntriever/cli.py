@@ -14,9 +14,7 @@ import os
 import shlex
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from syntriever.errors import UserError
@@ -103,16 +101,6 @@ def setup_logging(verbose: bool = False) -> None:
 
 def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
-
-
-@contextmanager
-def timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    """Record the wall time of a block in ``timings[name]`` (seconds)."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = round(time.perf_counter() - start, 3)
 
 
 def add_train_args(parser: argparse.ArgumentParser, paper: str) -> None:

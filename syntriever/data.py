@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_jsonl_numbered, write_bytes
 from syntriever.paths import check_name, dataset_dir, mirror_root, splits_root
 
@@ -154,6 +155,21 @@ def load_qrels(path: Path) -> Qrels:
             qid, did, score = row[0].strip(), row[1].strip(), row[2].strip()
             qrels.setdefault(qid, {})[did] = _score(score, f"{path}:{lineno}")
     return qrels
+
+
+def check_limit(limit: int | None) -> None:
+    """Refuse a ``--limit`` below 1 (0 would select nothing, a negative one all but the last)."""
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
+
+
+def training_queries(ds: BeirDataset, limit: int | None = None) -> dict[str, str]:
+    """Train-split queries with at least one relevant passage, in file order (first ``limit``)."""
+    qids = [qid for qid, docs in ds.qrels.items() if any(s >= 1 for s in docs.values())]
+    check_limit(limit)
+    if limit is not None:
+        qids = qids[:limit]
+    return {qid: ds.queries[qid] for qid in qids}
 
 
 def carved_dev_path(dataset: str) -> Path:

@@ -1,4 +1,6 @@
-"""Retrieval over a BEIR corpus: dense search (cosine, exact or FAISS) and BM25 (bm25s).
+"""Retrieval over a BEIR corpus: dense search (cosine, exact or FAISS) and BM25 (bm25s); the
+ranking of every training query by the stage-1 model (:func:`retrieve_training_queries`, the
+input of the stage-2 judge).
 
 Dense search encodes the corpus once per model (embeddings are cached on disk, keyed by the
 model's weights, prefixes, max length and the corpus), then scores queries by a batched matrix
@@ -28,9 +30,13 @@ import torch
 from sentence_transformers import SentenceTransformer
 from tqdm import tqdm
 
-from syntriever.data import Corpus, passage_text
-from syntriever.encoders import add_prefix
-from syntriever.paths import cache_root
+from syntriever.data import Corpus, load_dataset, passage_text, training_queries
+from syntriever.encoders import add_prefix, open_encoder
+from syntriever.errors import UserError
+from syntriever.jsonl import DataError, read_jsonl_numbered, write_json, write_jsonl
+from syntriever.metrics import evaluate_run
+from syntriever.paths import cache_root, file_safe, generated_dir, portable
+from syntriever.provenance import with_commands
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ Pool = dict[str, Any]
 INDEXES = ("exact", "faiss")
 SHARD_SIZE = 100_000  # passages per shard of a sharded corpus encoding
 SHARD_ABOVE = 1_000_000  # corpora with more passages are always sharded and memory-mapped
+RETRIEVAL_KEYS = ("query_id", "query", "doc_ids", "scores", "texts")
 
 
 @dataclass
@@ -302,8 +309,93 @@ def bm25_search(corpus: Corpus, queries: dict[str, str], k: int = 100) -> tuple[
     return run, stats
 
 
-def save_run(path: Path, run: Run) -> None:
-    """Write a run as JSON (ranked doc ids and scores per query)."""
-    from syntriever.jsonl import write_json
+# --------------------------------------------------------------------------------------------
+# The training queries ranked by the stage-1 model (input of the stage-2 judge)
+# --------------------------------------------------------------------------------------------
 
-    write_json(path, run)
+
+@contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Record the wall time of a block in ``timings[name]`` (seconds)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - start, 3)
+
+
+def retrieval_path(dataset: str, model_name: str) -> Path:
+    """``generated/<dataset>/retrieval-<model>.jsonl``."""
+    return generated_dir(dataset) / f"retrieval-{file_safe(model_name)}.jsonl"
+
+
+def retrieve_training_queries(
+    model_name: str,
+    dataset: str,
+    k: int = 100,
+    text_k: int = 0,
+    *,
+    batch_size: int = 32,
+    max_seq_length: int | None = None,
+    use_cache: bool = True,
+    index: str = "exact",
+    devices: Sequence[str] | None = None,
+    shard_size: int | None = None,
+) -> Path:
+    """Rank the corpus for every training query (train split, a relevant passage) with the
+    stage-1 model; write one JSONL line per query and a summary; return the JSONL path.
+
+    Lines: ``{"query_id", "query", "doc_ids", "scores", "texts"}``, ``k`` ranked doc ids and
+    cosine scores, and the passage texts of the first ``text_k`` (none by default: the
+    comparisons read them from the corpus, :func:`attach_texts`, which keeps the file small
+    enough to commit, ~2.2 KB a query at k = 100). ``index``, ``devices`` and ``shard_size``
+    choose the search backend, encoding processes and corpus shards (``dense_search``)."""
+    if not 0 <= text_k <= k:
+        raise UserError(f"need 0 <= text_k <= k, got text_k={text_k}, k={k}")
+    timings: dict[str, float] = {}
+    with timed(timings, "load_s"):
+        ds = load_dataset(dataset, "train")
+        queries = training_queries(ds)
+        model, model_path = open_encoder(model_name, ds.name, max_seq_length=max_seq_length)
+    with timed(timings, "search_total_s"):
+        run, stats = dense_search(model, ds.corpus, queries, k, batch_size, use_cache,
+                                  index=index, devices=devices, shard_size=shard_size)
+    rows = []
+    for qid, query in queries.items():
+        ranked = run[qid]  # insertion order is rank order
+        doc_ids = list(ranked)
+        rows.append({
+            "query_id": qid, "query": query, "doc_ids": doc_ids,
+            "scores": [round(ranked[d], 6) for d in doc_ids],
+            "texts": [ds.passage_text(d) for d in doc_ids[:text_k]],
+        })
+    out = retrieval_path(ds.name, model_name)
+    write_jsonl(out, rows)
+    cutoffs = sorted({1, max(text_k, 1), 10, k})
+    qrels = {qid: ds.qrels[qid] for qid in queries}
+    aggregate, _ = evaluate_run(qrels, run, cutoffs)
+    summary = {
+        "model": model_name, "model_path": portable(model_path), "dataset": ds.name,
+        "split": "train", "queries": len(rows), "corpus": len(ds.corpus), "k": k, "text_k": text_k,
+        "recall": {f"Recall@{c}": round(aggregate[f"Recall@{c}"], 4) for c in cutoffs if c <= k},
+        "mrr@10": round(aggregate["MRR@10"], 4), "max_seq_length": model.max_seq_length,
+        "timings": {**timings, **stats.timings}, "passages_per_s": stats.passages_per_s,
+        "corpus_embeddings_cached": stats.corpus_cache_hit, "index": index,
+        "devices": list(devices) if devices else None, "shard_size": stats.shard_size,
+    }
+    write_json(out.with_suffix(".summary.json"), with_commands(summary))
+    logger.info("wrote %d ranked lists to %s (%s)", len(rows), out, summary["recall"])
+    return out
+
+
+def load_retrieval(path: Path) -> list[dict[str, Any]]:
+    """Read a retrieval file, checking every line."""
+    records = []
+    for line, rec in read_jsonl_numbered(path):
+        for key in RETRIEVAL_KEYS:
+            if key not in rec:
+                raise DataError(f"{path}:{line}: retrieval record lacks {key!r}")
+        if len(rec["doc_ids"]) != len(rec["scores"]) or len(rec["texts"]) > len(rec["doc_ids"]):
+            raise DataError(f"{path}:{line}: doc_ids, scores and texts do not line up")
+        records.append(rec)
+    return records

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from syntriever import prompts
-from syntriever.data import BeirDataset
-from syntriever.errors import UserError
+from syntriever.data import BeirDataset, check_limit, training_queries
 from syntriever.jsonl import write_json, write_jsonl
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import (
@@ -89,27 +88,12 @@ def limited_name(name: str, limit: int | None) -> str:
     return name if limit is None else name.replace(".jsonl", f".limit{limit}.jsonl")
 
 
-def check_limit(limit: int | None) -> None:
-    """Refuse a ``--limit`` below 1 (0 would select nothing, a negative one all but the last)."""
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be at least 1, got {limit}")
-
-
 def synthetic_path(
     dataset: str, config: LLMConfig, prompt_version: str = prompts.PROMPT_VERSION, *, limit: int | None = None
 ) -> Path:
     """The stage-1 training input ``<dataset>_synthetic.jsonl`` of a run (of a run over the first
     ``limit`` training queries: ``<dataset>_synthetic.limit<N>.jsonl``)."""
     return run_dir(dataset, config, prompt_version) / limited_name(f"{dataset}_synthetic.jsonl", limit)
-
-
-def training_queries(ds: BeirDataset, limit: int | None = None) -> dict[str, str]:
-    """Train-split queries with at least one relevant passage, in file order (first ``limit``)."""
-    qids = [qid for qid, docs in ds.qrels.items() if any(s >= 1 for s in docs.values())]
-    check_limit(limit)
-    if limit is not None:
-        qids = qids[:limit]
-    return {qid: ds.queries[qid] for qid in qids}
 
 
 # Generation requests per prompt version: kind -> (prompt builder, token cap field). v2's ``neg``

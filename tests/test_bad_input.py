@@ -147,7 +147,8 @@ def tmp_generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def answered_synthesis(ds, config, settings) -> None:  # noqa: ANN001
     """Every generation and verification request of ``ds`` answered in the run folder, as after
     a complete (committed) synthesis run."""
-    from syntriever.synthesis import generation_requests, run_dir, training_queries, verification_requests
+    from syntriever.data import training_queries
+    from syntriever.synthesis import generation_requests, run_dir, verification_requests
     from tests.test_synthesis import text_result
 
     queries = training_queries(ds)
@@ -198,14 +199,14 @@ def test_limit_flag_rejects_zero_and_negatives(script_path: str) -> None:
 
 
 def test_limited_comparisons_keep_the_complete_preferences(tmp_generated: Path) -> None:
-    from syntriever.stage2 import (
+    from syntriever.judge import (
         ComparisonSettings,
         answers_path,
-        compact_answer,
         comparison_requests,
         preferences_path,
         run_comparisons,
     )
+    from syntriever.verdicts import compact_answer
     from tests.test_stage2 import OFFLINE, answer, retrieval_record
 
     records = [retrieval_record("q1", 2), retrieval_record("q2", 2)]
@@ -279,7 +280,7 @@ def test_torn_pipeline_manifest_does_not_block_the_plan(
 
 
 def test_judge_answer_without_custom_id_names_file_and_line(tmp_path: Path) -> None:
-    from syntriever.stage2 import seed_results
+    from syntriever.judge import seed_results
 
     answers = tmp_path / "comparison-logprobs.answers.jsonl"
     write_jsonl(answers, [answer("q1:a|b:ab"), {"response": {"status_code": 200, "body": {}}}])
@@ -327,7 +328,7 @@ def test_untrained_model_names_its_folder_and_training_command(
 
 
 def test_comparisons_without_retrieval_file_name_the_command(tmp_generated: Path) -> None:
-    from syntriever.stage2 import ComparisonSettings, run_comparisons
+    from syntriever.judge import ComparisonSettings, run_comparisons
     from tests.test_stage2 import OFFLINE
 
     with pytest.raises(DataError, match=r"retrieval-m-sft\.jsonl: retrieval file not found; make it with "

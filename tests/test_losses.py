@@ -36,7 +36,8 @@ def _e(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _hand_cluster_loss(q, p, p_syn, q_cot, p_neg, flags, keep=None) -> float:
-    """L1 of method.md with explicit loops over i and j (``keep[i] == 0``: p_i^- filtered)."""
+    """L1 of the paper (stage 1; ../shared/docs/method.md) by explicit loops over i and j
+    (``keep[i] == 0``: p_i^- filtered)."""
     keep = keep or [1] * len(q)
     total = 0.0
     for i in range(len(q)):

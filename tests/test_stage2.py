@@ -19,34 +19,34 @@ from sentence_transformers import SentenceTransformer
 from syntriever import paths
 from syntriever.cli import add_train_args, settings_from_args
 from syntriever.jsonl import read_jsonl, write_jsonl
-from syntriever.llm.config import LLMConfig
-from syntriever.llm.requests import answer_text, result_line, usage
-from syntriever.llm.runner import IncompleteRun, Sent
-from syntriever.stage2 import (
+from syntriever.judge import (
     ComparisonSettings,
-    Judgement,
-    answer_position,
     answers_path,
     attach_texts,
-    build_preference_examples,
     build_preferences,
     candidate_pairs,
-    choice_score,
-    compact_answer,
     comparison_requests,
-    judge_logprobs,
-    judge_text,
-    load_preferences,
-    load_retrieval,
-    order_stats,
     pair_id,
-    parse_choice,
     preferences_path,
-    retrieve_training_queries,
     run_comparisons,
     truncate,
 )
+from syntriever.llm.config import LLMConfig
+from syntriever.llm.requests import answer_text, result_line, usage
+from syntriever.llm.runner import IncompleteRun, Sent
+from syntriever.retrieval import load_retrieval, retrieve_training_queries
+from syntriever.stage2 import build_preference_examples, load_preferences
 from syntriever.training import TrainSettings, warmup_warning
+from syntriever.verdicts import (
+    Judgement,
+    answer_position,
+    choice_score,
+    compact_answer,
+    judge_logprobs,
+    judge_text,
+    order_stats,
+    parse_choice,
+)
 from tests.helpers import result
 
 JUDGE = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1")
@@ -265,7 +265,7 @@ def test_preferences_written_and_reread(tmp_generated: Path, monkeypatch: pytest
         out.pop("q2:dq2-1|dq2-2:ba")  # one failed request
         return out, Sent(len(out), 100 * len(out), 4 * len(out))
 
-    monkeypatch.setattr("syntriever.stage2.execute_requests", fake_execute)
+    monkeypatch.setattr("syntriever.judge.execute_requests", fake_execute)
     settings = ComparisonSettings(k=3, judge_mode="logprobs")
     out = run_comparisons("toy", "minilm-sft", JUDGE, settings)
     assert out == preferences_path("toy", JUDGE, "minilm-sft")

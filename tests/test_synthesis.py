@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syntriever.data import BeirDataset
+from syntriever.data import BeirDataset, training_queries
 from syntriever.jsonl import DataError, write_jsonl
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.cost import estimate
@@ -18,7 +18,6 @@ from syntriever.synthesis import (
     build_records,
     generation_requests,
     parse_yes_no,
-    training_queries,
     verification_requests,
     yes_no_margin,
     youden_threshold,
