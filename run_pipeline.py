@@ -28,9 +28,9 @@ from syntriever.llm.config import LLMConfig, default_backend  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET, PRESETS  # noqa: E402
 from syntriever.paths import dataset_dir, file_safe, output_root, results_root  # noqa: E402
 from syntriever.pipeline import Pipeline, Step, format_reports  # noqa: E402
+from syntriever.result_files import result_path  # noqa: E402
 from syntriever.retrieval import retrieval_path  # noqa: E402
 from syntriever.synthesis import synthetic_path  # noqa: E402
-from syntriever.tables import result_path  # noqa: E402
 
 ABLATIONS = {  # model-name suffix -> train_stage1.py flags (the last one is not in the paper)
     "nocot": ["--no-cot"], "nosyn": ["--no-synthetic"], "noverify": ["--no-verify"],

@@ -19,8 +19,8 @@ from syntriever.errors import UserError
 from syntriever.metrics import evaluate_run
 from syntriever.paths import portable
 from syntriever.provenance import with_commands
+from syntriever.result_files import make_result, save_result
 from syntriever.retrieval import bm25_search, dense_search
-from syntriever.tables import make_result, save_result
 
 logger = logging.getLogger(__name__)
 

@@ -366,7 +366,7 @@ def test_scripts_print_one_line_errors_with_the_next_command(tmp_path: Path) -> 
 
 
 def save_toy_result(root: Path, model: str, split: str, queries: int, subfolder: str = "") -> Path:
-    from syntriever.tables import make_result
+    from syntriever.result_files import make_result
 
     per_query = {f"q{i}": 0.5 for i in range(queries)}
     record = make_result(model, "toy", {"NDCG@10": 0.5}, {"NDCG@10": per_query}, split=split)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syntriever import data, paths, tables
+from syntriever import data, paths, result_files, tables
 from syntriever.data import DEV, TRAIN_NODEV, carve_dev_split, load_dataset, load_qrels, write_qrels
 from syntriever.jsonl import DataError
 from tests.test_data import make_dataset
@@ -45,16 +45,17 @@ def test_dev_and_train_nodev_splits_load(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_results_of_other_splits_stay_out_of_the_headline_table(tmp_path: Path) -> None:
-    assert tables.result_path("scifact", "m", tmp_path) == tmp_path / "scifact" / "m.json"
-    assert tables.result_path("scifact", "m", tmp_path, "test") == tmp_path / "scifact" / "m.json"
-    assert tables.result_path("scifact", "m", tmp_path, "dev") == tmp_path / "scifact" / "dev" / "m.json"
-    assert tables.result_path("msmarco", "m", tmp_path, "dev") == tmp_path / "msmarco" / "m.json"
+    path = result_files.result_path
+    assert path("scifact", "m", tmp_path) == tmp_path / "scifact" / "m.json"
+    assert path("scifact", "m", tmp_path, "test") == tmp_path / "scifact" / "m.json"
+    assert path("scifact", "m", tmp_path, "dev") == tmp_path / "scifact" / "dev" / "m.json"
+    assert path("msmarco", "m", tmp_path, "dev") == tmp_path / "msmarco" / "m.json"
     per_query = {"NDCG@10": {"q1": 0.5, "q2": 0.7}}
     for split, model in (("test", "a"), ("dev", "b-nodev")):
-        tables.save_result(tables.make_result(model, "scifact", {"NDCG@10": 0.6}, per_query, split=split),
-                           tmp_path)
-    assert [r["model"] for r in tables.load_results("scifact", tmp_path)] == ["a"]
-    assert [r["model"] for r in tables.load_results("scifact", tmp_path, "dev")] == ["b-nodev"]
+        record = result_files.make_result(model, "scifact", {"NDCG@10": 0.6}, per_query, split=split)
+        result_files.save_result(record, tmp_path)
+    assert [r["model"] for r in result_files.load_results("scifact", tmp_path)] == ["a"]
+    assert [r["model"] for r in result_files.load_results("scifact", tmp_path, "dev")] == ["b-nodev"]
     # dev-split experiment names take their paper row
     assert tables.paper_row("minilm-labelled-nodev") == tables.paper_row("minilm-labelled")
 

@@ -13,7 +13,7 @@ import pytest
 from syntriever.data import load_dataset
 from syntriever.evaluation import REPORTED, evaluate_model
 from syntriever.jsonl import write_jsonl
-from syntriever.tables import load_results
+from syntriever.result_files import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import pytrec_eval
 
-from syntriever import metrics, paths, tables
+from syntriever import metrics, paths, result_files, tables
 from syntriever.jsonl import DataError
 from syntriever.metrics import bootstrap_ci, evaluate_run, paired_bootstrap
 
@@ -200,7 +200,7 @@ def _fake(model: str, shift: float, n: int = 30) -> dict:
     per_query = {f"q{i}": float(v) for i, v in enumerate(values)}
     mean = float(np.mean(values))
     metric_values = {m: mean for m in tables.TABLE_METRICS}
-    return tables.make_result(
+    return result_files.make_result(
         model, "scifact", metric_values, {"NDCG@10": per_query}, config={"seed": 0}
     )
 
@@ -208,10 +208,10 @@ def _fake(model: str, shift: float, n: int = 30) -> dict:
 def test_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(paths, "results_root", lambda: tmp_path)
     for model, shift in (("minilm-sft", 0.35), ("bm25", 0.2), ("minilm", 0.0)):
-        tables.save_result(_fake(model, shift))
+        result_files.save_result(_fake(model, shift))
     folder = tmp_path / "scifact"
     (folder / "notes.json").write_text(json.dumps({"comment": "not a result"}))
-    results = tables.load_results("scifact")
+    results = result_files.load_results("scifact")
     assert sorted(r["model"] for r in results) == ["bm25", "minilm", "minilm-sft"]
 
     text = tables.markdown_table("scifact", results, baseline="bm25", n_resamples=300)
@@ -240,11 +240,11 @@ def test_malformed_result_file_is_named(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "broken.json").write_text("{not json")
     with pytest.raises(DataError, match="broken.json"):
-        tables.load_results("scifact", root=tmp_path)
+        result_files.load_results("scifact", root=tmp_path)
     (folder / "broken.json").write_text(json.dumps({"model": "x", "metrics": {"NDCG@10": 2.0}}))
     with pytest.raises(DataError, match="broken.json"):
-        tables.load_results("scifact", root=tmp_path)
+        result_files.load_results("scifact", root=tmp_path)
 
 
 def test_default_root_is_repo_results() -> None:
-    assert tables.results_dir("scifact") == paths.ROOT / "results" / "scifact"
+    assert result_files.results_dir("scifact") == paths.ROOT / "results" / "scifact"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from syntriever import paths, provenance, tables
+from syntriever import paths, provenance, result_files, tables
 from syntriever.provenance import CARD_NAME, command_chain, command_line, with_commands
 
 ROOT = paths.ROOT
@@ -139,17 +139,17 @@ def test_chain_refuses_a_cycle(tmp_path: Path) -> None:
 def _result(model: str, commands: list[str]) -> dict:
     per_query = {f"q{i}": float(v) for i, v in enumerate(np.linspace(0.2, 0.8, 10))}
     metrics = {m: 0.5 for m in tables.TABLE_METRICS}
-    return tables.make_result(model, "scifact", metrics, {"NDCG@10": per_query}, commands=commands)
+    return result_files.make_result(model, "scifact", metrics, {"NDCG@10": per_query}, commands=commands)
 
 
 def test_table_lists_each_rows_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(paths, "results_root", lambda: tmp_path)
     stage1 = ["python datasets/parse_synthetic.py scifact", "python train_stage1.py minilm scifact"]
-    tables.save_result(_result("minilm-sft", [*stage1, "python evaluate.py minilm-sft scifact"]))
-    tables.save_result(_result("minilm-final", [
+    result_files.save_result(_result("minilm-sft", [*stage1, "python evaluate.py minilm-sft scifact"]))
+    result_files.save_result(_result("minilm-final", [
         *stage1, "python retrieval.py minilm-sft scifact", "python train_stage2.py minilm-sft scifact",
         "python evaluate.py minilm-final scifact"]))
-    tables.save_result(_result("bm25", []))  # a result file from before commands were recorded
+    result_files.save_result(_result("bm25", []))  # a result file from before commands were recorded
     text = tables.write_table("scifact", n_resamples=50).read_text()
     block = text.split("## Commands that produced these results")[1].split("```bash\n")[1].split("```")[0]
     assert block.splitlines() == [
@@ -166,5 +166,5 @@ def test_table_lists_each_rows_commands(tmp_path: Path, monkeypatch: pytest.Monk
 def test_result_commands_must_be_strings() -> None:
     record = _result("minilm", ["python evaluate.py minilm scifact"])
     record["commands"] = [3]
-    with pytest.raises(tables.DataError, match="commands"):
-        tables.validate_result(record, "x.json")
+    with pytest.raises(result_files.DataError, match="commands"):
+        result_files.validate_result(record, "x.json")
