@@ -26,27 +26,38 @@ from syntriever.data import check_available  # noqa: E402
 from syntriever.judge import preferences_path  # noqa: E402
 from syntriever.llm.config import LLMConfig, default_backend  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET, PRESETS  # noqa: E402
-from syntriever.paths import dataset_dir, file_safe, output_root, results_root  # noqa: E402
+from syntriever.names import (  # noqa: E402
+    LABELLED,
+    NO_COT,
+    NO_SYNTHETIC,
+    NO_VERIFY,
+    SFT,
+    final_name,
+    model_dir,
+    negative_filter_suffix,
+    stage1_name,
+)
+from syntriever.paths import dataset_dir, results_root  # noqa: E402
 from syntriever.pipeline import Pipeline, Step, format_reports  # noqa: E402
 from syntriever.result_files import result_path  # noqa: E402
 from syntriever.retrieval import retrieval_path  # noqa: E402
 from syntriever.synthesis import synthetic_path  # noqa: E402
 
 ABLATIONS = {  # model-name suffix -> train_stage1.py flags (the last one is not in the paper)
-    "nocot": ["--no-cot"], "nosyn": ["--no-synthetic"], "noverify": ["--no-verify"],
-    "negcopies": ["--filter-negatives", "copies"],
+    NO_COT: ["--no-cot"], NO_SYNTHETIC: ["--no-synthetic"], NO_VERIFY: ["--no-verify"],
+    negative_filter_suffix("copies"): ["--filter-negatives", "copies"],
 }
 
 
 def build_steps(args: argparse.Namespace) -> list[Step]:
-    ds, base = args.dataset, file_safe(args.model)
+    ds, sft = args.dataset, stage1_name(args.model)
     judge_model = args.judge_model or (DEFAULT_JUDGE_PRESET if args.llm_model in PRESETS else args.llm_model)
     # each LLM step's backend is fixed here and passed on, so the environment (an API key, a base
     # URL) cannot send an embedded model's requests elsewhere behind the manifests' back
     synth = LLMConfig(model=args.llm_model, backend=args.llm_backend or default_backend(args.llm_model))
     judge = LLMConfig(model=judge_model, backend=args.llm_backend or default_backend(judge_model))
     synthetic = synthetic_path(ds, synth)
-    prefs = preferences_path(ds, judge, f"{base}-sft")
+    prefs = preferences_path(ds, judge, sft)
     train_flags = ["--paper"] if args.paper else []
 
     def llm_flags(config: LLMConfig) -> list[str]:
@@ -55,8 +66,8 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
     def evaluate(name: str, after: str) -> Step:
         return Step(f"eval {name}", ["evaluate.py", name, ds], [result_path(ds, name)], [after])
 
-    def model_dir(name: str) -> list[Path]:
-        return [output_root() / f"{name}-{ds}"]
+    def saved(name: str) -> list[Path]:
+        return [model_dir(name, ds)]
 
     steps = [
         Step("data", ["datasets/download.py", ds], [dataset_dir(ds) / "qrels"]),
@@ -72,32 +83,32 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
         Step(
             "labelled-only",
             ["train_stage1.py", args.model, ds, "--labelled-only", *train_flags],
-            model_dir(f"{base}-labelled"),
+            saved(stage1_name(args.model, LABELLED)),
             ["data"],
         ),
-        evaluate(f"{base}-labelled", "labelled-only"),
+        evaluate(stage1_name(args.model, LABELLED), "labelled-only"),
         Step(
             "stage 1",
             ["train_stage1.py", args.model, ds, "--llm-model", args.llm_model, *train_flags],
-            model_dir(f"{base}-sft"),
+            saved(sft),
             ["synthesis"],
         ),
-        evaluate(f"{base}-sft", "stage 1"),
+        evaluate(sft, "stage 1"),
     ]
     if args.ablations:
         for suffix, flags in ABLATIONS.items():
-            name = f"{base}-sft-{suffix}"
+            name = stage1_name(args.model, f"{SFT}-{suffix}")
             steps.append(
                 Step(
                     f"stage 1 {suffix}",
                     ["train_stage1.py", args.model, ds, *flags, "--llm-model", args.llm_model, *train_flags],
-                    model_dir(name),
+                    saved(name),
                     ["synthesis"],
                 )
             )
             steps.append(evaluate(name, f"stage 1 {suffix}"))
     if not args.stage1_only:
-        compare = ["stage2/parse_comparison.py", f"{base}-sft", ds, *llm_flags(judge)]
+        compare = ["stage2/parse_comparison.py", sft, ds, *llm_flags(judge)]
         if args.k:
             compare += ["--k", str(args.k)]
         if args.pairs:
@@ -105,29 +116,29 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
         steps += [
             Step(
                 "retrieval",
-                ["retrieval.py", f"{base}-sft", ds],
-                [retrieval_path(ds, f"{base}-sft")],
+                ["retrieval.py", sft, ds],
+                [retrieval_path(ds, sft)],
                 ["stage 1"],
             ),
             Step("comparisons", compare, [prefs], ["retrieval"], llm=judge),
             Step(
                 "stage 2",
-                ["train_stage2.py", f"{base}-sft", ds, "--llm-model", judge_model, *train_flags],
-                model_dir(f"{base}-final"),
+                ["train_stage2.py", sft, ds, "--llm-model", judge_model, *train_flags],
+                saved(final_name(sft)),
                 ["comparisons"],
             ),
-            evaluate(f"{base}-final", "stage 2"),
+            evaluate(final_name(sft), "stage 2"),
         ]
         if args.ablations:  # the paper's stage-2 ablation: Bradley-Terry instead of partial PL
             steps += [
                 Step(
                     "stage 2 bt",
-                    ["train_stage2.py", f"{base}-sft", ds, "--loss", "bt", "--llm-model", judge_model,
+                    ["train_stage2.py", sft, ds, "--loss", "bt", "--llm-model", judge_model,
                      *train_flags],
-                    model_dir(f"{base}-final-bt"),
+                    saved(final_name(sft, "bt")),
                     ["comparisons"],
                 ),
-                evaluate(f"{base}-final-bt", "stage 2 bt"),
+                evaluate(final_name(sft, "bt"), "stage 2 bt"),
             ]
     steps.append(
         Step(

@@ -19,7 +19,8 @@ from syntriever.data import TRAIN_NODEV, load_dataset  # noqa: E402
 from syntriever.encoders import load_encoder  # noqa: E402
 from syntriever.jsonl import DataError  # noqa: E402
 from syntriever.llm.local import DEFAULT_PRESET  # noqa: E402
-from syntriever.paths import check_name, file_safe, output_root, portable  # noqa: E402
+from syntriever.names import model_dir, stage1_name  # noqa: E402
+from syntriever.paths import portable  # noqa: E402
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS  # noqa: E402
 from syntriever.stage1 import (  # noqa: E402
     NEGATIVE_FILTERS,
@@ -72,9 +73,9 @@ def main() -> None:
         negative_filter=args.filter_negatives,
         labelled_weight=args.labelled_weight,
     )
-    name = args.output_name or f"{file_safe(args.model)}-{variant.suffix()}" + (
-        "-nodev" if args.train_split == TRAIN_NODEV else "")
-    out_dir = output_root() / f"{check_name(name, 'model')}-{check_name(args.dataset)}"
+    nodev = args.train_split == TRAIN_NODEV
+    name = args.output_name or stage1_name(args.model, variant.suffix(), nodev=nodev)
+    out_dir = model_dir(name, args.dataset)
     train_split = load_dataset(args.dataset, args.train_split)
     synthetic_file = None
     synthetic = None

@@ -22,19 +22,14 @@ from syntriever.judge import preferences_path  # noqa: E402
 from syntriever.llm.config import LLMConfig  # noqa: E402
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss  # noqa: E402
-from syntriever.paths import check_name, file_safe, output_root, portable  # noqa: E402
+from syntriever.names import final_name, model_dir  # noqa: E402
+from syntriever.paths import check_name, file_safe, portable  # noqa: E402
 from syntriever.stage2 import build_preference_examples, load_preferences  # noqa: E402
 from syntriever.training import train  # noqa: E402
 
 PAPER = {"batch_size": 100, "epochs": 1.0}  # stage 2 in the paper (lr 2e-5 as stage 1)
 CPU = {"batch_size": 32, "epochs": 1.0}  # max length 128 as stage 1's CPU default
 LOSSES = {"pl": PartialPlackettLuceLoss, "bt": BradleyTerryLoss}
-
-
-def final_name(model: str, loss: str) -> str:
-    """minilm-sft -> minilm-final (pl) or minilm-final-bt (bt)."""
-    base = file_safe(model).removesuffix("-sft")
-    return f"{base}-final" + ("" if loss == "pl" else f"-{loss}")
 
 
 def main() -> None:
@@ -53,11 +48,11 @@ def main() -> None:
     setup_logging()
     check_name(args.dataset)
     name = args.output_name or final_name(args.model, args.loss)
-    out_dir = output_root() / f"{check_name(name, 'model')}-{args.dataset}"
+    out_dir = model_dir(name, args.dataset)
     source, preset = resolve(args.model, args.dataset)
     if preset is not None or not Path(source).is_dir():
         parser.error(f"{args.model!r} is not a trained stage-1 model for {args.dataset} "
-                     f"(expected {output_root() / f'{file_safe(args.model)}-{args.dataset}'}); "
+                     f"(expected {model_dir(file_safe(args.model), args.dataset)}); "
                      f"run train_stage1.py first")
     judge_config = LLMConfig(model=args.llm_model)
     pref_file = args.preferences or preferences_path(args.dataset, judge_config, args.model)

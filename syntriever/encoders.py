@@ -15,7 +15,7 @@ from pathlib import Path
 from sentence_transformers import SentenceTransformer
 
 from syntriever.errors import UserError
-from syntriever.paths import check_name, output_root
+from syntriever.names import model_dir, train_command
 
 logger = logging.getLogger(__name__)
 
@@ -44,29 +44,8 @@ def trained_path(name: str, dataset: str | None) -> Path | None:
     """``output/<name>-<dataset>`` when ``name`` names a model trained by this project."""
     if dataset is None:
         return None
-    path = output_root() / f"{check_name(name, 'model')}-{check_name(dataset)}"
+    path = model_dir(name, dataset)
     return path if (path / "modules.json").is_file() else None
-
-
-STAGE1_FLAGS = {  # model-name suffix after "-sft-" -> train_stage1.py flags
-    "nocot": "--no-cot", "nosyn": "--no-synthetic", "noverify": "--no-verify",
-    "negcopies": "--filter-negatives copies", "negjudge": "--filter-negatives judge",
-}
-
-
-def train_command(name: str, dataset: str) -> str | None:
-    """The command that trains the model this project names ``name`` on ``dataset``
-    (``minilm-sft`` -> ``python train_stage1.py minilm scifact``); None for other names."""
-    base, sep, rest = name.partition("-sft")
-    if sep and (not rest or rest.removeprefix("-") in STAGE1_FLAGS) and base:
-        flags = STAGE1_FLAGS.get(rest.removeprefix("-"), "")
-        return f"python train_stage1.py {base} {dataset} {flags}".rstrip()
-    if name.endswith("-labelled"):
-        return f"python train_stage1.py {name.removesuffix('-labelled')} {dataset} --labelled-only"
-    base, sep, rest = name.partition("-final")
-    if sep and base and rest in ("", "-bt"):
-        return f"python train_stage2.py {base}-sft {dataset}" + (" --loss bt" if rest else "")
-    return None
 
 
 def _package_path(package: str) -> str:
@@ -109,7 +88,7 @@ def open_encoder(
     command = train_command(name, dataset) if plain else None
     if command is not None:
         raise UserError(f"{name!r} is not trained on {dataset}: no model at "
-                        f"{output_root() / f'{name}-{dataset}'}; train it first: `{command}`")
+                        f"{model_dir(name, dataset)}; train it first: `{command}`")
     kwargs = {"local_files_only": True} if local else {}
     if local:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -21,6 +21,7 @@ from syntriever.data import BeirDataset
 from syntriever.encoders import add_prefix
 from syntriever.jsonl import DataError, read_jsonl_numbered
 from syntriever.losses import UNVERIFIED, SyntrieverClusterLoss
+from syntriever.names import LABELLED, NO_COT, NO_SYNTHETIC, NO_VERIFY, SFT, negative_filter_suffix
 from syntriever.synthesis_quality import RESTATING_COVERAGE, contains_query, coverage
 
 logger = logging.getLogger(__name__)
@@ -54,16 +55,16 @@ class Stage1Variant:
     def suffix(self) -> str:
         """Model-name suffix: ``sft``, ``sft-nocot``, ``sft-nosyn``, ``sft-noverify``, ``labelled``."""
         if not self.uses_llm_data:
-            return "labelled"
-        parts = ["sft"]
+            return LABELLED
+        parts = [SFT]
         if not self.use_cot:
-            parts.append("nocot")
+            parts.append(NO_COT)
         if not self.use_synthetic:
-            parts.append("nosyn")
+            parts.append(NO_SYNTHETIC)
         if self.use_synthetic and not self.use_verification:
-            parts.append("noverify")
+            parts.append(NO_VERIFY)
         if self.negative_filter:
-            parts.append(f"neg{self.negative_filter}")
+            parts.append(negative_filter_suffix(self.negative_filter))
         if self.labelled_weight:
             parts.append(f"pull{self.labelled_weight:g}")
         return "-".join(parts)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .jsonl import DataError, write_bytes
 from .metrics import bootstrap_ci, paired_bootstrap
+from .names import FINAL, LABELLED, NO_COT, NO_SYNTHETIC, NO_VERIFY, SFT, without_nodev
 from .result_files import HEADLINE, check_comparable, load_result_files, results_dir
 
 logger = logging.getLogger(__name__)
@@ -75,22 +76,22 @@ MODEL_ROWS: list[tuple[str, int, str]] = [
     ("minilm", 1, ZERO_SHOT),
     ("e5", 1, ZERO_SHOT),
     ("contriever", 1, ZERO_SHOT),
-    ("*-labelled", 2, E5_FT),
+    (f"*-{LABELLED}", 2, E5_FT),
     ("*-sup", 2, E5_FT),
-    ("*-sft-nosyn", 3, COT_ONLY),
-    ("*-sft-nocot", 3, SYN_ONLY),
-    ("*-sft-noverify", 3, NOVERIFY_SFT),
-    ("*-sft-neg*", 3, NEGFILTER_SFT),
-    ("*-sft", 4, STAGE1),
-    ("*-final", 5, SYNTRIEVER),
-    ("*-final-bt", 5, BT),
-    ("*-final-noverify", 5, NOVERIFY_FINAL),
+    (f"*-{SFT}-{NO_SYNTHETIC}", 3, COT_ONLY),
+    (f"*-{SFT}-{NO_COT}", 3, SYN_ONLY),
+    (f"*-{SFT}-{NO_VERIFY}", 3, NOVERIFY_SFT),
+    (f"*-{SFT}-neg*", 3, NEGFILTER_SFT),
+    (f"*-{SFT}", 4, STAGE1),
+    (f"*-{FINAL}", 5, SYNTRIEVER),
+    (f"*-{FINAL}-bt", 5, BT),
+    (f"*-{FINAL}-{NO_VERIFY}", 5, NOVERIFY_FINAL),
 ]
 UNKNOWN_GROUP = 99
 
 
 def _match(model: str) -> tuple[int, int, str] | None:
-    name = model.lower().removesuffix("-nodev")  # dev-split experiments name the same rows
+    name = without_nodev(model.lower())  # dev-split experiments name the same rows
     for index, (pattern, group, row) in enumerate(MODEL_ROWS):
         if fnmatch.fnmatchcase(name, pattern):
             return group, index, row

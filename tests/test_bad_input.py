@@ -314,8 +314,9 @@ def test_truncated_embedding_cache_is_re_encoded_and_replaced(
 def test_untrained_model_names_its_folder_and_training_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from syntriever.encoders import open_encoder, train_command
+    from syntriever.encoders import open_encoder
     from syntriever.errors import UserError
+    from syntriever.names import train_command
 
     monkeypatch.setenv("SYNTRIEVER_OUTPUT", str(tmp_path / "output"))
     with pytest.raises(UserError, match=r"no model at .*output/minilm-sft-scifact; train it first: "
