@@ -10,15 +10,11 @@ Writes results/<dataset>/<MODEL>.json (BEIR metrics, per-query nDCG@10, config, 
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from syntriever.cli import add_search_args, positive_int, run, search_options, setup_logging  # noqa: E402
-from syntriever.data import headline_split  # noqa: E402
-from syntriever.evaluation import REPORTED, evaluate_model  # noqa: E402
-from syntriever.tables import write_table  # noqa: E402
+from syntriever.cli import add_search_args, positive_int, run, search_options, setup_logging
+from syntriever.data import headline_split
+from syntriever.evaluation import REPORTED, evaluate_model
+from syntriever.tables import write_table
 
 
 def main() -> None:

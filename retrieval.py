@@ -11,13 +11,9 @@ qrels; stage2/parse_comparison.py reads it.
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from syntriever.cli import add_search_args, positive_int, run, search_options, setup_logging  # noqa: E402
-from syntriever.retrieval import retrieve_training_queries  # noqa: E402
+from syntriever.cli import add_search_args, positive_int, run, search_options, setup_logging
+from syntriever.retrieval import retrieve_training_queries
 
 
 def main() -> None:

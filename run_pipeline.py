@@ -15,18 +15,14 @@ steps resume from what they wrote. Per-step wall time, LLM tokens and cost are p
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
-
-from syntriever.cli import run, setup_logging  # noqa: E402
-from syntriever.data import check_available  # noqa: E402
-from syntriever.judge import preferences_path  # noqa: E402
-from syntriever.llm.config import LLMConfig, default_backend  # noqa: E402
-from syntriever.llm.local import DEFAULT_JUDGE_PRESET, PRESETS  # noqa: E402
-from syntriever.names import (  # noqa: E402
+from syntriever.cli import run, setup_logging
+from syntriever.data import check_available
+from syntriever.judge import preferences_path
+from syntriever.llm.config import LLMConfig, default_backend
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET, PRESETS
+from syntriever.names import (
     LABELLED,
     NO_COT,
     NO_SYNTHETIC,
@@ -37,11 +33,11 @@ from syntriever.names import (  # noqa: E402
     negative_filter_suffix,
     stage1_name,
 )
-from syntriever.paths import dataset_dir, results_root  # noqa: E402
-from syntriever.pipeline import Pipeline, Step, format_reports  # noqa: E402
-from syntriever.result_files import result_path  # noqa: E402
-from syntriever.retrieval import retrieval_path  # noqa: E402
-from syntriever.synthesis import synthetic_path  # noqa: E402
+from syntriever.paths import dataset_dir, results_root
+from syntriever.pipeline import Pipeline, Step, format_reports
+from syntriever.result_files import result_path
+from syntriever.retrieval import retrieval_path
+from syntriever.synthesis import synthetic_path
 
 ABLATIONS = {  # model-name suffix -> train_stage1.py flags (the last one is not in the paper)
     NO_COT: ["--no-cot"], NO_SYNTHETIC: ["--no-synthetic"], NO_VERIFY: ["--no-verify"],

@@ -9,28 +9,25 @@ filtered negatives: -sft-negcopies, -sft-negcoverage, -sft-negjudge; labelled-pa
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from syntriever.cli import add_train_args, run, settings_from_args, setup_logging  # noqa: E402
-from syntriever.data import TRAIN_NODEV, load_dataset  # noqa: E402
-from syntriever.encoders import load_encoder  # noqa: E402
-from syntriever.jsonl import DataError  # noqa: E402
-from syntriever.llm.local import DEFAULT_PRESET  # noqa: E402
-from syntriever.names import model_dir, stage1_name  # noqa: E402
-from syntriever.paths import portable  # noqa: E402
-from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS  # noqa: E402
-from syntriever.stage1 import (  # noqa: E402
+from syntriever.cli import add_train_args, run, settings_from_args, setup_logging
+from syntriever.data import TRAIN_NODEV, load_dataset
+from syntriever.encoders import load_encoder
+from syntriever.jsonl import DataError
+from syntriever.llm.local import DEFAULT_PRESET
+from syntriever.names import model_dir, stage1_name
+from syntriever.paths import portable
+from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS
+from syntriever.stage1 import (
     NEGATIVE_FILTERS,
     Stage1Variant,
     build_examples,
     load_synthetic,
     make_loss,
 )
-from syntriever.synthesis import synthetic_path  # noqa: E402
-from syntriever.training import train  # noqa: E402
+from syntriever.synthesis import synthetic_path
+from syntriever.training import train
 
 
 def main() -> None:

@@ -10,22 +10,19 @@ output/<MODEL>-final-bt-<DATASET> (bt), where <MODEL> is MODEL-sft without "-sft
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from syntriever.cli import add_train_args, run, settings_from_args, setup_logging  # noqa: E402
-from syntriever.encoders import load_encoder, resolve  # noqa: E402
-from syntriever.jsonl import DataError  # noqa: E402
-from syntriever.judge import preferences_path  # noqa: E402
-from syntriever.llm.config import LLMConfig  # noqa: E402
-from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
-from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss  # noqa: E402
-from syntriever.names import final_name, model_dir  # noqa: E402
-from syntriever.paths import check_name, file_safe, portable  # noqa: E402
-from syntriever.stage2 import build_preference_examples, load_preferences  # noqa: E402
-from syntriever.training import train  # noqa: E402
+from syntriever.cli import add_train_args, run, settings_from_args, setup_logging
+from syntriever.encoders import load_encoder, resolve
+from syntriever.jsonl import DataError
+from syntriever.judge import preferences_path
+from syntriever.llm.config import LLMConfig
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET
+from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss
+from syntriever.names import final_name, model_dir
+from syntriever.paths import check_name, file_safe, portable
+from syntriever.stage2 import build_preference_examples, load_preferences
+from syntriever.training import train
 
 PAPER = {"batch_size": 100, "epochs": 1.0}  # stage 2 in the paper (lr 2e-5 as stage 1)
 CPU = {"batch_size": 32, "epochs": 1.0}  # max length 128 as stage 1's CPU default

@@ -15,26 +15,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from syntriever.cli import parse_llm_cli, run  # noqa: E402
-from syntriever.data import load_dataset  # noqa: E402
-from syntriever.jsonl import write_json  # noqa: E402
-from syntriever.judge import (  # noqa: E402
+from syntriever.cli import parse_llm_cli, run
+from syntriever.data import load_dataset
+from syntriever.jsonl import write_json
+from syntriever.judge import (
     LOCAL_MAX_CHARS,
     ComparisonSettings,
     attach_texts,
     build_preferences,
     comparison_requests,
 )
-from syntriever.llm.runner import execute_requests  # noqa: E402
-from syntriever.paths import file_safe  # noqa: E402
-from syntriever.retrieval import load_retrieval, retrieval_path  # noqa: E402
+from syntriever.llm.runner import execute_requests
+from syntriever.paths import file_safe
+from syntriever.retrieval import load_retrieval, retrieval_path
 
 
 def labelled_pairs(dataset: str, model: str, n: int) -> list[dict]:

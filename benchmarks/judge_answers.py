@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from syntriever.cli import run  # noqa: E402
-from syntriever.data import load_dataset  # noqa: E402
-from syntriever.jsonl import write_json  # noqa: E402
-from syntriever.judge import (  # noqa: E402
+from syntriever.cli import run
+from syntriever.data import load_dataset
+from syntriever.jsonl import write_json
+from syntriever.judge import (
     LOCAL_K,
     LOCAL_MAX_CHARS,
     ComparisonSettings,
@@ -35,10 +32,10 @@ from syntriever.judge import (  # noqa: E402
     comparison_dir,
     pair_id,
 )
-from syntriever.llm.config import LLMConfig  # noqa: E402
-from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
-from syntriever.llm.requests import load_results  # noqa: E402
-from syntriever.retrieval import load_retrieval, retrieval_path  # noqa: E402
+from syntriever.llm.config import LLMConfig
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET
+from syntriever.llm.requests import load_results
+from syntriever.retrieval import load_retrieval, retrieval_path
 
 
 def main() -> None:

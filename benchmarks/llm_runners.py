@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import openai
 
-import openai  # noqa: E402
-
-from syntriever.cli import run, setup_logging  # noqa: E402
-from syntriever.jsonl import write_json, write_jsonl  # noqa: E402
-from syntriever.llm.local import DEFAULT_PRESET, LocalServer  # noqa: E402
-from syntriever.llm.online import run_online  # noqa: E402
-from syntriever.llm.requests import chat_request  # noqa: E402
+from syntriever.cli import run, setup_logging
+from syntriever.jsonl import write_json, write_jsonl
+from syntriever.llm.local import DEFAULT_PRESET, LocalServer
+from syntriever.llm.online import run_online
+from syntriever.llm.requests import chat_request
 
 TOPICS = ["protein folding", "vitamin D", "insulin", "T cells", "malaria", "statins", "telomeres",
           "gut bacteria", "aspirin", "stem cells", "obesity", "sleep", "smoking", "HIV", "asthma", "BRCA1"]

@@ -15,22 +15,19 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from datasets import Dataset
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-from datasets import Dataset  # noqa: E402
-from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss  # noqa: E402
-
-from syntriever.cli import run, setup_logging  # noqa: E402
-from syntriever.data import load_dataset  # noqa: E402
-from syntriever.encoders import load_encoder  # noqa: E402
-from syntriever.jsonl import write_json  # noqa: E402
-from syntriever.losses import SyntrieverClusterLoss  # noqa: E402
-from syntriever.training import TrainSettings, train  # noqa: E402
+from syntriever.cli import run, setup_logging
+from syntriever.data import load_dataset
+from syntriever.encoders import load_encoder
+from syntriever.jsonl import write_json
+from syntriever.losses import SyntrieverClusterLoss
+from syntriever.training import TrainSettings, train
 
 
 def five_columns(n: int) -> dict[str, list]:

@@ -11,14 +11,11 @@ synthesis cost is an upper bound). Writes benchmarks/results/paper_scale_cost.md
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from syntriever.cli import run  # noqa: E402
-from syntriever.jsonl import write_bytes  # noqa: E402
-from syntriever.llm.cost import BATCH_DISCOUNT, PRICES_PER_M  # noqa: E402
+from syntriever.cli import run
+from syntriever.jsonl import write_bytes
+from syntriever.llm.cost import BATCH_DISCOUNT, PRICES_PER_M
 
 # training queries (BEIR train qrels; MS MARCO train), typical passage length in tokens
 DATASETS = {

@@ -8,14 +8,10 @@ present to validate it.
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from syntriever.cli import run, setup_logging  # noqa: E402
-from syntriever.data import fetch_dataset, load_dataset  # noqa: E402
-from syntriever.jsonl import DataError  # noqa: E402
+from syntriever.cli import run, setup_logging
+from syntriever.data import fetch_dataset, load_dataset
+from syntriever.jsonl import DataError
 
 
 def main() -> None:

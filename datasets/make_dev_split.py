@@ -8,13 +8,9 @@ repository. Experiments then train on split ``train-nodev`` and are scored with
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from syntriever.cli import run, setup_logging  # noqa: E402
-from syntriever.data import (  # noqa: E402
+from syntriever.cli import run, setup_logging
+from syntriever.data import (
     DEV_SEED,
     DEV_SHARE,
     carve_dev_split,
@@ -22,8 +18,8 @@ from syntriever.data import (  # noqa: E402
     load_qrels,
     write_qrels,
 )
-from syntriever.jsonl import DataError  # noqa: E402
-from syntriever.paths import dataset_dir  # noqa: E402
+from syntriever.jsonl import DataError
+from syntriever.paths import dataset_dir
 
 
 def main() -> None:

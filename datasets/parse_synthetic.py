@@ -7,16 +7,12 @@ summary; re-running resumes from the results already written.
 """
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from syntriever.cli import parse_llm_cli, positive_int, run  # noqa: E402
-from syntriever.data import load_dataset  # noqa: E402
-from syntriever.llm.config import print_summary  # noqa: E402
-from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS  # noqa: E402
-from syntriever.synthesis import SynthesisSettings, run_synthesis  # noqa: E402
+from syntriever.cli import parse_llm_cli, positive_int, run
+from syntriever.data import load_dataset
+from syntriever.llm.config import print_summary
+from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS
+from syntriever.synthesis import SynthesisSettings, run_synthesis
 
 
 def main() -> None:

@@ -26,15 +26,12 @@ paper's 10 pairs.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from syntriever.cli import parse_llm_cli, positive_int, run  # noqa: E402
-from syntriever.judge import JUDGE_MODES, LOCAL_K, LOCAL_MAX_CHARS, ComparisonSettings, run_comparisons  # noqa: E402
-from syntriever.llm.config import print_summary  # noqa: E402
-from syntriever.llm.local import DEFAULT_JUDGE_PRESET  # noqa: E402
+from syntriever.cli import parse_llm_cli, positive_int, run
+from syntriever.judge import JUDGE_MODES, LOCAL_K, LOCAL_MAX_CHARS, ComparisonSettings, run_comparisons
+from syntriever.llm.config import print_summary
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 
 LOCAL_CONCURRENCY = 1  # prompt processing is compute-bound; one slot reuses passage #1 of the last prompt
 
