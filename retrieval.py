@@ -1,9 +1,11 @@
 """Stage 2, step 1: rank the corpus for every training query with the stage-1 model.
 
-    python retrieval.py MODEL-sft DATASET [--k 100] [--text-k 0] [--index faiss] [--devices cuda:0,cuda:1]
+    python retrieval.py MODEL-sft DATASET [--retrieval-depth 100] [--text-k 0] [--index faiss]
+        [--devices cuda:0,cuda:1]
 
 MODEL-sft is a trained stage-1 name (resolves to output/<MODEL-sft>-<DATASET>), a preset, a
-folder or a hub id. Writes generated/<dataset>/retrieval-<MODEL-sft>.jsonl (k ranked doc ids and
+folder or a hub id. Writes generated/<dataset>/retrieval-<MODEL-sft>.jsonl (--retrieval-depth,
+alias --k, ranked doc ids and
 scores per query; passage texts of the first text-k, none by default since the comparisons read
 them from the corpus) and a summary with Recall@k of the train
 qrels; stage2/parse_comparison.py reads it.
@@ -20,7 +22,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="stage-1 model, e.g. minilm-sft")
     parser.add_argument("dataset")
-    parser.add_argument("--k", type=positive_int, default=100, help="passages ranked per query")
+    parser.add_argument("--retrieval-depth", "--k", dest="retrieval_depth", type=positive_int, default=100,
+                        help="passages ranked per query (the judge compares the top few of them)")
     parser.add_argument("--text-k", type=int, default=0,
                         help="passage texts stored per query (default none: the comparisons read them "
                              "from the corpus)")
@@ -28,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     out = retrieve_training_queries(
-        args.model, args.dataset, args.k, args.text_k, batch_size=args.batch_size,
+        args.model, args.dataset, args.retrieval_depth, args.text_k, batch_size=args.batch_size,
         max_seq_length=args.max_seq_length, use_cache=not args.no_cache, **search_options(args),
     )
     summary = json.loads(out.with_suffix(".summary.json").read_text())

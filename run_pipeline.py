@@ -1,8 +1,8 @@
 """Reproduce a dataset's table with one command: every stage of Syntriever, in order.
 
     python run_pipeline.py scifact                  # embedded defaults (minilm + local Qwen 0.5B)
-    python run_pipeline.py scifact --k 6            # re-runs comparisons, stage 2 and their evals
-    python run_pipeline.py scifact --k 6 --plan     # only lists what that would re-run
+    python run_pipeline.py scifact --compare-top-k 6         # re-runs comparisons, stage 2, evals
+    python run_pipeline.py scifact --compare-top-k 6 --plan  # only lists what that would re-run
     python run_pipeline.py scifact --ablations      # also the ablation rows of Table 3 (and BT)
     python run_pipeline.py fiqa --model e5 --llm-backend batch --llm-model gpt-4o   # paper scale
 
@@ -21,7 +21,7 @@ from syntriever.cli import run, setup_logging
 from syntriever.data import check_available
 from syntriever.judge import preferences_path
 from syntriever.llm.config import LLMConfig, default_backend
-from syntriever.llm.local import DEFAULT_JUDGE_PRESET, PRESETS
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET, DEFAULT_PRESET, PRESETS
 from syntriever.names import (
     LABELLED,
     NO_COT,
@@ -35,6 +35,7 @@ from syntriever.names import (
 )
 from syntriever.paths import dataset_dir, results_root
 from syntriever.pipeline import Pipeline, Step, format_reports
+from syntriever.profiles import EMBEDDED, JUDGE, PAPER
 from syntriever.result_files import result_path
 from syntriever.retrieval import retrieval_path
 from syntriever.synthesis import synthetic_path
@@ -105,8 +106,8 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
             steps.append(evaluate(name, f"stage 1 {suffix}"))
     if not args.stage1_only:
         compare = ["stage2/parse_comparison.py", sft, ds, *llm_flags(judge)]
-        if args.k:
-            compare += ["--k", str(args.k)]
+        if args.compare_top_k:
+            compare += ["--compare-top-k", str(args.compare_top_k)]
         if args.pairs:
             compare += ["--pairs", str(args.pairs)]
         steps += [
@@ -152,13 +153,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("dataset")
     parser.add_argument("--model", default="minilm", help="encoder preset, path or hub id")
-    parser.add_argument("--llm-model", default="qwen0.5b")
+    parser.add_argument("--llm-model", default=DEFAULT_PRESET)
     parser.add_argument("--llm-backend", choices=["batch", "online", "local"], default=None)
     parser.add_argument("--judge-model", default=None,
                         help=f"stage-2 judge (default: {DEFAULT_JUDGE_PRESET} with an embedded --llm-model, "
                         "else --llm-model)")
-    parser.add_argument("--k", type=int, default=None,
-                        help="passages compared per query in stage 2 (default: 5, 3 with the embedded judge)")
+    parser.add_argument("--compare-top-k", "--k", dest="compare_top_k", type=int, default=None,
+                        help=f"top passages of each query the stage-2 judge compares (default: "
+                        f"{JUDGE[PAPER]['k']}, {JUDGE[EMBEDDED]['k']} with the embedded judge)")
     parser.add_argument("--pairs", type=int, default=None, help="pairs per query (default: all C(k,2))")
     parser.add_argument("--ablations", action="store_true",
                         help="also the ablations: stage 1 without CoT / synthetic passages / verification, "

@@ -18,6 +18,7 @@ from syntriever.jsonl import DataError
 from syntriever.llm.local import DEFAULT_PRESET
 from syntriever.names import model_dir, stage1_name
 from syntriever.paths import portable
+from syntriever.profiles import describe_training
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS
 from syntriever.stage1 import (
     NEGATIVE_FILTERS,
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--train-split", choices=["train", TRAIN_NODEV], default="train",
                         help="train-nodev: train without the dev queries, for choices scored with "
                         "`evaluate.py NAME DATASET --split dev` (final models: train)")
-    add_train_args(parser, "10 epochs, batch 60, lr 2e-5, max length 512")
+    add_train_args(parser, describe_training(1))
     args = parser.parse_args()
     setup_logging()
     variant = Stage1Variant(

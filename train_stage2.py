@@ -21,11 +21,10 @@ from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss
 from syntriever.names import final_name, model_dir
 from syntriever.paths import check_name, file_safe, portable
+from syntriever.profiles import describe_training
 from syntriever.stage2 import build_preference_examples, load_preferences
 from syntriever.training import train
 
-PAPER = {"batch_size": 100, "epochs": 1.0}  # stage 2 in the paper (lr 2e-5 as stage 1)
-CPU = {"batch_size": 32, "epochs": 1.0}  # max length 128 as stage 1's CPU default
 LOSSES = {"pl": PartialPlackettLuceLoss, "bt": BradleyTerryLoss}
 
 
@@ -40,7 +39,7 @@ def main() -> None:
     parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET,
                         help="which judge's preferences to use (default: the embedded judge)")
     parser.add_argument("--output-name", default=None, help="model name (default: MODEL-final[-bt])")
-    add_train_args(parser, "1 epoch, batch 100, lr 2e-5, max length 512")
+    add_train_args(parser, describe_training(2))
     args = parser.parse_args()
     setup_logging()
     check_name(args.dataset)
@@ -61,7 +60,7 @@ def main() -> None:
     judge = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     model = load_encoder(args.model, args.dataset)
     dataset = build_preference_examples(triples, model)
-    settings = settings_from_args(args, paper_defaults=PAPER, cpu_defaults=CPU)
+    settings = settings_from_args(args, stage=2)
     card = {
         "stage": 2, "base_model": args.model, "base_model_path": portable(source), "dataset": args.dataset,
         "split": "train", "preferences_file": portable(pref_file.resolve()), "stage2_loss": args.loss,

@@ -23,7 +23,6 @@ from syntriever.cli import parse_llm_cli, run
 from syntriever.data import load_dataset
 from syntriever.jsonl import write_json
 from syntriever.judge import (
-    LOCAL_MAX_CHARS,
     ComparisonSettings,
     attach_texts,
     build_preferences,
@@ -31,6 +30,7 @@ from syntriever.judge import (
 )
 from syntriever.llm.runner import execute_requests
 from syntriever.paths import file_safe
+from syntriever.profiles import EMBEDDED, JUDGE
 from syntriever.retrieval import load_retrieval, retrieval_path
 
 
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--model", default="minilm-sft", help="stage-1 model of the retrieval file")
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--judge-mode", choices=["text", "logprobs"], default="logprobs")
-    parser.add_argument("--judge-max-chars", type=int, default=LOCAL_MAX_CHARS)
+    parser.add_argument("--judge-max-chars", type=int, default=JUDGE[EMBEDDED]["max_chars"])
     args, config = parse_llm_cli(parser, local_concurrency=2)
     records = labelled_pairs(args.dataset, args.model, args.pairs)
     settings = ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=args.judge_max_chars)

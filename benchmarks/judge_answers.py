@@ -1,7 +1,7 @@
 """Benchmark: what the committed stage-2 judge answers say so far, without calling the LLM.
 
     python benchmarks/judge_answers.py [--dataset scifact] [--model minilm-sft] [--llm-model qwen1.5b]
-        [--k 3] [--judge-max-chars 600]
+        [--compare-top-k 3] [--judge-max-chars 600]
 
 Reads the committed compact answers of stage2/parse_comparison.py's embedded defaults (log-prob
 judge over both orders) and the committed retrieval file, keeps the queries whose requests are
@@ -22,8 +22,6 @@ from syntriever.cli import run
 from syntriever.data import load_dataset
 from syntriever.jsonl import write_json
 from syntriever.judge import (
-    LOCAL_K,
-    LOCAL_MAX_CHARS,
     ComparisonSettings,
     answers_path,
     attach_texts,
@@ -35,7 +33,10 @@ from syntriever.judge import (
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.llm.requests import load_results
+from syntriever.profiles import EMBEDDED, JUDGE
 from syntriever.retrieval import load_retrieval, retrieval_path
+
+EMBEDDED_JUDGE = JUDGE[EMBEDDED]
 
 
 def main() -> None:
@@ -43,15 +44,17 @@ def main() -> None:
     parser.add_argument("--dataset", default="scifact")
     parser.add_argument("--model", default="minilm-sft", help="stage-1 model of the retrieval file")
     parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET)
-    parser.add_argument("--k", type=int, default=LOCAL_K)
-    parser.add_argument("--judge-max-chars", type=int, default=LOCAL_MAX_CHARS)
+    parser.add_argument("--compare-top-k", "--k", dest="compare_top_k", type=int,
+                        default=EMBEDDED_JUDGE["k"])
+    parser.add_argument("--judge-max-chars", type=int, default=EMBEDDED_JUDGE["max_chars"])
     args = parser.parse_args()
-    settings = ComparisonSettings(k=args.k, judge_mode="logprobs", max_chars=args.judge_max_chars)
+    settings = ComparisonSettings(k=args.compare_top_k, judge_mode="logprobs", max_chars=args.judge_max_chars)
     config = LLMConfig(backend="local", model=args.llm_model)
     answers = answers_path(comparison_dir(args.dataset, config, args.model), settings)
     results = load_results(answers)
-    records = attach_texts(load_retrieval(retrieval_path(args.dataset, args.model)), args.dataset, args.k)
-    pairs = candidate_pairs(args.k)
+    retrieved = load_retrieval(retrieval_path(args.dataset, args.model))
+    records = attach_texts(retrieved, args.dataset, args.compare_top_k)
+    pairs = candidate_pairs(args.compare_top_k)
     done = [rec for rec in records if all(
         pair_id(rec["query_id"], rec["doc_ids"][i], rec["doc_ids"][j], order) in results
         for i, j in pairs for order in ("ab", "ba"))]

@@ -11,8 +11,11 @@ import argparse
 from syntriever.cli import parse_llm_cli, positive_int, run
 from syntriever.data import load_dataset
 from syntriever.llm.config import print_summary
+from syntriever.profiles import EMBEDDED, PAPER, SYNTHESIS, llm_profile
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS
 from syntriever.synthesis import SynthesisSettings, run_synthesis
+
+PAPER_SYN, EMBEDDED_SYN = SYNTHESIS[PAPER], SYNTHESIS[EMBEDDED]
 
 
 def main() -> None:
@@ -23,9 +26,11 @@ def main() -> None:
                         "<dataset>_synthetic.limit<N>.jsonl, never the complete file")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--max-tokens", type=int, default=None,
-                        help="passage length cap (paper: 512; embedded default: 128)")
+                        help=f"passage length cap (paper: {PAPER_SYN['max_tokens_passage']}; embedded "
+                        f"default: {EMBEDDED_SYN['max_tokens_passage']})")
     parser.add_argument("--max-tokens-cot", type=int, default=None,
-                        help="CoT length cap (paper: 512; embedded default: 96)")
+                        help=f"CoT length cap (paper: {PAPER_SYN['max_tokens_cot']}; embedded default: "
+                        f"{EMBEDDED_SYN['max_tokens_cot']})")
     parser.add_argument("--verify-mode", choices=["text", "logprobs"], default=None,
                         help="verdict from the answer word (paper) or the yes/no log-probability "
                         "margin (embedded default)")
@@ -39,18 +44,18 @@ def main() -> None:
                         "again without it to add the verification")
     parser.add_argument("--chunk-queries", type=int, default=None,
                         help="online/local: run every step on N queries at a time, so a stopped run "
-                        "leaves complete queries (embedded default: 50)")
+                        f"leaves complete queries (embedded default: {EMBEDDED_SYN['chunk_queries']})")
     args, config = parse_llm_cli(parser)
-    local = config.is_local
-    settings = SynthesisSettings(
+    settings = SynthesisSettings.for_profile(
+        llm_profile(config.is_local),
         temperature=args.temperature,
-        max_tokens_passage=args.max_tokens or (128 if local else 512),
-        max_tokens_cot=args.max_tokens_cot or (96 if local else 512),
-        verify_mode=args.verify_mode or ("logprobs" if local else "text"),
+        max_tokens_passage=args.max_tokens or None,
+        max_tokens_cot=args.max_tokens_cot or None,
+        verify_mode=args.verify_mode,
         verify_threshold=args.verify_threshold,
         prompt_version=args.prompt_version,
         verify=not args.skip_verification,
-        chunk_queries=args.chunk_queries or (50 if local else None),
+        chunk_queries=args.chunk_queries or None,
     )
     print_summary(run_synthesis(load_dataset(args.dataset, "train"), config, settings, args.limit))
 

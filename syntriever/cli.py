@@ -149,21 +149,15 @@ def _device_list(text: str) -> list[str]:
     return devices
 
 
-def settings_from_args(
-    args: argparse.Namespace,
-    *,
-    paper_defaults: dict[str, Any] | None = None,
-    cpu_defaults: dict[str, Any] | None = None,
-) -> TrainSettings:
-    """:class:`~syntriever.training.TrainSettings` from the :func:`add_train_args` flags and a
-    stage's own paper / CPU defaults (see ``TrainSettings.for_device``)."""
+def settings_from_args(args: argparse.Namespace, stage: int = 1) -> TrainSettings:
+    """:class:`~syntriever.training.TrainSettings` of training ``stage`` from the
+    :func:`add_train_args` flags and the profile's values (see ``TrainSettings.for_device``)."""
     from syntriever.training import TrainSettings  # imported late: it pulls in torch
 
     overrides = {k: getattr(args, k) for k in TRAIN_FLAGS}
     if args.warmup_steps is not None:
         overrides["warmup_ratio"] = None
-    return TrainSettings.for_device(args.paper, paper_defaults=paper_defaults, cpu_defaults=cpu_defaults,
-                                    **overrides)
+    return TrainSettings.for_device(args.paper, stage, **overrides)
 
 
 def parse_llm_cli(

@@ -25,7 +25,7 @@ Requests are written so that consecutive prompts share their prefix (same query,
 #1): llama.cpp's per-slot prompt cache then reuses it (fully with one server slot; with several,
 concurrent requests of a group land on different slots, so a low ``--llm-concurrency`` reuses
 more). ``max_chars`` truncates passages in the judge's prompt only (the triples keep the full
-texts); the local default (:data:`LOCAL_MAX_CHARS`, 600 characters) bounds prompt processing on
+texts); the embedded profile's (:data:`syntriever.profiles.JUDGE`) bounds prompt processing on
 CPU and keeps two passages within the server's context per slot.
 
 The judge's answers are kept in compact form (:func:`syntriever.verdicts.compact_answer`) in
@@ -52,6 +52,7 @@ from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import chat_request, load_results, usage
 from syntriever.llm.runner import execute_requests
 from syntriever.paths import file_safe, generated_dir, portable
+from syntriever.profiles import JUDGE, PAPER, check_profile, resolve
 from syntriever.provenance import with_commands
 from syntriever.retrieval import load_retrieval, retrieval_path
 from syntriever.synthesis import limited_name
@@ -60,21 +61,23 @@ from syntriever.verdicts import compact_answer, judge_logprobs, judge_text, orde
 logger = logging.getLogger(__name__)
 
 JUDGE_MODES = ("text", "logprobs")
-# the embedded judge's defaults (stage2/parse_comparison.py; remote judges: K = 5, no truncation)
-LOCAL_K = 3  # C(3,2) pairs x 2 orders: ~2.7 h for SciFact with the 1.5B judge on 2 cores
-LOCAL_MAX_CHARS = 600  # SciFact, 0.5B judge, 2 cores: 0.65 req/s at 1000 characters, 0.97 at 600
 
 
 @dataclass
 class ComparisonSettings:
     """How passages are compared (paper: K = 5, all 10 pairs, text answers, temperature 0)."""
 
-    k: int = 5
+    k: int = JUDGE[PAPER]["k"]
     pairs: int | None = None  # first N pairs in rank order; None = all C(k, 2)
-    judge_mode: str = "text"
-    max_chars: int | None = None  # passage truncation in the judge's prompt only
+    judge_mode: str = JUDGE[PAPER]["judge_mode"]
+    max_chars: int | None = JUDGE[PAPER]["max_chars"]  # passage truncation in the judge's prompt only
     max_tokens: int | None = None  # None: 8 for text, 6 for logprobs
     agreeing_only: bool = False  # logprobs: drop pairs whose two orders prefer different passages
+
+    @classmethod
+    def for_profile(cls, profile: str, **flags: Any) -> ComparisonSettings:
+        """The profile's settings (:data:`syntriever.profiles.JUDGE`), flags given replacing them."""
+        return cls(**resolve(JUDGE[check_profile(profile)], flags))
 
     def __post_init__(self) -> None:
         if self.judge_mode not in JUDGE_MODES:

@@ -45,6 +45,7 @@ from syntriever.llm.requests import (
 )
 from syntriever.llm.runner import Sent, execute_requests
 from syntriever.paths import generated_dir
+from syntriever.profiles import PAPER, SYNTHESIS, check_profile, resolve
 from syntriever.provenance import with_commands
 from syntriever.synthesis_quality import quality_report
 
@@ -60,16 +61,21 @@ class SynthesisSettings:
     """Generation and verification settings (paper defaults where the paper gives them)."""
 
     temperature: float = 0.7
-    max_tokens_passage: int = 512
-    max_tokens_cot: int = 512
-    verify_mode: str = "text"
+    max_tokens_passage: int = SYNTHESIS[PAPER]["max_tokens_passage"]
+    max_tokens_cot: int = SYNTHESIS[PAPER]["max_tokens_cot"]
+    verify_mode: str = SYNTHESIS[PAPER]["verify_mode"]
     verify_threshold: float | None = None  # logprobs mode; None = calibrate on this run
     seed: int | None = 0
     prompt_version: str = prompts.PROMPT_VERSION
-    chunk_queries: int | None = None  # online/local: run every step on this many queries at a time
+    chunk_queries: int | None = SYNTHESIS[PAPER]["chunk_queries"]  # online/local: queries per step run
     # False: generation only, every verdict "missing" (train with --no-verify); a later run with
     # True adds the verification to the same folder
     verify: bool = True
+
+    @classmethod
+    def for_profile(cls, profile: str, **flags: Any) -> SynthesisSettings:
+        """The profile's settings (:data:`syntriever.profiles.SYNTHESIS`), flags given replacing them."""
+        return cls(**resolve(SYNTHESIS[check_profile(profile)], flags))
 
     def __post_init__(self) -> None:
         if self.prompt_version not in prompts.PROMPT_VERSIONS:

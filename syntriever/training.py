@@ -32,6 +32,15 @@ from torch import nn
 
 from syntriever import __version__
 from syntriever.jsonl import write_json
+from syntriever.profiles import (
+    EMBEDDED,
+    LEARNING_RATE,
+    PAPER,
+    TRAIN,
+    WEIGHT_DECAY,
+    check_profile,
+    resolve,
+)
 from syntriever.provenance import CARD_NAME, with_commands
 
 logger = logging.getLogger(__name__)
@@ -39,44 +48,33 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainSettings:
-    """Optimisation settings; the defaults are the paper's, the CPU presets are smaller."""
+    """Optimisation settings; the defaults are the paper's stage 1, the profiles
+    (:data:`syntriever.profiles.TRAIN`) give each stage's."""
 
-    epochs: float = 10.0
-    batch_size: int = 60
-    lr: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_steps: int = 1000
-    warmup_ratio: float | None = None  # overrides warmup_steps when set
-    max_seq_length: int = 512
+    epochs: float = TRAIN[PAPER][1]["epochs"]
+    batch_size: int = TRAIN[PAPER][1]["batch_size"]
+    lr: float = LEARNING_RATE
+    weight_decay: float = WEIGHT_DECAY
+    warmup_steps: int = TRAIN[PAPER][1]["warmup_steps"]
+    warmup_ratio: float | None = TRAIN[PAPER][1]["warmup_ratio"]  # overrides warmup_steps when set
+    max_seq_length: int = TRAIN[PAPER][1]["max_seq_length"]
     seed: int = 42
     fp16: bool = False
     bf16: bool = False
     max_steps: int = -1
 
     @classmethod
-    def for_device(
-        cls,
-        paper: bool,
-        *,
-        paper_defaults: dict[str, Any] | None = None,
-        cpu_defaults: dict[str, Any] | None = None,
-        **overrides: Any,
-    ) -> TrainSettings:
-        """The paper's settings on a GPU (or with ``paper``), or CPU defaults that finish on a
-        2-core machine; a stage's own ``paper_defaults``/``cpu_defaults`` replace the stage-1
-        values, and ``overrides`` that are not None replace both."""
-        if paper or torch.cuda.is_available():
-            base = cls(fp16=torch.cuda.is_available())
-            stage = paper_defaults or {}
-        else:
-            base = cls(epochs=3.0, batch_size=32, warmup_steps=0, warmup_ratio=0.1, max_seq_length=128)
-            stage = cpu_defaults or {}
-        for key, value in stage.items():
-            setattr(base, key, value)
-        for key, value in overrides.items():
-            if value is not None:
-                setattr(base, key, value)
-        return base
+    def for_profile(cls, profile: str, stage: int, **overrides: Any) -> TrainSettings:
+        """A profile's settings for training ``stage`` (1 or 2), ``overrides`` that are not None
+        replacing them; fp16 on a GPU."""
+        values = resolve(TRAIN[check_profile(profile)][stage], overrides)
+        return cls(**{"fp16": torch.cuda.is_available(), **values})
+
+    @classmethod
+    def for_device(cls, paper: bool, stage: int = 1, **overrides: Any) -> TrainSettings:
+        """The paper's settings on a GPU (or with ``paper``), else the embedded profile's, which
+        finish on a 2-core machine (:meth:`for_profile`)."""
+        return cls.for_profile(PAPER if paper or torch.cuda.is_available() else EMBEDDED, stage, **overrides)
 
 
 def warmup_warning(settings: TrainSettings, examples: int, world_size: int = 1) -> str | None:

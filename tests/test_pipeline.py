@@ -97,8 +97,8 @@ def test_pipeline_steps_for_a_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def steps(**overrides: object) -> dict[str, Step]:
         args = argparse.Namespace(dataset="scifact", model="minilm", llm_model="qwen0.5b", llm_backend=None,
-                                  k=None, judge_model=None, pairs=None, ablations=False, stage1_only=False,
-                                  paper=False)
+                                  compare_top_k=None, judge_model=None, pairs=None, ablations=False,
+                                  stage1_only=False, paper=False)
         vars(args).update(overrides)
         return {s.name: s for s in build_steps(args)}
 
@@ -106,7 +106,7 @@ def test_pipeline_steps_for_a_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert list(base)[:4] == ["data", "eval bm25", "eval minilm", "synthesis"]
     assert base["eval minilm-final"].after == ["stage 2"] and base["stage 2"].after == ["comparisons"]
     assert base["table"].always and "eval minilm-sft" in base["table"].after
-    changed = steps(k=6)
+    changed = steps(compare_top_k=6)
     assert [n for n in base if base[n].args != changed[n].args] == ["comparisons"]
     assert "stage 1 nocot" in steps(ablations=True) and "stage 2" not in steps(stage1_only=True)
     # synthesis by the embedded 0.5B model, judgements by the embedded 1.5B judge

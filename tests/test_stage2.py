@@ -464,7 +464,7 @@ def test_stage2_train_settings_and_names() -> None:
 
     def settings(*argv: str) -> TrainSettings:
         args = parser.parse_args(list(argv))
-        return settings_from_args(args, paper_defaults=train_stage2.PAPER, cpu_defaults=train_stage2.CPU)
+        return settings_from_args(args, stage=2)
 
     paper = settings("--paper")
     assert (paper.batch_size, paper.epochs, paper.lr, paper.max_seq_length) == (100, 1.0, 2e-5, 512)
@@ -477,7 +477,8 @@ def test_stage2_train_settings_and_names() -> None:
     assert override.batch_size == 8 and override.epochs == 1.0
     assert train_stage2.final_name("minilm-sft", "pl") == "minilm-final"
     assert train_stage2.final_name("minilm-sft", "bt") == "minilm-final-bt"
-    assert train_stage2.CPU == {"batch_size": 32, "epochs": 1.0}
+    stage1 = settings_from_args(parser.parse_args(["--paper"]))
+    assert (stage1.batch_size, stage1.epochs, stage1.warmup_steps) == (60, 10.0, 1000)
 
 
 # --------------------------------------------------------------------------------------------

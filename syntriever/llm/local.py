@@ -29,6 +29,7 @@ from pathlib import Path
 
 from syntriever.jsonl import sha256_file
 from syntriever.paths import ROOT, cache_root
+from syntriever.profiles import EMBEDDED_LLM
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +73,8 @@ PRESETS: dict[str, GGUFPreset] = {
         "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     ),
 }
-DEFAULT_PRESET = "qwen0.5b"
-# Stage-2 judge: the 0.5B model prefers the labelled-relevant passage at chance level
-# (benchmarks/judge_agreement.py), the 1.5B model clearly above it.
-DEFAULT_JUDGE_PRESET = "qwen1.5b"
+DEFAULT_PRESET = EMBEDDED_LLM["synthesis"]
+DEFAULT_JUDGE_PRESET = EMBEDDED_LLM["judge"]  # see syntriever.profiles
 
 
 def _part_paths(preset: GGUFPreset) -> list[Path]:
