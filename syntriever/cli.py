@@ -18,13 +18,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from syntriever.errors import UserError
+from syntriever.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from syntriever.llm.config import LLMConfig
     from syntriever.training import TrainSettings
 
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "max_seq_length", "max_steps",
-               "seed")
+               "seed", "bf16")
 
 
 DEBUG_ENV = "SYNTRIEVER_DEBUG"
@@ -117,6 +118,9 @@ def add_train_args(parser: argparse.ArgumentParser, paper: str) -> None:
     group.add_argument("--max-seq-length", type=int, default=None)
     group.add_argument("--max-steps", type=int, default=None)
     group.add_argument("--seed", type=int, default=None)
+    group.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                       help="bfloat16 mixed precision (CPU: worth it only with avx512_bf16/amx_bf16); "
+                       "default off on CPU, fp16 on a GPU")
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +129,9 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--max-seq-length", type=positive_int, default=None)
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="encoding precision; auto: bf16 autocast on a CPU with native bfloat16 "
+                        "(avx512_bf16 or amx_bf16), else fp32; --devices always encodes in fp32")
     parser.add_argument("--no-cache", action="store_true",
                         help="re-encode the corpus (and refresh its cache)")
     group = parser.add_argument_group("dense search (large corpora)")
@@ -139,7 +146,8 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
 
 def search_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :func:`add_search_args` flags as keyword arguments of ``dense_search``."""
-    return {"index": args.index, "devices": args.devices, "shard_size": args.shard_size}
+    return {"index": args.index, "devices": args.devices, "shard_size": args.shard_size,
+            "precision": args.precision}
 
 
 def _device_list(text: str) -> list[str]:

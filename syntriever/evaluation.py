@@ -41,13 +41,15 @@ def evaluate_model(
     index: str = "exact",
     devices: Sequence[str] | None = None,
     shard_size: int | None = None,
+    precision: str = "auto",
 ) -> tuple[dict[str, Any], Path]:
     """Retrieve for every query of ``split``, score with BEIR's metrics, save the result file.
 
     ``dataset`` is a name in the data folder or a dataset folder path. ``trained_on`` resolves
     trained model names on another dataset's models (zero-shot transfer); the result file is
-    then named ``<model>@<trained_on>``. ``index``, ``devices`` and ``shard_size`` choose the
-    search backend, the encoding processes and the corpus shards (see ``dense_search``)."""
+    then named ``<model>@<trained_on>``. ``index``, ``devices``, ``shard_size`` and ``precision``
+    choose the search backend, the encoding processes, the corpus shards and the encoding
+    precision (see ``dense_search``); the result's config records the precision used."""
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {top_k} (nothing was evaluated or written)")
     start = time.perf_counter()
@@ -61,11 +63,11 @@ def evaluate_model(
         source = trained_on or ds.name
         model, model_path = open_encoder(model_name, source, max_seq_length=max_seq_length)
         run, stats = dense_search(model, ds.corpus, ds.queries, top_k, batch_size, use_cache,
-                                  index=index, devices=devices, shard_size=shard_size)
+                                  index=index, devices=devices, shard_size=shard_size, precision=precision)
         config.update(
             retriever=f"dense {index} cosine", index=index, devices=list(devices) if devices else None,
             shard_size=stats.shard_size, max_seq_length=model.max_seq_length, batch_size=batch_size,
-            prompts=model.prompts, corpus_embeddings_cached=stats.corpus_cache_hit,
+            prompts=model.prompts, precision=stats.precision, corpus_embeddings_cached=stats.corpus_cache_hit,
         )
         if stats.passages_per_s:
             config["passages_per_s"] = stats.passages_per_s

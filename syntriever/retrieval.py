@@ -3,13 +3,16 @@ ranking of every training query by the stage-1 model (:func:`retrieve_training_q
 input of the stage-2 judge).
 
 Dense search encodes the corpus once per model (embeddings are cached on disk, keyed by the
-model's weights, prefixes, max length and the corpus), then scores queries by a batched matrix
-product and keeps the top ``k``. Small corpora (SciFact) keep one matrix in memory. Large ones
-(MS MARCO: 8.8M x 768 float32 = 27 GB) are encoded in shards of ``SHARD_SIZE`` passages, each
-saved as its own ``.npy`` as soon as it is done (a re-run encodes only the missing shards) and
-memory-mapped, so the exact search reads one shard at a time; ``index="faiss"`` searches a FAISS
-``IndexFlatIP`` instead (same results; the index holds every vector in RAM). Encoding can run in
-one sentence-transformers worker process per device (``devices=["cuda:0", "cuda:1"]``).
+model's weights, prefixes, max length, the encoding precision and the corpus), then scores
+queries by a batched matrix product and keeps the top ``k``. Small corpora (SciFact) keep one
+matrix in memory. Large ones (MS MARCO: 8.8M x 768 float32 = 27 GB) are encoded in shards of
+``SHARD_SIZE`` passages, each saved as its own ``.npy`` as soon as it is done (a re-run encodes
+only the missing shards) and memory-mapped, so the exact search reads one shard at a time;
+``index="faiss"`` searches a FAISS ``IndexFlatIP`` instead (same results; the index holds every
+vector in RAM). Encoding can run in one sentence-transformers worker process per device
+(``devices=["cuda:0", "cuda:1"]``). On a CPU with native bfloat16 the encoding runs under
+bfloat16 autocast (``precision="auto"``, see :mod:`syntriever.precision`); the multi-process
+path encodes in float32.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_jsonl_numbered, write_json, write_jsonl
 from syntriever.metrics import evaluate_run
 from syntriever.paths import cache_root, file_safe, generated_dir, portable
+from syntriever.precision import autocast, resolve_precision
 from syntriever.provenance import with_commands
 
 logger = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ class SearchStats:
     queries_per_s: float | None = None
     corpus_cache_hit: bool = False
     shard_size: int | None = None
+    precision: str = "fp32"
 
 
 def model_fingerprint(model: SentenceTransformer) -> str:
@@ -70,10 +75,13 @@ def model_fingerprint(model: SentenceTransformer) -> str:
     return digest.hexdigest()[:16]
 
 
-def corpus_key(model: SentenceTransformer, corpus: Corpus) -> str:
-    """Cache key of a model's corpus embeddings (model fingerprint, doc ids and text lengths)."""
+def corpus_key(model: SentenceTransformer, corpus: Corpus, precision: str = "fp32") -> str:
+    """Cache key of a model's corpus embeddings (model fingerprint, encoding precision, doc ids
+    and text lengths). fp32 keys are those of the embeddings cached before precisions existed."""
     key = hashlib.sha256()
     key.update(model_fingerprint(model).encode())
+    if precision != "fp32":
+        key.update(f"precision={precision}".encode())
     for did in corpus:
         key.update(did.encode() + b"\0" + str(len(corpus[did]["text"])).encode() + b"\0")
     return key.hexdigest()[:24]
@@ -96,15 +104,22 @@ def encoding_pool(model: SentenceTransformer, devices: Sequence[str] | None) -> 
 
 def encode(
     model: SentenceTransformer, texts: list[str], role: str, batch_size: int = 32, progress: bool = True,
-    pool: Pool | None = None,
+    pool: Pool | None = None, precision: str = "fp32",
 ) -> np.ndarray:
     """L2-normalised float32 embeddings of ``texts`` for ``role`` "query" or "document",
-    in this process or in the workers of ``pool`` (:func:`encoding_pool`)."""
-    emb = model.encode(
-        add_prefix(model, texts, role), batch_size=batch_size, show_progress_bar=progress,
-        convert_to_numpy=True, normalize_embeddings=True, pool=pool,
-    )
-    return np.asarray(emb, dtype=np.float32)
+    in this process or in the workers of ``pool`` (:func:`encoding_pool`, fp32 only), computed
+    in ``precision`` "fp32" or "bf16" (autocast; normalised after the cast to float32)."""
+    if pool is not None and precision != "fp32":
+        raise ValueError("multi-process encoding runs in fp32 (its workers do not use autocast)")
+    with autocast(precision, model.device.type):
+        emb = model.encode(
+            add_prefix(model, texts, role), batch_size=batch_size, show_progress_bar=progress,
+            convert_to_numpy=True, normalize_embeddings=precision == "fp32", pool=pool,
+        )
+    emb = np.asarray(emb, dtype=np.float32)
+    if precision != "fp32":
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return emb
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -127,8 +142,10 @@ def _load_cached(path: Path, mmap_mode: str | None) -> np.ndarray | None:
 def encode_corpus(
     model: SentenceTransformer, corpus: Corpus, batch_size: int = 32, use_cache: bool = True,
     stats: SearchStats | None = None, *, shard_size: int | None = None, pool: Pool | None = None,
+    precision: str = "fp32",
 ) -> tuple[list[str], list[np.ndarray]]:
-    """Corpus ids and their embeddings as row blocks, from the on-disk cache when possible.
+    """Corpus ids and their embeddings (computed in ``precision``) as row blocks, from the
+    on-disk cache when possible.
 
     Without ``shard_size``: one in-memory matrix, cached as ``embeddings/<key>.npy``. With it:
     blocks of ``shard_size`` rows, each saved to ``embeddings/<key>-s<shard_size>/shard-00000.npy``
@@ -137,7 +154,7 @@ def encode_corpus(
     if shard_size is not None and shard_size < 1:
         raise ValueError(f"shard_size must be positive, got {shard_size}")
     doc_ids = list(corpus)
-    key, root = corpus_key(model, corpus), cache_root() / "embeddings"
+    key, root = corpus_key(model, corpus, precision), cache_root() / "embeddings"
     if shard_size is None:
         parts = [(root / f"{key}.npy", 0, len(doc_ids))]
     else:
@@ -156,20 +173,22 @@ def encode_corpus(
                 continue
         began = time.perf_counter()
         texts = [passage_text(corpus[d]) for d in doc_ids[start:end]]
-        block = encode(model, texts, "document", batch_size, pool=pool)
+        block = encode(model, texts, "document", batch_size, pool=pool, precision=precision)
         seconds += time.perf_counter() - began
         encoded += end - start
         _save_npy(path, block)  # also without use_cache: a fresh encoding replaces a stale or broken one
         block = np.load(path, mmap_mode=mmap_mode) if mmap_mode else block
         blocks.append(block)
     if encoded:
-        logger.info("encoded %d passages in %.1f s (%.1f passages/s)%s", encoded, seconds, encoded / seconds,
+        logger.info("encoded %d passages in %.1f s (%.1f passages/s, %s)%s", encoded, seconds,
+                    encoded / seconds, precision,
                     f", {len(parts)} shards in {parts[0][0].parent}" if shard_size else "")
     else:
         logger.info("corpus embeddings from cache %s", parts[0][0].parent if shard_size else parts[0][0])
     if stats:
         stats.corpus_cache_hit = encoded == 0
         stats.shard_size = shard_size
+        stats.precision = precision
         if encoded:
             stats.timings["encode_corpus_s"] = round(seconds, 2)
             stats.passages_per_s = round(encoded / seconds, 2)
@@ -243,25 +262,29 @@ def dense_search(
     index: str = "exact",
     devices: Sequence[str] | None = None,
     shard_size: int | None = None,
+    precision: str = "auto",
 ) -> tuple[Run, SearchStats]:
     """Top-``k`` passages per query by cosine similarity: ``{qid: {doc_id: score}}``.
 
     ``index``: "exact" (torch top-k) or "faiss" (``IndexFlatIP``). ``devices``: encode corpus and
     queries in one worker per device (["cuda:0", "cuda:1"], ["cpu", "cpu"]); None: this process.
     The corpus is sharded (``shard_size``, default ``SHARD_SIZE``) when ``shard_size`` is given,
-    the index is FAISS, or it has more than ``SHARD_ABOVE`` passages."""
+    the index is FAISS, or it has more than ``SHARD_ABOVE`` passages. ``precision``: "fp32",
+    "bf16" or "auto" (:func:`syntriever.precision.resolve_precision`; with ``devices``, fp32);
+    ``stats.precision`` is the one used."""
     if index not in INDEXES:
         raise ValueError(f"index must be one of {INDEXES}, not {index!r}")
     if shard_size is None and (index != "exact" or len(corpus) > SHARD_ABOVE):
         shard_size = SHARD_SIZE
-    stats = SearchStats()
+    used = resolve_precision(precision, model.device.type, pooled=bool(devices))
+    stats = SearchStats(precision=used)
     qids = list(queries)
     with encoding_pool(model, devices) as pool:
         doc_ids, doc_emb = encode_corpus(model, corpus, batch_size, use_cache, stats, shard_size=shard_size,
-                                         pool=pool)
+                                         pool=pool, precision=used)
         start = time.perf_counter()
         q_emb = encode(model, [queries[q] for q in qids], "query", batch_size, progress=len(qids) >= 10_000,
-                       pool=pool)
+                       pool=pool, precision=used)
         seconds = time.perf_counter() - start
     stats.timings["encode_queries_s"] = round(seconds, 3)
     stats.queries_per_s = round(len(qids) / max(seconds, 1e-9), 1)
@@ -341,6 +364,7 @@ def retrieve_training_queries(
     index: str = "exact",
     devices: Sequence[str] | None = None,
     shard_size: int | None = None,
+    precision: str = "auto",
 ) -> Path:
     """Rank the corpus for every training query (train split, a relevant passage) with the
     stage-1 model; write one JSONL line per query and a summary; return the JSONL path.
@@ -348,8 +372,9 @@ def retrieve_training_queries(
     Lines: ``{"query_id", "query", "doc_ids", "scores", "texts"}``, ``k`` ranked doc ids and
     cosine scores, and the passage texts of the first ``text_k`` (none by default: the
     comparisons read them from the corpus, :func:`attach_texts`, which keeps the file small
-    enough to commit, ~2.2 KB a query at k = 100). ``index``, ``devices`` and ``shard_size``
-    choose the search backend, encoding processes and corpus shards (``dense_search``)."""
+    enough to commit, ~2.2 KB a query at k = 100). ``index``, ``devices``, ``shard_size`` and
+    ``precision`` choose the search backend, encoding processes, corpus shards and encoding
+    precision (``dense_search``)."""
     if not 0 <= text_k <= k:
         raise UserError(f"need 0 <= text_k <= k, got text_k={text_k}, k={k}")
     timings: dict[str, float] = {}
@@ -359,7 +384,7 @@ def retrieve_training_queries(
         model, model_path = open_encoder(model_name, ds.name, max_seq_length=max_seq_length)
     with timed(timings, "search_total_s"):
         run, stats = dense_search(model, ds.corpus, queries, k, batch_size, use_cache,
-                                  index=index, devices=devices, shard_size=shard_size)
+                                  index=index, devices=devices, shard_size=shard_size, precision=precision)
     rows = []
     for qid, query in queries.items():
         ranked = run[qid]  # insertion order is rank order
@@ -382,6 +407,7 @@ def retrieve_training_queries(
         "timings": {**timings, **stats.timings}, "passages_per_s": stats.passages_per_s,
         "corpus_embeddings_cached": stats.corpus_cache_hit, "index": index,
         "devices": list(devices) if devices else None, "shard_size": stats.shard_size,
+        "precision": stats.precision,
     }
     write_json(out.with_suffix(".summary.json"), with_commands(summary))
     logger.info("wrote %d ranked lists to %s (%s)", len(rows), out, summary["recall"])

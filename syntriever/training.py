@@ -32,6 +32,7 @@ from torch import nn
 
 from syntriever import __version__
 from syntriever.jsonl import write_json
+from syntriever.precision import BF16_FLAGS, native_bf16
 from syntriever.profiles import (
     EMBEDDED,
     LEARNING_RATE,
@@ -68,7 +69,8 @@ class TrainSettings:
         """A profile's settings for training ``stage`` (1 or 2), ``overrides`` that are not None
         replacing them; fp16 on a GPU."""
         values = resolve(TRAIN[check_profile(profile)][stage], overrides)
-        return cls(**{"fp16": torch.cuda.is_available(), **values})
+        # the trainer takes one mixed precision: bf16 when asked for, else fp16 on a GPU
+        return cls(**{"fp16": torch.cuda.is_available() and not values.get("bf16"), **values})
 
     @classmethod
     def for_device(cls, paper: bool, stage: int = 1, **overrides: Any) -> TrainSettings:
@@ -107,7 +109,12 @@ def train(
     scratch = Path(tempfile.mkdtemp(prefix="syntriever-train-"))
     # several CPU processes (torchrun without GPUs): transformers needs gloo and use_cpu for DDP
     cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    distributed = {"ddp_backend": "gloo", "use_cpu": True} if cpu_ddp else {}
+    distributed: dict[str, Any] = {"ddp_backend": "gloo", "use_cpu": True} if cpu_ddp else {}
+    if settings.bf16 and not torch.cuda.is_available():
+        distributed["use_cpu"] = True  # transformers refuses CPU bf16 (autocast) without it
+        if not native_bf16():
+            logger.warning("bf16 training on a CPU without native bfloat16 (%s): emulated, slower than fp32",
+                           " or ".join(BF16_FLAGS))
     # transformers 5 reads a float warmup_steps < 1 as a ratio of the total steps
     warmup = settings.warmup_ratio if settings.warmup_ratio else settings.warmup_steps
     args = SentenceTransformerTrainingArguments(
