@@ -24,25 +24,22 @@ import json
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from syntriever.cli import setup_logging  # noqa: E402
-from syntriever.data import load_dataset, passage_text  # noqa: E402
-from syntriever.encoders import load_encoder  # noqa: E402
-from syntriever.jsonl import write_json  # noqa: E402
-from syntriever.metrics import evaluate_run  # noqa: E402
-from syntriever.precision import BF16_FLAGS, cpu_info, native_bf16, resolve_precision  # noqa: E402
-from syntriever.retrieval import dense_search, encode  # noqa: E402
-from syntriever.stage1 import Stage1Variant, build_examples, make_loss  # noqa: E402
-from syntriever.training import TrainSettings, train  # noqa: E402
+from syntriever.cli import run, setup_logging
+from syntriever.data import load_dataset, passage_text
+from syntriever.encoders import load_encoder
+from syntriever.jsonl import write_json
+from syntriever.metrics import evaluate_run
+from syntriever.precision import BF16_FLAGS, cpu_info, native_bf16, resolve_precision
+from syntriever.retrieval import dense_search, encode
+from syntriever.stage1 import Stage1Variant, build_examples, make_loss
+from syntriever.training import TrainSettings, train
 
 PRECISIONS = ("fp32", "bf16")
 # flags recorded beside the two that decide (BF16_FLAGS): the AVX-512 / AMX context
@@ -175,4 +172,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

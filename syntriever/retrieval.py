@@ -10,9 +10,8 @@ matrix in memory. Large ones (MS MARCO: 8.8M x 768 float32 = 27 GB) are encoded 
 only the missing shards) and memory-mapped, so the exact search reads one shard at a time;
 ``index="faiss"`` searches a FAISS ``IndexFlatIP`` instead (same results; the index holds every
 vector in RAM). Encoding can run in one sentence-transformers worker process per device
-(``devices=["cuda:0", "cuda:1"]``). On a CPU with native bfloat16 the encoding runs under
-bfloat16 autocast (``precision="auto"``, see :mod:`syntriever.precision`); the multi-process
-path encodes in float32.
+(``devices=["cuda:0", "cuda:1"]``, float32), else in bfloat16 autocast where the CPU has it
+(:mod:`syntriever.precision`).
 """
 
 from __future__ import annotations
@@ -76,12 +75,10 @@ def model_fingerprint(model: SentenceTransformer) -> str:
 
 
 def corpus_key(model: SentenceTransformer, corpus: Corpus, precision: str = "fp32") -> str:
-    """Cache key of a model's corpus embeddings (model fingerprint, encoding precision, doc ids
-    and text lengths). fp32 keys are those of the embeddings cached before precisions existed."""
+    """Cache key of a model's corpus embeddings (model fingerprint, precision unless fp32, doc ids
+    and text lengths)."""
     key = hashlib.sha256()
-    key.update(model_fingerprint(model).encode())
-    if precision != "fp32":
-        key.update(f"precision={precision}".encode())
+    key.update(model_fingerprint(model).encode() + (b"" if precision == "fp32" else precision.encode()))
     for did in corpus:
         key.update(did.encode() + b"\0" + str(len(corpus[did]["text"])).encode() + b"\0")
     return key.hexdigest()[:24]
@@ -112,14 +109,10 @@ def encode(
     if pool is not None and precision != "fp32":
         raise ValueError("multi-process encoding runs in fp32 (its workers do not use autocast)")
     with autocast(precision, model.device.type):
-        emb = model.encode(
-            add_prefix(model, texts, role), batch_size=batch_size, show_progress_bar=progress,
-            convert_to_numpy=True, normalize_embeddings=precision == "fp32", pool=pool,
-        )
+        emb = model.encode(add_prefix(model, texts, role), batch_size=batch_size, show_progress_bar=progress,
+                           convert_to_numpy=True, normalize_embeddings=precision == "fp32", pool=pool)
     emb = np.asarray(emb, dtype=np.float32)
-    if precision != "fp32":
-        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    return emb
+    return emb if precision == "fp32" else emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
