@@ -7,8 +7,9 @@ with other prompts are never mixed in or reused. Changing any text here needs a 
   each for the CoT query, the relevant passage and the "plausible but irrelevant" passage.
 - ``v2``: for small models and for queries that are claims as well as questions. The relevant
   passage reads like a passage of the collection and gives evidence; the hard negative is written
-  in two steps: (1) another query of the same kind and field on a different subject, (2) the
-  relevant-passage prompt on that query. Small models asked directly for an irrelevant passage
+  in two steps: (1) another query of the same kind and field on a different subject (three
+  examples from other fields; asked again when it still shares most of the query's content
+  words), (2) the relevant-passage prompt on that query. Small models asked directly for an irrelevant passage
   restate the query (SciFact, Qwen-Coder 1.5B: 11/16 single-prompt negatives vs 0/16 two-step;
   ``shared/docs/small-llm-synthesis.md``). The CoT prompt stays the paper's.
 """
@@ -49,13 +50,21 @@ POSITIVE_V2_USER = (
     "query or these instructions; do not spell out abbreviations you are unsure of.\n\nQuery: {query}"
 )
 
-OTHER_QUERY_USER = (
-    "Here is a search query (a question or a claim):\n{query}\n\n"
-    "Write one different query of the same kind and style, in the same field, about a different "
-    "subject. It must not share the main entities (names, substances, genes, diseases, populations, "
-    "methods) of the query above and must not be a slight variation of it. Reply with the new query "
-    "only."
+OTHER_QUERY_SYSTEM = (
+    "You write search queries. Given a query, write one new query of the same kind (a question stays "
+    "a question, a claim stays a claim) and the same field, about a different subject: it shares none "
+    "of the original's main entities (names, substances, genes, diseases, organisms, populations, "
+    "places, methods, numbers) and is not a variation of it. Reply with the new query only.\n\n"
+    "Examples:\n"
+    "Query: Aspirin use lowers the risk of colorectal cancer in adults over 50.\n"
+    "New query: Regular aerobic exercise improves insulin sensitivity in type 2 diabetes.\n"
+    "Query: What are the tax consequences of selling inherited stock?\n"
+    "New query: How does a company's dividend policy affect its share price?\n"
+    "Query: who played the lead role in the movie titanic\n"
+    "New query: when was the eiffel tower opened to the public"
 )
+
+OTHER_QUERY_USER = "Query: {query}\nNew query:"
 
 VERIFY_USER = (
     "Question: {query}\n\nPassage: {passage}\n\n"
@@ -98,7 +107,7 @@ def positive_v2(query: str) -> list[dict[str, str]]:
 
 def other_query(query: str) -> list[dict[str, str]]:
     """v2 hard negatives, step 1: a query of the same kind and field on a different subject."""
-    return messages(OTHER_QUERY_USER.format(query=query))
+    return messages(OTHER_QUERY_USER.format(query=query), OTHER_QUERY_SYSTEM)
 
 
 def verify(query: str, passage: str) -> list[dict[str, str]]:

@@ -47,7 +47,7 @@ from syntriever.llm.runner import Sent, execute_requests
 from syntriever.paths import generated_dir
 from syntriever.profiles import PAPER, SYNTHESIS, check_profile, resolve
 from syntriever.provenance import with_commands
-from syntriever.synthesis_quality import quality_report
+from syntriever.synthesis_quality import CLOSE_QUERY_COVERAGE, coverage, quality_report
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,10 @@ GENERATION = {
            "negq": (prompts.other_query, "query")},
 }
 OTHER_QUERY_MAX_TOKENS = 64
+# v2, step 1: a new query close to the query (CLOSE_QUERY_COVERAGE of its content words; Qwen-Coder
+# 1.5B often keeps the entities) is asked again with another seed, up to OTHER_QUERY_ATTEMPTS
+# answers in all, and the least close answer is kept.
+OTHER_QUERY_ATTEMPTS = 3
 
 
 def _request(custom_id: str, messages: list[dict[str, str]], cap: str, config: LLMConfig,
@@ -141,15 +145,50 @@ def other_query_text(answer: str) -> str:
     return _LABEL.sub("", line.strip()).strip(" *\"'`")
 
 
+def _negq_id(qid: str, attempt: int) -> str:
+    return f"{qid}:negq" if attempt == 0 else f"{qid}:negq-{attempt}"
+
+
+def best_other_query(qid: str, query: str, generated: dict[str, dict[str, Any]]) -> tuple[str, int]:
+    """v2 step 1: the first ``negq`` answer that is not a variation of the query (coverage below
+    :data:`CLOSE_QUERY_COVERAGE`), else the least close one; and how many answers there were."""
+    answers = []
+    for attempt in range(OTHER_QUERY_ATTEMPTS):
+        result = generated.get(_negq_id(qid, attempt))
+        if result is None:
+            break
+        answers.append(other_query_text(answer_text(result)))
+    usable = [a for a in answers if a]
+    for answer in usable:
+        if coverage(query, answer) < CLOSE_QUERY_COVERAGE:
+            return answer, len(answers)
+    return min(usable, key=lambda a: coverage(query, a), default=""), len(answers)
+
+
+def other_query_retries(
+    queries: dict[str, str], generated: dict[str, dict[str, Any]], attempt: int, config: LLMConfig,
+    settings: SynthesisSettings,
+) -> list[dict[str, Any]]:
+    """v2 step 1 again (``<qid>:negq-<attempt>``, another seed) for the queries whose answers so far
+    are all variations of the query."""
+    seed = None if settings.seed is None else settings.seed + attempt
+    retry = SynthesisSettings(**{**asdict(settings), "seed": seed})
+    out = []
+    for qid, query in queries.items():
+        answer, answers = best_other_query(qid, query, generated)
+        if answers == attempt and (not answer or coverage(query, answer) >= CLOSE_QUERY_COVERAGE):
+            out.append(_request(_negq_id(qid, attempt), prompts.other_query(query), "query", config, retry))
+    return out
+
+
 def negative_requests(
     queries: dict[str, str], generated: dict[str, dict[str, Any]], config: LLMConfig,
     settings: SynthesisSettings,
 ) -> list[dict[str, Any]]:
-    """v2 step 2: ``<qid>:neg``, the relevant-passage prompt on the query's ``negq`` answer."""
+    """v2 step 2: ``<qid>:neg``, the relevant-passage prompt on the query's best ``negq`` answer."""
     out = []
-    for qid in queries:
-        result = generated.get(f"{qid}:negq")
-        other = other_query_text(answer_text(result)) if result else ""
+    for qid, query in queries.items():
+        other = best_other_query(qid, query, generated)[0]
         if other:
             out.append(_request(f"{qid}:neg", prompts.positive_v2(other), "passage", config, settings))
     return out
@@ -256,7 +295,8 @@ def build_records(
             "prompt_version": settings.prompt_version, "finish_reasons": finish,
         }
         if "negq" in texts:
-            record["negative_query"] = other_query_text(texts["negq"])
+            record["negative_query"], record["negative_query_answers"] = best_other_query(
+                qid, query, generated)
         records.append(record)
     tokens_in = sum(usage(r)[0] for r in [*generated.values(), *verified.values()])
     tokens_out = sum(usage(r)[1] for r in [*generated.values(), *verified.values()])
@@ -337,6 +377,16 @@ def _synthesise(
                     verification_estimate(queries, config, settings))
         return None
     if settings.prompt_version != "v1":
+        for attempt in range(1, OTHER_QUERY_ATTEMPTS):
+            retry = other_query_retries(queries, generated, attempt, config, settings)
+            if not retry:
+                break
+            answers, sent_retry = execute_requests(config, folder, f"negq-retry{attempt}", retry,
+                                                   desc=f"new queries, attempt {attempt + 1}{where}")
+            if answers is None:
+                return None
+            generated = {**generated, **answers}
+            sent += sent_retry
         negatives, sent_neg = execute_requests(
             config, folder, "negatives", negative_requests(queries, generated, config, settings),
             desc=f"negatives{where}",

@@ -6,6 +6,8 @@ recomputed from committed files:
 - ``negatives_restating_query``: share of synthetic "irrelevant" passages whose content-word
   coverage of the query is >= 0.8 (``share``), and the share containing the query verbatim
   (``verbatim``; case, spacing and end punctuation aside).
+- ``negative_queries_close``: v2 only, share of the new queries behind the negatives that still
+  hold at least half of the query's content words (variations of it rather than other subjects).
 - ``cap_hit``: per generated field, the share that stopped at the token cap (``finish_reason``
   "length"); ``meta_text``: share of passages that talk about the prompt ("The question asks...").
 - ``median_words``: median length per field, in words.
@@ -27,6 +29,9 @@ from typing import Any
 from bm25s.stopwords import STOPWORDS_EN
 
 RESTATING_COVERAGE = 0.8
+# A new query (v2's first negative step) holding at least this share of the query's content words
+# is a variation of it rather than another subject.
+CLOSE_QUERY_COVERAGE = 0.5
 FIELDS = ("cot", "positive", "negative", "negative_query")
 PASSAGE_FIELDS = ("positive", "negative")
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -104,6 +109,8 @@ def quality_report(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "verbatim": _share(contains_query(r["query"], r["negative"]) for r in negatives),
             "median_coverage": round(statistics.median(cover), 4) if cover else None,
         },
+        "negative_queries_close": _share(coverage(r["query"], r["negative_query"]) >= CLOSE_QUERY_COVERAGE
+                                         for r in records if "negative_query" in r),
         "cap_hit": {f: _share(fr[f] == "length" for fr in finish if f in fr) for f in fields},
         "meta_text": {f: _share(is_meta_text(r[f]) for r in records if r.get(f)) for f in PASSAGE_FIELDS},
         "median_words": {

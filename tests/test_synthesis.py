@@ -232,7 +232,9 @@ def _fake_llm(calls: list[list[str]]):
         with JsonlAppender(results_path) as out:
             for req in (r for r in requests if r["custom_id"] not in done):
                 cid, prompt = req["custom_id"], req["body"]["messages"][-1]["content"]
-                if cid.endswith(":negq"):
+                if cid.endswith(":negq") and "claim three" in prompt:  # a variation, asked again
+                    out.append(text_result(cid, "Claim three holds in mice."))
+                elif ":negq" in cid:
                     answer = f"**New query:** Statins lower LDL ({cid.split(':')[0]}).\nExtra line."
                     out.append(text_result(cid, answer))
                 elif ":verify-" in cid:
@@ -306,3 +308,29 @@ def test_generation_first_verification_later(tmp_path: Path, monkeypatch: pytest
     run_synthesis(toy_dataset(), CONFIG, settings)
     assert calls == [[], [], ["q1:verify-pos", "q1:verify-neg", "q2:verify-pos", "q2:verify-neg"]]
     assert [r["verdict"] for r in read_jsonl(out)] == ["yes", "yes"]
+
+
+def test_v2_asks_again_for_a_new_query_that_is_a_variation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syntriever import paths
+    from syntriever.jsonl import read_jsonl
+    from syntriever.llm import runner as llm_runner
+    from syntriever.synthesis import run_synthesis
+
+    ds = toy_dataset()
+    ds.qrels["q3"] = {"d3": 1}
+    calls: list[list[str]] = []
+    monkeypatch.setattr(llm_runner, "run_requests", _fake_llm(calls))
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    settings = SynthesisSettings(verify_mode="logprobs", prompt_version="v2", verify=False)
+    out = run_synthesis(ds, CONFIG, settings)
+    assert ["q3:negq-1"] in calls  # only q3's new query kept "claim three": asked again
+    retry = json.loads((out.parent / "negq-retry1.requests.jsonl").read_text())
+    assert retry["body"]["seed"] == settings.seed + 1
+    records = {r["query_id"]: r for r in read_jsonl(out)}
+    assert records["q3"]["negative_query"] == "Statins lower LDL (q3)."
+    assert records["q3"]["negative_query_answers"] == 2 and records["q1"]["negative_query_answers"] == 1
+    assert records["q3"]["negative"] == "answer to: Query: Statins lower LDL (q3)."
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["quality"]["negative_queries_close"] == 0.0
