@@ -13,7 +13,13 @@ from syntriever import data, paths
 from syntriever.data import TRAIN_NODEV, write_qrels
 from syntriever.errors import UserError
 from syntriever.jsonl import write_json, write_jsonl
-from syntriever.judge import ComparisonSettings, answers_path, build_preferences, comparison_dir, preferences_path
+from syntriever.judge import (
+    ComparisonSettings,
+    answers_path,
+    build_preferences,
+    comparison_dir,
+    preferences_path,
+)
 from syntriever.llm.config import LLMConfig
 from syntriever.names import final_name
 from syntriever.stage2 import stage1_split, teacher_preferences
