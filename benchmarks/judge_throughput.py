@@ -37,24 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from syntriever.cli import run, setup_logging  # noqa: E402
-from syntriever.jsonl import write_json  # noqa: E402
-from syntriever.judge import (  # noqa: E402
-    LOCAL_K,
-    LOCAL_MAX_CHARS,
+from syntriever.cli import run, setup_logging
+from syntriever.jsonl import write_json
+from syntriever.judge import (
     ComparisonSettings,
     answers_path,
     attach_texts,
     comparison_dir,
     comparison_requests,
 )
-from syntriever.llm.config import LLMConfig  # noqa: E402
-from syntriever.llm.local import DEFAULT_JUDGE_PRESET, LocalServer  # noqa: E402
-from syntriever.llm.requests import load_results, result_line, usage  # noqa: E402
-from syntriever.retrieval import load_retrieval, retrieval_path  # noqa: E402
-from syntriever.verdicts import choice_score, compact_answer  # noqa: E402
+from syntriever.llm.config import LLMConfig
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET, LocalServer
+from syntriever.llm.requests import load_results, result_line, usage
+from syntriever.profiles import EMBEDDED
+from syntriever.retrieval import load_retrieval, retrieval_path
+from syntriever.verdicts import choice_score, compact_answer
 
 OUT = Path(__file__).resolve().parent / "results" / "judge_throughput.json"
 
@@ -167,7 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     configs = [c for c in CONFIGS if c.name in args.configs.split(",")]
-    settings = ComparisonSettings(k=LOCAL_K, judge_mode="logprobs", max_chars=LOCAL_MAX_CHARS)
+    settings = ComparisonSettings.for_profile(EMBEDDED)
     llm = LLMConfig(backend="local", model=args.llm_model)
     records = attach_texts(load_retrieval(retrieval_path("scifact", "minilm-sft"))[:args.queries],
                            "scifact", settings.k)

@@ -28,21 +28,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from syntriever.cli import run, setup_logging
+from syntriever.data import DEV, TRAIN_NODEV
+from syntriever.errors import UserError
+from syntriever.jsonl import write_json
+from syntriever.metrics import bootstrap_ci, paired_bootstrap
+from syntriever.names import final_name, model_dir
+from syntriever.paths import file_safe
+from syntriever.provenance import CARD_NAME
+from syntriever.result_files import HEADLINE, result_path
+from syntriever.stage2 import stage1_split
+from syntriever.teachers import CONFIDENT, IDENTITY, JUDGE, ORACLE, TEACHERS
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from syntriever.cli import run, setup_logging  # noqa: E402
-from syntriever.data import DEV, TRAIN_NODEV  # noqa: E402
-from syntriever.errors import UserError  # noqa: E402
-from syntriever.jsonl import write_json  # noqa: E402
-from syntriever.metrics import bootstrap_ci, paired_bootstrap  # noqa: E402
-from syntriever.names import final_name, model_dir  # noqa: E402
-from syntriever.paths import file_safe  # noqa: E402
-from syntriever.provenance import CARD_NAME  # noqa: E402
-from syntriever.result_files import HEADLINE, result_path  # noqa: E402
-from syntriever.stage2 import stage1_split  # noqa: E402
-from syntriever.teachers import CONFIDENT, IDENTITY, JUDGE, ORACLE, TEACHERS  # noqa: E402
-
 logger = logging.getLogger("stage2_teachers")
 DEFAULT_TEACHERS = (ORACLE, IDENTITY, JUDGE, CONFIDENT)
 

@@ -57,7 +57,8 @@ from syntriever.profiles import JUDGE, PAPER, check_profile, resolve
 from syntriever.provenance import with_commands
 from syntriever.retrieval import load_retrieval, retrieval_path
 from syntriever.synthesis import limited_name
-from syntriever.teachers import JUDGE, Pair, teach
+from syntriever.teachers import JUDGE as JUDGE_TEACHER
+from syntriever.teachers import Pair, teach
 from syntriever.verdicts import compact_answer, judge_logprobs, judge_text, order_stats
 
 logger = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ def build_preferences(
     judgements = [p.verdict for p in pairs]
     status = Counter({"decided": 0, "unparseable": 0, "missing": 0, "dropped_disagreeing": 0})
     status.update(j.status for j in judgements)
-    triples = [{**p.triple(p.verdict.winner, JUDGE), "mode": settings.judge_mode}
+    triples = [{**p.triple(p.verdict.winner, JUDGE_TEACHER), "mode": settings.judge_mode}
                for p in pairs if p.verdict.winner is not None]
     asked = (pair_id(p.query_id, *p.ids, order) for p in pairs for order in ("ab", "ba"))
     results_used = [results[cid] for cid in asked if cid in results]
@@ -251,7 +252,7 @@ def build_preferences(
         "settings": asdict(settings), "llm": config.provenance(), "prompt_version": prompts.COMPARE_VERSION,
     }
     if qrels is not None:
-        _, report = teach(answered(pairs), JUDGE, qrels)
+        _, report = teach(answered(pairs), JUDGE_TEACHER, qrels)
         summary["label_check"] = {k: v for k, v in report.items()
                                   if k not in ("teacher", "threshold", "calibration")}
     return triples, summary
