@@ -3,7 +3,9 @@ calibration), judge + retrieval score; the per-run report; train-nodev keeps dev
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +237,41 @@ def test_missing_answers_is_a_one_line_error_naming_the_command(toy: dict[str, A
     answers_path(toy["prefs"].parent, settings).unlink()
     with pytest.raises(UserError, match="parse_comparison.py m-sft toy"):
         teacher_preferences("toy", toy["prefs"], "m-sft", JUDGE, "train")
+
+
+# --------------------------------------------------------------------------------------------
+# benchmarks/stage2_teachers.py: rows and resuming
+# --------------------------------------------------------------------------------------------
+
+
+def _bench() -> Any:
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "stage2_teachers.py"
+    spec = importlib.util.spec_from_file_location("stage2_teachers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_teacher_rows_are_paired_against_stage1_and_evaluations_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _bench()
+    base = {"model": "s1", "num_queries": 4, "created": "t",
+            "per_query": {"NDCG@10": {"a": 0.5, "b": 0.5, "c": 0.0, "d": 1.0}}}
+    better = {**base, "model": "s2", "per_query": {"NDCG@10": {"a": 0.7, "b": 0.6, "c": 0.1, "d": 1.0}}}
+    row = bench.row(better, base)
+    assert row["ndcg10"] == 60.0 and row["vs_stage1"]["delta"] == 10.0
+    assert row["vs_stage1"]["ci95"][0] > 0 and row["ci95"][0] <= 60.0 <= row["ci95"][1]
+    # a result newer than the model's card is reused; an older one is evaluated again
+    monkeypatch.setenv("SYNTRIEVER_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setattr(bench, "result_path", lambda dataset, name, split: tmp_path / f"{name}.json")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bench, "step", lambda args: calls.append(args))
+    card = bench.model_dir("m", "toy") / "syntriever.json"
+    write_json(card, {})
+    result_file = tmp_path / "m.json"
+    write_json(result_file, better)
+    assert bench.evaluated("m", "toy", "dev")["model"] == "s2" and calls == []
+    os.utime(result_file, (card.stat().st_mtime - 10, card.stat().st_mtime - 10))
+    bench.evaluated("m", "toy", "dev")
+    assert calls == [["evaluate.py", "m", "toy", "--split", "dev"]]
