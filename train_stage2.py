@@ -1,11 +1,19 @@
 """Stage 2 (alignment): continue the stage-1 model on LLM preference triples.
 
-    python train_stage2.py MODEL-sft DATASET [--loss pl|bt] [--preferences FILE] [training flags]
+    python train_stage2.py MODEL-sft DATASET [--loss pl|bt] [--teacher judge|judge-confident|oracle|
+        identity|judge-retriever] [--train-split train|train-nodev] [--pairs-from MODEL] [training flags]
 
-Loads the stage-1 model (output/<MODEL-sft>-<DATASET>) and the triples of
-stage2/parse_comparison.py, and trains with the partial Plackett-Luce loss (pl, the paper) or
-Bradley-Terry (bt, the paper's ablation). Saves output/<MODEL>-final-<DATASET> (pl) or
-output/<MODEL>-final-bt-<DATASET> (bt), where <MODEL> is MODEL-sft without "-sft".
+Loads the stage-1 model (output/<MODEL-sft>-<DATASET>) and trains it with the partial
+Plackett-Luce loss (pl, the paper) or Bradley-Terry (bt, the paper's ablation) on preference
+triples over the pairs stage2/parse_comparison.py had the judge compare (the top K of the
+retrieval file of --pairs-from, default MODEL-sft itself). The --teacher decides each pair
+(syntriever/teachers.py): the judge (the paper), its confident pairs (|d| threshold calibrated on
+the training queries' labelled pairs), the train qrels (oracle), the retrieval order (identity),
+or the judge's margin plus the retrieval score gap. Only the queries of --train-split give
+triples (train-nodev: never a dev query; the default for a -nodev stage-1 model). Saves
+output/<MODEL>-final[-<teacher>][-bt][-nodev]-<DATASET>, where <MODEL> is MODEL-sft without
+"-sft" (syntriever/names.py); the model card holds the teacher's report (pairs kept, judge and
+retrieval-order accuracy on the label-checkable pairs, position bias, threshold).
 """
 
 import argparse
@@ -13,6 +21,7 @@ import json
 from pathlib import Path
 
 from syntriever.cli import add_train_args, run, settings_from_args, setup_logging
+from syntriever.data import TRAIN_NODEV
 from syntriever.encoders import load_encoder, resolve
 from syntriever.jsonl import DataError
 from syntriever.judge import preferences_path
@@ -22,7 +31,8 @@ from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss
 from syntriever.names import final_name, model_dir
 from syntriever.paths import check_name, file_safe, portable
 from syntriever.profiles import describe_training
-from syntriever.stage2 import build_preference_examples, load_preferences
+from syntriever.stage2 import build_preference_examples, load_preferences, stage1_split, teacher_preferences
+from syntriever.teachers import DEFAULT_TEACHER, JUDGE, TEACHERS
 from syntriever.training import train
 
 LOSSES = {"pl": PartialPlackettLuceLoss, "bt": BradleyTerryLoss}
@@ -34,8 +44,16 @@ def main() -> None:
     parser.add_argument("dataset")
     parser.add_argument("--loss", choices=sorted(LOSSES), default="pl",
                         help="pl: partial Plackett-Luce (paper); bt: Bradley-Terry (ablation)")
+    parser.add_argument("--teacher", choices=TEACHERS, default=DEFAULT_TEACHER,
+                        help="who decides each compared pair (default: judge, the paper)")
+    parser.add_argument("--train-split", choices=["train", TRAIN_NODEV], default=None,
+                        help="queries whose pairs give triples (default: train-nodev for a -nodev "
+                        "stage-1 model, else train)")
+    parser.add_argument("--pairs-from", default=None, metavar="MODEL",
+                        help="stage-1 model whose retrieval file and judge answers give the pairs "
+                        "(default: MODEL)")
     parser.add_argument("--preferences", type=Path, default=None,
-                        help="preference JSONL (default: the comparison run of --llm-model for MODEL)")
+                        help="use this preference JSONL as is (judge teacher, split train only)")
     parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET,
                         help="which judge's preferences to use (default: the embedded judge)")
     parser.add_argument("--output-name", default=None, help="model name (default: MODEL-final[-bt])")
@@ -43,19 +61,32 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     check_name(args.dataset)
-    name = args.output_name or final_name(args.model, args.loss)
-    out_dir = model_dir(name, args.dataset)
     source, preset = resolve(args.model, args.dataset)
     if preset is not None or not Path(source).is_dir():
         parser.error(f"{args.model!r} is not a trained stage-1 model for {args.dataset} "
                      f"(expected {model_dir(file_safe(args.model), args.dataset)}); "
                      f"run train_stage1.py first")
+    split = stage1_split(args.model, Path(source))
+    if args.train_split is not None and args.train_split != split:
+        parser.error(f"{args.model!r} was trained on split {split!r}: stage 2 must use it too "
+                     f"(--train-split {split}, or leave the flag out), so that a -nodev model never "
+                     "saw a dev query and a stage-2 name never stands for two models")
+    if args.preferences and (args.teacher != JUDGE or split != "train"):
+        parser.error("--preferences is used as is: only with --teacher judge and --train-split train")
+    name = args.output_name or final_name(args.model, args.loss, args.teacher, nodev=split == TRAIN_NODEV)
+    out_dir = model_dir(name, args.dataset)
     judge_config = LLMConfig(model=args.llm_model)
-    pref_file = args.preferences or preferences_path(args.dataset, judge_config, args.model)
+    pairs_model = args.pairs_from or args.model
+    pref_file = args.preferences or preferences_path(args.dataset, judge_config, pairs_model)
     if not pref_file.is_file():
-        make = f"python stage2/parse_comparison.py {args.model} {args.dataset} --llm-model {args.llm_model}"
+        make = f"python stage2/parse_comparison.py {pairs_model} {args.dataset} --llm-model {args.llm_model}"
         raise DataError(f"{pref_file}: preferences not found; make them with `{make}`")
-    triples = load_preferences(pref_file)
+    if args.preferences:
+        triples, report = load_preferences(pref_file), {"teacher": JUDGE, "split": split}
+    else:
+        triples, report = teacher_preferences(args.dataset, pref_file, pairs_model, args.teacher, split)
+    if not triples:
+        raise DataError(f"teacher {args.teacher} kept no pair of {pref_file}")
     summary_file = pref_file.with_suffix(".summary.json")
     judge = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     model = load_encoder(args.model, args.dataset)
@@ -63,7 +94,8 @@ def main() -> None:
     settings = settings_from_args(args, stage=2)
     card = {
         "stage": 2, "base_model": args.model, "base_model_path": portable(source), "dataset": args.dataset,
-        "split": "train", "preferences_file": portable(pref_file.resolve()), "stage2_loss": args.loss,
+        "split": split, "preferences_file": portable(pref_file.resolve()), "stage2_loss": args.loss,
+        "teacher": args.teacher, "teacher_report": report,
         "prompt_version": judge.get("prompt_version"), "judge": judge.get("llm"),
         "judge_settings": judge.get("settings"),
         "example_counts": {"triples": len(triples), "queries": len({t["query_id"] for t in triples})},
@@ -71,7 +103,12 @@ def main() -> None:
     card = train(model, dataset, LOSSES[args.loss](model), settings, out_dir, card)
     print(f"saved {out_dir}: {card['steps']} steps in {card['train_seconds']} s "
           f"({card['examples_per_s']} examples/s), final loss {card['final_train_loss']}")
-    print(f"evaluate with: python evaluate.py {name} {args.dataset}")
+    print(f"teacher {args.teacher}: {report.get('pairs_kept', len(triples))} triples; threshold "
+          f"{report.get('threshold')}; judge accuracy on label-checkable pairs "
+          f"{report.get('judge_accuracy_checkable')} (retrieval order "
+          f"{report.get('order_accuracy_on_judged_checkable')})")
+    dev = " --split dev" if split == TRAIN_NODEV else ""
+    print(f"evaluate with: python evaluate.py {name} {args.dataset}{dev}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ judge over both orders) and the committed retrieval file, keeps the queries whos
 all answered, and reports the comparisons summary on them (decided/unparseable pairs, position
 bias, per-order score inconsistency, tokens) plus, over the pairs with exactly one
 labelled-relevant passage, how often the judge prefers it and how often the stage-1 order puts it
-first. Useful while the judge run is still going. Writes
+first (syntriever/teachers.py's label check). Useful while the judge run is still going. Writes
 benchmarks/results/judge_answers-<dataset>-<llm>.json.
 """
 
@@ -58,18 +58,15 @@ def main() -> None:
     done = [rec for rec in records if all(
         pair_id(rec["query_id"], rec["doc_ids"][i], rec["doc_ids"][j], order) in results
         for i, j in pairs for order in ("ab", "ba"))]
-    triples, summary = build_preferences(done, results, config, settings)
     qrels = load_dataset(args.dataset, "train").qrels
-    mixed = [t for t in triples
-             if (t["winner_id"] in qrels[t["query_id"]]) != (t["loser_id"] in qrels[t["query_id"]])]
-    judge = sum(t["winner_id"] in qrels[t["query_id"]] for t in mixed)
-    stage1 = sum((t["winner_rank"] < t["loser_rank"]) == (t["winner_id"] in qrels[t["query_id"]])
-                 for t in mixed)
+    _, summary = build_preferences(done, results, config, settings, qrels)
+    check = summary["label_check"]
     report = {
         "answers_file": str(answers.relative_to(answers.parents[3])), "answers": len(results),
         "queries_in_retrieval": len(records), "queries_all_answered": len(done),
-        "pairs_with_one_labelled_passage": len(mixed), "judge_prefers_labelled": judge,
-        "stage1_order_puts_labelled_first": stage1, "summary": summary,
+        "pairs_with_one_labelled_passage": check["label_checkable_pairs"],
+        "judge_accuracy": check["judge_accuracy_checkable"],
+        "stage1_order_accuracy": check["order_accuracy_on_judged_checkable"], "summary": summary,
     }
     name = f"judge_answers-{args.dataset}-{config.model_tag()}.json"
     out = Path(__file__).resolve().parent / "results" / name

@@ -9,6 +9,9 @@ more relevant (all C(K,2) pairs, or the first N in rank order with --pairs). Wri
 generated/<dataset>/comparison-<prompt version>-<llm>-<MODEL-sft>/<dataset>_preferences.jsonl
 (one triple per decided pair) and a summary; re-running resumes from the results written.
 
+With the train qrels, the summary's "label_check" says how often the judge prefers the
+labelled-relevant passage of the pairs with exactly one, against the retrieval order.
+
 Judge modes: "text" reads the answer "Passage #1"/"Passage #2" (the paper; default for remote
 models); "logprobs" asks both orders and compares log P("1") - log P("2") averaged over the
 orders, which cancels position bias (default for the embedded model). Unparseable answers are
@@ -30,6 +33,7 @@ import argparse
 from pathlib import Path
 
 from syntriever.cli import parse_llm_cli, positive_int, run
+from syntriever.data import load_dataset
 from syntriever.judge import JUDGE_MODES, ComparisonSettings, run_comparisons
 from syntriever.llm.config import print_summary
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
@@ -67,8 +71,9 @@ def main() -> None:
     )
     if not settings.max_chars:  # --judge-max-chars 0: never truncate
         settings.max_chars = None
+    qrels = load_dataset(args.dataset, "train").qrels  # the summary's label check
     print_summary(run_comparisons(args.dataset, args.model, config, settings, args.retrieval_file,
-                                  args.limit))
+                                  args.limit, qrels))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import itertools
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ from syntriever.profiles import JUDGE, PAPER, check_profile, resolve
 from syntriever.provenance import with_commands
 from syntriever.retrieval import load_retrieval, retrieval_path
 from syntriever.synthesis import limited_name
+from syntriever.teachers import JUDGE as JUDGE_TEACHER
+from syntriever.teachers import Pair, teach
 from syntriever.verdicts import compact_answer, judge_logprobs, judge_text, order_stats
 
 logger = logging.getLogger(__name__)
@@ -189,38 +192,48 @@ def comparison_requests(
     return out
 
 
+def judged_pairs(
+    records: list[dict[str, Any]], results: dict[str, dict[str, Any]], settings: ComparisonSettings
+) -> list[Pair]:
+    """Every candidate pair of every record with the judge's verdict on it (missing ones too)."""
+    pairs = []
+    for rec in tqdm(records, desc="judging", unit="query", disable=len(records) < 1000):
+        top = _top(rec, settings.k)
+        qid, ids, texts, scores = rec["query_id"], rec["doc_ids"], rec["texts"], rec["scores"]
+        for i, j in candidate_pairs(top, settings.pairs):
+            ab = results.get(pair_id(qid, ids[i], ids[j], "ab"))
+            ba = results.get(pair_id(qid, ids[i], ids[j], "ba"))
+            if settings.both_orders:
+                verdict = judge_logprobs(ab, ba, settings.agreeing_only)
+            else:
+                verdict = judge_text(ab)
+            pairs.append(Pair(qid, rec["query"], (ids[i], ids[j]), (texts[i], texts[j]), (i + 1, j + 1),
+                              (float(scores[i]), float(scores[j])), verdict))
+    return pairs
+
+
+def answered(pairs: list[Pair]) -> list[Pair]:
+    """The pairs the judge answered (in both orders in log-prob mode): the teachers' pairs."""
+    return [p for p in pairs if p.verdict.status != "missing"]
+
+
 def build_preferences(
     records: list[dict[str, Any]],
     results: dict[str, dict[str, Any]],
     config: LLMConfig,
     settings: ComparisonSettings,
+    qrels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Judge every pair: one triple per decided pair, plus a summary of the run."""
-    triples, judgements = [], []
+    """Judge every pair: one triple per decided pair, plus a summary of the run (with the
+    training ``qrels``, also the judge's accuracy on the label-checkable pairs: ``label_check``)."""
+    pairs = judged_pairs(records, results, settings)
+    judgements = [p.verdict for p in pairs]
     status = Counter({"decided": 0, "unparseable": 0, "missing": 0, "dropped_disagreeing": 0})
-    used = []
-    for rec in tqdm(records, desc="judging", unit="query", disable=len(records) < 1000):
-        top = _top(rec, settings.k)
-        qid, ids, texts = rec["query_id"], rec["doc_ids"], rec["texts"]
-        for i, j in candidate_pairs(top, settings.pairs):
-            ab = results.get(pair_id(qid, ids[i], ids[j], "ab"))
-            ba = results.get(pair_id(qid, ids[i], ids[j], "ba"))
-            used += [r for r in (ab, ba) if r is not None]
-            if settings.both_orders:
-                verdict = judge_logprobs(ab, ba, settings.agreeing_only)
-            else:
-                verdict = judge_text(ab)
-            judgements.append(verdict)
-            status[verdict.status] += 1
-            if verdict.winner is None:
-                continue
-            win, lose = (i, j) if verdict.winner == "a" else (j, i)
-            triples.append({
-                "query_id": qid, "query": rec["query"], "winner_id": ids[win], "loser_id": ids[lose],
-                "winner": texts[win], "loser": texts[lose], "winner_rank": win + 1,
-                "loser_rank": lose + 1, "mode": settings.judge_mode, "raw_answers": verdict.answers,
-                "scores": verdict.scores,
-            })
+    status.update(j.status for j in judgements)
+    triples = [{**p.triple(p.verdict.winner, JUDGE_TEACHER), "mode": settings.judge_mode}
+               for p in pairs if p.verdict.winner is not None]
+    asked = (pair_id(p.query_id, *p.ids, order) for p in pairs for order in ("ab", "ba"))
+    results_used = [results[cid] for cid in asked if cid in results]
     answers = Counter(
         str(c) if c else "unparseable" for verdict in judgements for c in verdict.choices
     )
@@ -234,10 +247,14 @@ def build_preferences(
         **(order_stats(judgements) if settings.both_orders else {
             "position_bias_rate": None, "inconsistent_share": None,
         }),
-        "prompt_tokens": sum(usage(r)[0] for r in used),
-        "completion_tokens": sum(usage(r)[1] for r in used),
+        "prompt_tokens": sum(usage(r)[0] for r in results_used),
+        "completion_tokens": sum(usage(r)[1] for r in results_used),
         "settings": asdict(settings), "llm": config.provenance(), "prompt_version": prompts.COMPARE_VERSION,
     }
+    if qrels is not None:
+        _, report = teach(answered(pairs), JUDGE_TEACHER, qrels)
+        summary["label_check"] = {k: v for k, v in report.items()
+                                  if k not in ("teacher", "threshold", "calibration")}
     return triples, summary
 
 
@@ -285,10 +302,12 @@ def save_answers(results_path: Path, answers: Path, requests: list[dict[str, Any
 def run_comparisons(
     dataset: str, model_name: str, config: LLMConfig, settings: ComparisonSettings,
     retrieval_file: Path | None = None, limit: int | None = None,
+    qrels: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Path | None:
     """Ask the judge about the first ``limit`` (all) queries of the retrieval file, write
     ``<dataset>_preferences.jsonl`` (with ``limit``: ``.limit<N>.jsonl``) and its summary;
-    resumes from earlier results; None for a dry run."""
+    resumes from earlier results; None for a dry run. With the training ``qrels`` the summary
+    says how often the judge is right on the label-checkable pairs (``label_check``)."""
     source = retrieval_file or retrieval_path(dataset, model_name)
     check_limit(limit)
     if not source.is_file():
@@ -307,7 +326,7 @@ def run_comparisons(
             save_answers(results_path, answers, requests)
     if results is None:
         return None
-    triples, summary = build_preferences(records, results, config, settings)
+    triples, summary = build_preferences(records, results, config, settings, qrels)
     summary.update(answers_seeded_from_file=seeded, sent_this_run=asdict(sent),
                    retrieval_file=portable(source.resolve()), stage1_model=model_name,
                    requests=len(requests), seconds=round(time.perf_counter() - start, 1))

@@ -6,7 +6,9 @@ A trained model is named after its encoder and what trained it, and saved in
 - stage 1: ``<encoder>-sft`` (:func:`stage1_name`); its ablations add a suffix per part turned
   off or option added (``-sft-nocot``, ``-sft-nosyn``, ``-sft-noverify``, ``-sft-neg<filter>``,
   ``-sft-pull<W>``); labelled pairs only: ``<encoder>-labelled``;
-- stage 2: the stage-1 name with ``-sft`` replaced by ``-final``, plus ``-bt`` for the
+- stage 2: the stage-1 name with ``-sft`` replaced by ``-final`` (other stage-1 names:
+  ``-final`` appended), plus ``-<teacher>`` for a teacher other than the judge
+  (``-oracle``, ``-identity``, ``-judge-confident``, ``-judge-retriever``) and ``-bt`` for the
   Bradley-Terry ablation (:func:`final_name`);
 - trained without the dev queries (split ``train-nodev``): any of these plus ``-nodev``.
 
@@ -22,6 +24,7 @@ from syntriever.paths import check_name, file_safe, output_root
 SFT, FINAL, LABELLED, NODEV = "sft", "final", "labelled", "nodev"
 NO_COT, NO_SYNTHETIC, NO_VERIFY = "nocot", "nosyn", "noverify"
 PL_LOSS = "pl"  # stage 2's own loss; other losses name the model
+DEFAULT_TEACHER = "judge"  # stage 2's own teacher (syntriever.teachers); others name the model
 
 
 def negative_filter_suffix(criterion: str) -> str:
@@ -34,10 +37,14 @@ def stage1_name(encoder: str, suffix: str = SFT, *, nodev: bool = False) -> str:
     return f"{file_safe(encoder)}-{suffix}" + (f"-{NODEV}" if nodev else "")
 
 
-def final_name(stage1_model: str, loss: str = PL_LOSS) -> str:
-    """minilm-sft -> minilm-final (pl) or minilm-final-bt (bt)."""
-    base = file_safe(stage1_model).removesuffix(f"-{SFT}")
-    return f"{base}-{FINAL}" + ("" if loss == PL_LOSS else f"-{loss}")
+def final_name(
+    stage1_model: str, loss: str = PL_LOSS, teacher: str = DEFAULT_TEACHER, *, nodev: bool = False
+) -> str:
+    """minilm-sft -> minilm-final (pl, judge), minilm-final-bt (bt), minilm-final-oracle
+    (oracle teacher); ``nodev`` (stage 2 on train-nodev): minilm-sft-nodev -> minilm-final-nodev."""
+    base = without_nodev(file_safe(stage1_model)).removesuffix(f"-{SFT}")
+    return (f"{base}-{FINAL}" + ("" if teacher == DEFAULT_TEACHER else f"-{teacher}")
+            + ("" if loss == PL_LOSS else f"-{loss}") + (f"-{NODEV}" if nodev else ""))
 
 
 def without_nodev(name: str) -> str:

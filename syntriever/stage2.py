@@ -1,5 +1,10 @@
 """Stage 2, alignment: training examples from the judge's preference triples.
 
+:func:`teacher_preferences` rebuilds the triples of any teacher (:mod:`syntriever.teachers`:
+the judge, its confident pairs, the qrels oracle, the retrieval order) over the pairs the judge
+compared, from the committed retrieval file and judge answers, restricted to the training
+split's queries (``train-nodev`` keeps the dev queries out of stage 2 entirely); no LLM call.
+
 The triples (query, winner, loser) come from :func:`syntriever.judge.run_comparisons`, which
 judges the stage-1 model's top passages of each training query
 (:func:`syntriever.retrieval.retrieve_training_queries`). :func:`build_preference_examples` turns
@@ -18,6 +23,7 @@ with repeated query tokens, as a second guard.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -26,8 +32,16 @@ from typing import Any
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 
+from syntriever.data import TRAIN_NODEV, load_dataset
 from syntriever.encoders import add_prefix
 from syntriever.jsonl import DataError, read_jsonl_numbered
+from syntriever.judge import ComparisonSettings, answered, answers_path, attach_texts, judged_pairs
+from syntriever.llm.requests import load_results
+from syntriever.names import NODEV
+from syntriever.paths import file_safe, portable
+from syntriever.provenance import CARD_NAME
+from syntriever.retrieval import load_retrieval, retrieval_path
+from syntriever.teachers import MIN_CALIBRATION_PAIRS, teach
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +77,45 @@ def build_preference_examples(triples: list[dict[str, Any]], model: SentenceTran
     logger.info("stage-2 examples: %d triples of %d queries (at most %d per query)", len(triples),
                 len(per_query), max(per_query.values()))
     return Dataset.from_dict(rows)
+
+
+def stage1_split(model: str, folder: Path) -> str:
+    """The split a stage-1 model was trained on: its card's ``split``; without a card,
+    ``train-nodev`` for a ``-nodev`` name, else ``train``. Stage 2 trains on the same split."""
+    card = folder / CARD_NAME
+    split = json.loads(card.read_text()).get("split") if card.is_file() else None
+    return split or (TRAIN_NODEV if file_safe(model).endswith(f"-{NODEV}") else "train")
+
+
+def teacher_preferences(
+    dataset: str, preferences: Path, pairs_model: str, teacher: str, split: str = "train",
+    min_pairs: int = MIN_CALIBRATION_PAIRS,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The ``teacher``'s triples over the pairs the judge compared for ``pairs_model`` (whose
+    comparison run wrote ``preferences`` and its summary), for the queries of ``split``, and
+    the teacher's report (:func:`syntriever.teachers.teacher_report`)."""
+    summary_file = preferences.with_suffix(".summary.json")
+    make = f"python stage2/parse_comparison.py {pairs_model} {dataset}"
+    if not summary_file.is_file():
+        raise DataError(f"{summary_file}: comparison summary not found; make it with `{make}`")
+    judged = json.loads(summary_file.read_text())
+    settings = ComparisonSettings(**judged["settings"])
+    answers = answers_path(preferences.parent, settings)
+    if not answers.is_file():
+        raise DataError(f"{answers}: judge answers not found; make them with `{make}`")
+    qrels = load_dataset(dataset, split).qrels
+    source = retrieval_path(dataset, pairs_model)
+    records = [rec for rec in load_retrieval(source) if rec["query_id"] in qrels]
+    if not records:
+        raise DataError(f"{source}: no query of split {split!r}; make it with "
+                        f"`python retrieval.py {pairs_model} {dataset}`")
+    records = attach_texts(records, dataset, settings.k)
+    pairs = answered(judged_pairs(records, load_results(answers), settings))
+    triples, report = teach(pairs, teacher, qrels, min_pairs)
+    report.update(split=split, queries=len(records), pairs_model=pairs_model,
+                  retrieval_file=portable(source.resolve()), answers_file=portable(answers.resolve()),
+                  judge_settings=judged["settings"], judge=judged.get("llm"))
+    logger.info("teacher %s on %s: %d triples of %d compared pairs (%s dropped)%s", teacher, split,
+                report["pairs_kept"], report["pairs_compared"], report["pairs_dropped"],
+                f", threshold |d| >= {report['threshold']:.3f}" if report["threshold"] is not None else "")
+    return triples, report

@@ -174,6 +174,7 @@ class LocalServer:
     port: int | None = None
     startup_timeout: float = 300.0
     log_path: Path | None = None
+    extra_args: tuple[str, ...] = ()  # more llama-server flags (benchmarks/judge_throughput.py)
 
     def __post_init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
@@ -190,6 +191,7 @@ class LocalServer:
             str(binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(self.port),
             "-np", str(self.parallel), "-c", str(self.ctx_per_slot * self.parallel),
             "-t", str(self.threads or os.cpu_count() or 2), "--no-webui", "--cont-batching",
+            *self.extra_args,
         ]
         log_path = self.log_path or cache_root() / "logs" / f"llama-server-{self.port}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)

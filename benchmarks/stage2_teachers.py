@@ -1,0 +1,148 @@
+"""Benchmark: stage 2 from one stage-1 model with each teacher, evaluated on one split.
+
+    python benchmarks/stage2_teachers.py STAGE1_MODEL DATASET [--split dev]
+        [--teachers oracle,identity,judge,judge-confident] [--pairs-from minilm-sft] [--loss pl]
+        [--max-seq-length N] [--batch-size N] [--epochs N]
+
+For each teacher (syntriever/teachers.py) trains stage 2 from STAGE1_MODEL over the same judged
+pairs (`train_stage2.py STAGE1_MODEL DATASET --teacher T --pairs-from P`), evaluates it
+(`evaluate.py NAME DATASET --split S`) and the stage-1 model, and writes
+benchmarks/results/stage2_teachers-<STAGE1_MODEL>-<DATASET>-<split>.json: nDCG@10 with its 95%
+bootstrap CI, the paired bootstrap test against the stage-1 model, and each teacher's report
+(pairs kept, judge and retrieval-order accuracy on the label-checkable pairs, threshold).
+
+Resumable: a trained model (its card exists) is not trained again, an evaluation newer than the
+model is not run again; the JSON is rewritten after every teacher. Choices are made on the dev
+split: a stage-1 model trained with the dev queries is refused there (train it with
+`train_stage1.py ... --train-split train-nodev`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from syntriever.cli import run, setup_logging
+from syntriever.data import DEV, TRAIN_NODEV
+from syntriever.errors import UserError
+from syntriever.jsonl import write_json
+from syntriever.metrics import bootstrap_ci, paired_bootstrap
+from syntriever.names import final_name, model_dir
+from syntriever.paths import file_safe
+from syntriever.provenance import CARD_NAME
+from syntriever.result_files import HEADLINE, result_path
+from syntriever.stage2 import stage1_split
+from syntriever.teachers import CONFIDENT, IDENTITY, JUDGE, ORACLE, TEACHERS
+
+ROOT = Path(__file__).resolve().parents[1]
+logger = logging.getLogger("stage2_teachers")
+DEFAULT_TEACHERS = (ORACLE, IDENTITY, JUDGE, CONFIDENT)
+
+
+def teacher_list(text: str) -> list[str]:
+    """argparse type: teachers separated by commas, each one of :data:`TEACHERS`."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in names if t not in TEACHERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"teachers are {', '.join(TEACHERS)}; got {text!r}")
+    return names
+
+
+def step(args: list[str]) -> None:
+    """Run one project script; a failure ends the benchmark with its command line."""
+    command = [sys.executable, *args]
+    logger.info("running: python %s", " ".join(args))
+    if subprocess.run(command, cwd=ROOT).returncode != 0:
+        raise UserError(f"`python {' '.join(args)}` failed; fix it and run this benchmark again")
+
+
+def evaluated(name: str, dataset: str, split: str) -> dict[str, Any]:
+    """The result of ``name`` on ``split``; evaluated now unless a result newer than the
+    model's card exists."""
+    path = result_path(dataset, name, split=split)
+    card = model_dir(name, dataset) / CARD_NAME
+    if not path.is_file() or (card.is_file() and path.stat().st_mtime < card.stat().st_mtime):
+        step(["evaluate.py", name, dataset, "--split", split])
+    return json.loads(path.read_text())
+
+
+def row(record: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+    """nDCG@10 (x100) with its CI, and the paired test against ``base``."""
+    per_query = record["per_query"][HEADLINE]
+    mean, low, high = bootstrap_ci(list(per_query.values()))
+    out: dict[str, Any] = {"model": record["model"], "ndcg10": round(100 * mean, 2),
+                           "ci95": [round(100 * low, 2), round(100 * high, 2)],
+                           "queries": record["num_queries"], "result_created": record["created"]}
+    if base is not None:
+        test = paired_bootstrap(per_query, base["per_query"][HEADLINE])
+        out["vs_stage1"] = {"delta": round(100 * test["mean_diff"], 2),
+                            "ci95": [round(100 * test["ci_low"], 2), round(100 * test["ci_high"], 2)],
+                            "p_value": round(test["p_value"], 4)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("model", help="stage-1 model, e.g. minilm-labelled-L256-nodev")
+    parser.add_argument("dataset")
+    parser.add_argument("--split", default=DEV, help="evaluation split (default: dev)")
+    parser.add_argument("--teachers", type=teacher_list, default=list(DEFAULT_TEACHERS),
+                        help=f"comma-separated (default: {','.join(DEFAULT_TEACHERS)})")
+    parser.add_argument("--pairs-from", default=None, metavar="MODEL",
+                        help="stage-1 model whose judged pairs are used (default: MODEL)")
+    parser.add_argument("--loss", choices=["pl", "bt"], default="pl")
+    parser.add_argument("--max-seq-length", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--epochs", type=float, default=None)
+    args = parser.parse_args()
+    setup_logging()
+    folder = model_dir(file_safe(args.model), args.dataset)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: stage-1 model not found; train it with `python train_stage1.py ...`")
+    train_split = stage1_split(args.model, folder)
+    if args.split == DEV and train_split != TRAIN_NODEV:
+        raise UserError(f"{args.model!r} was trained on {train_split!r}, which holds the dev queries; "
+                        f"evaluate on dev only a model trained with `--train-split {TRAIN_NODEV}`")
+    flags = ["--loss", args.loss]
+    for flag, value in (("--pairs-from", args.pairs_from), ("--max-seq-length", args.max_seq_length),
+                        ("--batch-size", args.batch_size), ("--epochs", args.epochs)):
+        if value is not None:
+            flags += [flag, str(value)]
+    out = ROOT / "benchmarks" / "results" / (
+        f"stage2_teachers-{file_safe(args.model)}-{args.dataset}-{args.split}.json")
+    base = evaluated(args.model, args.dataset, args.split)
+    report: dict[str, Any] = {
+        "stage1_model": args.model, "dataset": args.dataset, "split": args.split,
+        "stage2_train_split": train_split, "pairs_from": args.pairs_from or args.model,
+        "train_flags": flags, "metric": f"{HEADLINE} x 100, 95% percentile bootstrap CI (10,000 "
+        "resamples of queries); vs_stage1: paired bootstrap of per-query differences",
+        "stage1": row(base, None), "teachers": {},
+    }
+    for teacher in args.teachers:
+        name = final_name(args.model, args.loss, teacher, nodev=train_split == TRAIN_NODEV)
+        card_path = model_dir(name, args.dataset) / CARD_NAME
+        if not card_path.is_file():
+            step(["train_stage2.py", args.model, args.dataset, "--teacher", teacher, *flags])
+        card = json.loads(card_path.read_text())
+        report["teachers"][teacher] = {
+            **row(evaluated(name, args.dataset, args.split), base),
+            "train_seconds": card.get("train_seconds"), "steps": card.get("steps"),
+            "max_seq_length": card.get("settings", {}).get("max_seq_length"),
+            "teacher_report": card.get("teacher_report"),
+        }
+        report["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json(out, report)
+    summary = {t: (r["ndcg10"], r["vs_stage1"]["delta"], r["vs_stage1"]["ci95"])
+               for t, r in report["teachers"].items()}
+    print(json.dumps({"stage1": report["stage1"]["ndcg10"], "teachers (ndcg10, delta, ci)": summary}))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    run(main)

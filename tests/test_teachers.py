@@ -1,0 +1,277 @@
+"""Stage-2 teachers on crafted pairs: oracle, identity, judge, confident judge (threshold
+calibration), judge + retrieval score; the per-run report; train-nodev keeps dev queries out."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syntriever import data, paths
+from syntriever.data import TRAIN_NODEV, write_qrels
+from syntriever.errors import UserError
+from syntriever.jsonl import write_json, write_jsonl
+from syntriever.judge import (
+    ComparisonSettings,
+    answers_path,
+    build_preferences,
+    comparison_dir,
+    preferences_path,
+)
+from syntriever.llm.config import LLMConfig
+from syntriever.names import final_name
+from syntriever.stage2 import stage1_split, teacher_preferences
+from syntriever.teachers import (
+    CONFIDENT,
+    IDENTITY,
+    JUDGE,
+    JUDGE_RETRIEVER,
+    ORACLE,
+    Pair,
+    calibrate_threshold,
+    teach,
+)
+from syntriever.verdicts import Judgement
+from tests.helpers import result
+
+JUDGE_LLM = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1")
+
+
+def pair(qid: str, d: float | None, scores: tuple[float, float] = (0.9, 0.8), *,
+         choices: tuple[int, int] = (1, 2)) -> Pair:
+    """Pair (<qid>-a, <qid>-b) with judge margin ``d`` for A (None: unparseable)."""
+    winner = None if d is None or d == 0 else ("a" if d > 0 else "b")
+    verdict = Judgement(winner, "decided" if winner else "unparseable", ["x", "y"], list(choices),
+                        {"ab": d, "ba": -d if d is not None else None, "a_over_b": d})
+    return Pair(qid, f"question {qid}", (f"{qid}-a", f"{qid}-b"), (f"text {qid} a", f"text {qid} b"),
+                (1, 2), scores, verdict)
+
+
+def labels(**relevant: str) -> dict[str, dict[str, int]]:
+    """qrels: query -> its relevant passage(s) among a/b ("a", "b", "ab" or "")."""
+    return {q: {f"{q}-{side}": 1 for side in sides} for q, sides in relevant.items()}
+
+
+def test_oracle_keeps_one_relevant_pairs_and_counts_both_and_neither() -> None:
+    pairs = [pair("q1", 1.0), pair("q2", 1.0), pair("q3", 1.0), pair("q4", -1.0)]
+    qrels = labels(q1="b", q2="a", q3="ab", q4="")
+    triples, report = teach(pairs, ORACLE, qrels)
+    assert [(t["query_id"], t["winner_id"], t["loser_id"]) for t in triples] == [
+        ("q1", "q1-b", "q1-a"), ("q2", "q2-a", "q2-b")]
+    assert report["pairs_dropped"] == {"both_relevant": 1, "neither_relevant": 1}
+    assert (report["pairs_compared"], report["pairs_kept"], report["label_checkable_pairs"]) == (4, 2, 2)
+    assert report["teacher_accuracy_checkable"] == 1.0 and triples[0]["teacher"] == ORACLE
+    assert report["kept_pairs_without_labelled_passage"] == 0
+
+
+def test_identity_follows_the_retrieval_scores_not_the_judge() -> None:
+    pairs = [pair("q1", -2.0, (0.9, 0.5)), pair("q2", 2.0, (0.4, 0.7)), pair("q3", 1.0, (0.6, 0.6))]
+    triples, report = teach(pairs, IDENTITY, {})
+    assert [t["winner_id"] for t in triples] == ["q1-a", "q2-b"]
+    assert report["pairs_dropped"] == {"tied_retrieval_scores": 1}
+
+
+def test_judge_and_report_fields_on_checkable_pairs() -> None:
+    pairs = [
+        pair("q1", 2.0),             # judge a, order a, truth a: both right
+        pair("q2", -1.0),            # judge b (overrides the order), truth b: override right
+        pair("q3", -0.5),            # judge b overrides, truth a: override wrong
+        pair("q4", 0.3, choices=(1, 1)),  # unlabelled pair, position-biased answers
+        pair("q5", None),            # unparseable: the judge drops it
+    ]
+    qrels = labels(q1="a", q2="b", q3="a", q4="", q5="a")
+    triples, report = teach(pairs, JUDGE, qrels)
+    assert [t["winner_id"] for t in triples] == ["q1-a", "q2-b", "q3-b", "q4-a"]
+    assert report["pairs_dropped"] == {"judge_unparseable": 1}
+    assert report["label_checkable_pairs"] == 4 and report["judge_decided_checkable_pairs"] == 3
+    assert report["judge_accuracy_checkable"] == round(2 / 3, 4)
+    assert report["order_accuracy_on_judged_checkable"] == round(2 / 3, 4)
+    assert (report["judge_overrides_order_checkable"], report["judge_override_right_checkable"]) == (2, 1)
+    assert report["kept_pairs_without_labelled_passage"] == 1
+    assert report["position_bias_rate"] == pytest.approx(1 / 5)
+    assert report["threshold"] is None and report["teacher"] == JUDGE
+
+
+def _calibration_pairs() -> tuple[list[Pair], dict[str, dict[str, int]]]:
+    """Label-checkable pairs, by |d|: (judge right?, order right?) =
+    3.0 (yes, no), 2.0 (yes, yes), 1.0 (no, yes), 0.5 (no, yes), 0.2 (no, yes); the judge is at
+    least as accurate as the order on |d| >= 3, 2, 1 (2/3 vs 2/3) and not below; plus an
+    unlabelled pair at |d| = 1.5 and one at 0.1."""
+    pairs = [pair("c3", 3.0, (0.5, 0.9)), pair("c2", -2.0, (0.5, 0.9)), pair("c1", -1.0),
+             pair("c05", -0.5), pair("c02", -0.2), pair("u15", -1.5), pair("u01", 0.1)]
+    qrels = labels(c3="a", c2="b", c1="a", c05="a", c02="a", u15="", u01="")
+    return pairs, qrels
+
+
+def test_confident_threshold_is_the_smallest_where_the_judge_matches_the_order() -> None:
+    pairs, qrels = _calibration_pairs()
+    calibration = calibrate_threshold(pairs, qrels, min_pairs=3)
+    assert calibration.threshold == 1.0 and calibration.pairs_at_threshold == 3
+    assert calibration.checkable_pairs == 5
+    assert calibration.judge_accuracy == calibration.order_accuracy == pytest.approx(2 / 3)
+    triples, report = teach(pairs, CONFIDENT, qrels, min_pairs=3)
+    assert sorted(t["query_id"] for t in triples) == ["c1", "c2", "c3", "u15"]
+    assert report["pairs_dropped"] == {"below_threshold": 3}
+    assert report["threshold"] == 1.0 and "smallest |d| threshold" in report["calibration"]["criterion"]
+    # fewer than min_pairs at every qualifying threshold: refused, not guessed
+    with pytest.raises(UserError, match="judge-confident"):
+        calibrate_threshold(pairs, qrels, min_pairs=4)
+
+
+def test_confident_threshold_never_splits_equal_margins() -> None:
+    # two pairs at |d| = 1: the judge is right on one, the order on both. Counting only the
+    # first of them the judge would tie the order (2/2); with both it is behind (2/3 < 3/3),
+    # so only |d| >= 2 qualifies
+    pairs = [pair("a", 2.0), pair("b", 1.0), pair("c", -1.0)]
+    qrels = labels(a="a", b="a", c="a")
+    assert calibrate_threshold(pairs, qrels, min_pairs=1).threshold == 2.0
+
+
+def test_judge_plus_retrieval_score_weighs_both_in_units_of_their_spread() -> None:
+    # q1: the judge weakly prefers B, the retrieval gap is the largest: A wins
+    # q2: the judge strongly prefers B, the gap is small: B wins
+    pairs = [pair("q1", -0.1, (0.9, 0.3)), pair("q2", -3.0, (0.80, 0.79)), pair("q3", 1.0, (0.6, 0.5))]
+    triples, report = teach(pairs, JUDGE_RETRIEVER, {})
+    assert [t["winner_id"] for t in triples] == ["q1-a", "q2-b", "q3-a"]
+    assert report["pairs_kept"] == 3 and report["teacher"] == JUDGE_RETRIEVER
+
+
+def test_stage2_names_distinguish_teachers_and_nodev() -> None:
+    assert final_name("minilm-sft") == "minilm-final"
+    assert final_name("minilm-sft", teacher=ORACLE) == "minilm-final-oracle"
+    assert final_name("minilm-sft", "bt", IDENTITY) == "minilm-final-identity-bt"
+    assert final_name("minilm-sft-nodev", nodev=True) == "minilm-final-nodev"
+    assert final_name("minilm-labelled-L256-nodev", teacher=CONFIDENT, nodev=True) == (
+        "minilm-labelled-L256-final-judge-confident-nodev")
+
+
+def test_stage1_split_reads_the_card_then_the_name(tmp_path: Path) -> None:
+    assert stage1_split("minilm-sft-nodev", tmp_path) == TRAIN_NODEV
+    assert stage1_split("minilm-sft", tmp_path) == "train"
+    write_json(tmp_path / "syntriever.json", {"split": TRAIN_NODEV})
+    assert stage1_split("custom-name", tmp_path) == TRAIN_NODEV
+
+
+# --------------------------------------------------------------------------------------------
+# from committed files: train-nodev keeps the dev queries out
+# --------------------------------------------------------------------------------------------
+
+
+def _answer(cid: str, margin: float) -> dict[str, Any]:
+    """An answer "Passage #1" with log P("1") - log P("2") = ``margin`` at the digit."""
+    return result(cid, [("Passage #", {"Passage #": -0.01}), ("1", {"1": -0.1, "2": -0.1 - margin})])
+
+
+@pytest.fixture
+def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A 4-query dataset (q4 carved into dev), its retrieval file (top 3) and judge answers."""
+    folder = tmp_path / "data" / "toy"
+    (folder / "qrels").mkdir(parents=True)
+    docs = [{"_id": f"d{i}", "title": "", "text": f"passage {i}"} for i in range(6)]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    queries = [{"_id": f"q{i}", "text": f"question {i}"} for i in range(1, 5)]
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    train = {"q1": {"d1": 1}, "q2": {"d0": 1}, "q3": {"d2": 1}, "q4": {"d2": 1}}
+    write_qrels(folder / "qrels" / "train.tsv", train)
+    monkeypatch.setenv("SYNTRIEVER_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(paths, "ROOT", tmp_path / "repo")
+    monkeypatch.setattr(paths, "generated_root", lambda: tmp_path / "generated")
+    write_qrels(data.carved_dev_path("toy"), {"q4": train["q4"]})
+    settings = ComparisonSettings(k=3, judge_mode="logprobs")
+    records, results = [], {}
+    for q in train:  # every query ranks d0, d1, d2; the judge always prefers the lower doc id
+        ids = ["d0", "d1", "d2"]
+        records.append({"query_id": q, "query": f"question {q[1]}", "doc_ids": ids,
+                        "scores": [0.9, 0.8, 0.7], "texts": []})
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            for order, margin in (("ab", 1.0 + i), ("ba", -1.0 - i)):
+                cid = f"{q}:{ids[i]}|{ids[j]}:{order}"
+                results[cid] = _answer(cid, margin)
+    write_jsonl(paths.generated_root() / "toy" / "retrieval-m-sft.jsonl", records)
+    folder = comparison_dir("toy", JUDGE_LLM, "m-sft")
+    write_jsonl(answers_path(folder, settings), list(results.values()))
+    prefs = preferences_path("toy", JUDGE_LLM, "m-sft")
+    triples, summary = build_preferences(
+        [{**r, "texts": [f"passage {d[1]}" for d in r["doc_ids"]]} for r in records], results,
+        JUDGE_LLM, settings, train)
+    write_jsonl(prefs, triples)
+    write_json(prefs.with_suffix(".summary.json"), summary)
+    return {"prefs": prefs, "triples": triples, "summary": summary}
+
+
+@pytest.mark.parametrize("teacher", [JUDGE, ORACLE, IDENTITY, JUDGE_RETRIEVER])
+def test_train_nodev_gives_no_dev_query_any_triple(toy: dict[str, Any], teacher: str) -> None:
+    triples, report = teacher_preferences("toy", toy["prefs"], "m-sft", teacher, TRAIN_NODEV)
+    assert {t["query_id"] for t in triples} <= {"q1", "q2", "q3"} and triples
+    assert report["split"] == TRAIN_NODEV and report["queries"] == 3 and report["pairs_compared"] == 9
+    everything, _ = teacher_preferences("toy", toy["prefs"], "m-sft", teacher, "train")
+    assert "q4" in {t["query_id"] for t in everything}
+
+
+def test_oracle_on_train_nodev_uses_only_train_nodev_labels(toy: dict[str, Any]) -> None:
+    triples, report = teacher_preferences("toy", toy["prefs"], "m-sft", ORACLE, TRAIN_NODEV)
+    # each query has one relevant passage among 3: 2 checkable pairs per query, 1 unlabelled
+    assert report["pairs_kept"] == report["label_checkable_pairs"] == 6
+    assert report["pairs_dropped"] == {"neither_relevant": 3}
+    assert {(t["query_id"], t["winner_id"]) for t in triples} == {
+        ("q1", "d1"), ("q2", "d0"), ("q3", "d2")}
+
+
+def test_judge_teacher_rebuilds_the_preferences_file_and_its_label_check(toy: dict[str, Any]) -> None:
+    triples, report = teacher_preferences("toy", toy["prefs"], "m-sft", JUDGE, "train")
+    key = ("query_id", "winner_id", "loser_id", "winner", "loser")
+    assert [tuple(t[k] for k in key) for t in triples] == [tuple(t[k] for k in key) for t in toy["triples"]]
+    # the judge prefers the lower doc id: right on q2 (d0 relevant) twice, wrong elsewhere
+    check = toy["summary"]["label_check"]
+    assert check["label_checkable_pairs"] == 8 and check["judge_decided_checkable_pairs"] == 8
+    assert check["judge_accuracy_checkable"] == 0.25 + 0.125  # q2: 2, q1: (d1 > d2) 1
+    assert report["judge_accuracy_checkable"] == check["judge_accuracy_checkable"]
+
+
+def test_missing_answers_is_a_one_line_error_naming_the_command(toy: dict[str, Any]) -> None:
+    settings = ComparisonSettings(k=3, judge_mode="logprobs")
+    answers_path(toy["prefs"].parent, settings).unlink()
+    with pytest.raises(UserError, match="parse_comparison.py m-sft toy"):
+        teacher_preferences("toy", toy["prefs"], "m-sft", JUDGE, "train")
+
+
+# --------------------------------------------------------------------------------------------
+# benchmarks/stage2_teachers.py: rows and resuming
+# --------------------------------------------------------------------------------------------
+
+
+def _bench() -> Any:
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "stage2_teachers.py"
+    spec = importlib.util.spec_from_file_location("stage2_teachers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_teacher_rows_are_paired_against_stage1_and_evaluations_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _bench()
+    base = {"model": "s1", "num_queries": 4, "created": "t",
+            "per_query": {"NDCG@10": {"a": 0.5, "b": 0.5, "c": 0.0, "d": 1.0}}}
+    better = {**base, "model": "s2", "per_query": {"NDCG@10": {"a": 0.7, "b": 0.6, "c": 0.1, "d": 1.0}}}
+    row = bench.row(better, base)
+    assert row["ndcg10"] == 60.0 and row["vs_stage1"]["delta"] == 10.0
+    assert row["vs_stage1"]["ci95"][0] > 0 and row["ci95"][0] <= 60.0 <= row["ci95"][1]
+    # a result newer than the model's card is reused; an older one is evaluated again
+    monkeypatch.setenv("SYNTRIEVER_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setattr(bench, "result_path", lambda dataset, name, split: tmp_path / f"{name}.json")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bench, "step", lambda args: calls.append(args))
+    card = bench.model_dir("m", "toy") / "syntriever.json"
+    write_json(card, {})
+    result_file = tmp_path / "m.json"
+    write_json(result_file, better)
+    assert bench.evaluated("m", "toy", "dev")["model"] == "s2" and calls == []
+    os.utime(result_file, (card.stat().st_mtime - 10, card.stat().st_mtime - 10))
+    bench.evaluated("m", "toy", "dev")
+    assert calls == [["evaluate.py", "m", "toy", "--split", "dev"]]
