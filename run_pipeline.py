@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from syntriever.cli import run, setup_logging
+from syntriever.cli import positive_int, run, setup_logging
 from syntriever.data import check_available
 from syntriever.judge import preferences_path
 from syntriever.llm.config import LLMConfig, default_backend
@@ -161,7 +161,8 @@ def main() -> None:
     parser.add_argument("--compare-top-k", "--k", dest="compare_top_k", type=int, default=None,
                         help=f"top passages of each query the stage-2 judge compares (default: "
                         f"{JUDGE[PAPER]['k']}, {JUDGE[EMBEDDED]['k']} with the embedded judge)")
-    parser.add_argument("--pairs", type=int, default=None, help="pairs per query (default: all C(k,2))")
+    parser.add_argument("--pairs", type=positive_int, default=None,
+                        help="pairs per query (default: all C(k,2))")
     parser.add_argument("--ablations", action="store_true",
                         help="also the ablations: stage 1 without CoT / synthetic passages / verification, "
                         "with filtered negatives, and stage 2 with Bradley-Terry")

@@ -14,7 +14,7 @@
 
 Records the CPU model, its bfloat16-related flags, torch's version and the load average
 (a background LLM job may share the CPU: both precisions see it, since runs alternate).
-Writes benchmarks/results/precision.json.
+Writes benchmarks/results/precision.json (or --out).
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ def main() -> None:
     parser.add_argument("--train-batch-size", type=int, default=32)
     parser.add_argument("--train-max-seq-length", type=int, default=128)
     parser.add_argument("--no-ndcg", action="store_true", help="skip the two full SciFact encodings")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "precision.json")
     args = parser.parse_args()
     setup_logging()
     began, load_before = time.perf_counter(), os.getloadavg()
@@ -167,7 +168,7 @@ def main() -> None:
                               "after": [round(x, 2) for x in os.getloadavg()]}
     report["wall_s"] = round(time.perf_counter() - began, 1)
     report["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_json(Path(__file__).parent / "results" / "precision.json", report)
+    write_json(args.out, report)
     print(json.dumps(report, indent=2))
 
 

@@ -40,9 +40,10 @@ def main() -> None:
                         help="v1: the paper's prompts; v2: evidence-giving passages for questions and "
                         "claims, hard negatives in two steps (see syntriever/prompts.py)")
     parser.add_argument("--skip-verification", action="store_true",
-                        help="generation only (every verdict 'missing'; train with --no-verify); run "
-                        "again without it to add the verification")
-    parser.add_argument("--chunk-queries", type=int, default=None,
+                        help="generation only, written to <dataset>_synthetic.unverified.jsonl (every "
+                        "verdict 'missing'; train with --no-verify --synthetic FILE); run again without "
+                        "it to add the verification")
+    parser.add_argument("--chunk-queries", type=positive_int, default=None,
                         help="online/local: run every step on N queries at a time, so a stopped run "
                         f"leaves complete queries (embedded default: {EMBEDDED_SYN['chunk_queries']})")
     args, config = parse_llm_cli(parser)

@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--compare-top-k", "--k", dest="compare_top_k", type=positive_int, default=None,
                         help=f"top passages of each query compared pairwise (default: {JUDGE[PAPER]['k']} as "
                         f"the paper; {JUDGE[EMBEDDED]['k']} embedded)")
-    parser.add_argument("--pairs", type=int, default=None,
+    parser.add_argument("--pairs", type=positive_int, default=None,
                         help="first N pairs per query in rank order (default: all C(K,2))")
     parser.add_argument("--judge-mode", choices=JUDGE_MODES, default=None,
                         help="text (paper; remote default) or logprobs (both orders; embedded default)")

@@ -162,10 +162,10 @@ def settings_from_args(args: argparse.Namespace, stage: int = 1) -> TrainSetting
     :func:`add_train_args` flags and the profile's values (see ``TrainSettings.for_device``)."""
     from syntriever.training import TrainSettings  # imported late: it pulls in torch
 
-    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS}
-    if args.warmup_steps is not None:
-        overrides["warmup_ratio"] = None
-    return TrainSettings.for_device(args.paper, stage, **overrides)
+    settings = TrainSettings.for_device(args.paper, stage, **{k: getattr(args, k) for k in TRAIN_FLAGS})
+    if args.warmup_steps is not None:  # given steps replace the profile's warm-up ratio
+        settings.warmup_ratio = None
+    return settings
 
 
 def parse_llm_cli(

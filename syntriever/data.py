@@ -205,11 +205,11 @@ def carve_dev_split(
     """Split train qrels into (train-nodev, dev): a seeded random ``share`` of the queries with a
     relevant passage goes to dev, the rest (and queries without one) stay for training."""
     if not 0 < share < 1:
-        raise ValueError(f"dev share must be between 0 and 1, got {share}")
+        raise UserError(f"dev share must be between 0 and 1, got {share}")
     relevant = [q for q, docs in train_qrels.items() if any(s >= 1 for s in docs.values())]
     count = round(share * len(relevant))
     if count == 0 or count == len(relevant):
-        raise ValueError(f"a dev share of {share} of {len(relevant)} queries leaves one side empty")
+        raise UserError(f"a dev share of {share} of {len(relevant)} queries leaves one side empty")
     dev_ids = set(random.Random(seed).sample(sorted(relevant), count))
     dev = {q: d for q, d in train_qrels.items() if q in dev_ids}
     rest = {q: d for q, d in train_qrels.items() if q not in dev_ids}

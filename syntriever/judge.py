@@ -48,15 +48,16 @@ from tqdm import tqdm
 
 from syntriever import prompts
 from syntriever.data import check_limit, load_dataset
+from syntriever.errors import UserError
 from syntriever.jsonl import DataError, JsonlAppender, read_jsonl_numbered, write_json, write_jsonl
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import chat_request, load_results, usage
 from syntriever.llm.runner import execute_requests
+from syntriever.names import limited_name
 from syntriever.paths import file_safe, generated_dir, portable
 from syntriever.profiles import JUDGE, PAPER, check_profile, resolve
 from syntriever.provenance import with_commands
 from syntriever.retrieval import load_retrieval, retrieval_path
-from syntriever.synthesis import limited_name
 from syntriever.teachers import JUDGE as JUDGE_TEACHER
 from syntriever.teachers import Pair, teach
 from syntriever.verdicts import compact_answer, judge_logprobs, judge_text, order_stats
@@ -84,11 +85,13 @@ class ComparisonSettings:
 
     def __post_init__(self) -> None:
         if self.judge_mode not in JUDGE_MODES:
-            raise ValueError(f"judge_mode must be one of {JUDGE_MODES}, not {self.judge_mode!r}")
+            raise UserError(f"judge_mode must be one of {JUDGE_MODES}, not {self.judge_mode!r}")
         if self.k < 2:
-            raise ValueError("k must be at least 2 to form a pair")
+            raise UserError("--compare-top-k must be at least 2 to form a pair")
+        if self.pairs is not None and self.pairs < 1:
+            raise UserError(f"--pairs must be at least 1, got {self.pairs}")
         if self.agreeing_only and self.judge_mode != "logprobs":
-            raise ValueError("agreeing_only needs both orders: use judge_mode='logprobs'")
+            raise UserError("--agreeing-only needs both orders: use --judge-mode logprobs")
         if self.max_tokens is None:
             self.max_tokens = 8 if self.judge_mode == "text" else 6
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from syntriever.data import check_limit
 from syntriever.paths import check_name, file_safe, output_root
 
 SFT, FINAL, LABELLED, NODEV = "sft", "final", "labelled", "nodev"
@@ -77,3 +78,10 @@ def train_command(name: str, dataset: str) -> str | None:
 def model_dir(name: str, dataset: str) -> Path:
     """``output/<name>-<dataset>``: where the model ``name`` trained on ``dataset`` is saved."""
     return output_root() / f"{check_name(name, 'model')}-{check_name(dataset)}"
+
+
+def limited_name(name: str, limit: int | None) -> str:
+    """``<stem>.limit<N>.jsonl`` for a run over the first ``limit`` queries: a partial run writes
+    its own file and never replaces the complete one."""
+    check_limit(limit)
+    return name if limit is None else name.replace(".jsonl", f".limit{limit}.jsonl")

@@ -19,6 +19,7 @@ from sentence_transformers import SentenceTransformer
 
 from syntriever.data import BeirDataset
 from syntriever.encoders import add_prefix
+from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_jsonl_numbered
 from syntriever.losses import UNVERIFIED, SyntrieverClusterLoss
 from syntriever.names import LABELLED, NO_COT, NO_SYNTHETIC, NO_VERIFY, SFT, negative_filter_suffix
@@ -46,7 +47,7 @@ class Stage1Variant:
         if self.negative_filter and not self.use_synthetic:
             raise ValueError("a negative filter needs the synthetic passages")
         if self.labelled_weight < 0 or (self.labelled_weight and not self.uses_llm_data):
-            raise ValueError("a labelled-pair weight must be >= 0 and needs synthetic data")
+            raise UserError("a labelled-pair weight must be >= 0 and needs synthetic data")
 
     @property
     def uses_llm_data(self) -> bool:

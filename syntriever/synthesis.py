@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from syntriever import prompts
-from syntriever.data import BeirDataset, check_limit, training_queries
+from syntriever.data import BeirDataset, training_queries
+from syntriever.errors import UserError
 from syntriever.jsonl import write_json, write_jsonl
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import (
@@ -44,6 +45,7 @@ from syntriever.llm.requests import (
     usage,
 )
 from syntriever.llm.runner import Sent, execute_requests
+from syntriever.names import limited_name
 from syntriever.paths import generated_dir
 from syntriever.profiles import PAPER, SYNTHESIS, check_profile, resolve
 from syntriever.provenance import with_commands
@@ -79,7 +81,9 @@ class SynthesisSettings:
 
     def __post_init__(self) -> None:
         if self.prompt_version not in prompts.PROMPT_VERSIONS:
-            raise ValueError(f"prompt version must be one of {prompts.PROMPT_VERSIONS}")
+            raise UserError(f"prompt version must be one of {prompts.PROMPT_VERSIONS}")
+        if self.chunk_queries is not None and self.chunk_queries < 1:
+            raise UserError(f"chunk_queries must be at least 1, got {self.chunk_queries}")
 
 
 def run_dir(dataset: str, config: LLMConfig, prompt_version: str = prompts.PROMPT_VERSION) -> Path:
@@ -87,19 +91,15 @@ def run_dir(dataset: str, config: LLMConfig, prompt_version: str = prompts.PROMP
     return generated_dir(dataset) / f"synthesis-{prompt_version}-{config.model_tag()}"
 
 
-def limited_name(name: str, limit: int | None) -> str:
-    """``<stem>.limit<N>.jsonl`` for a run over the first ``limit`` queries: a partial run writes
-    its own file and never replaces the complete one."""
-    check_limit(limit)
-    return name if limit is None else name.replace(".jsonl", f".limit{limit}.jsonl")
-
-
 def synthetic_path(
-    dataset: str, config: LLMConfig, prompt_version: str = prompts.PROMPT_VERSION, *, limit: int | None = None
+    dataset: str, config: LLMConfig, prompt_version: str = prompts.PROMPT_VERSION, *,
+    limit: int | None = None, verified: bool = True,
 ) -> Path:
     """The stage-1 training input ``<dataset>_synthetic.jsonl`` of a run (of a run over the first
-    ``limit`` training queries: ``<dataset>_synthetic.limit<N>.jsonl``)."""
-    return run_dir(dataset, config, prompt_version) / limited_name(f"{dataset}_synthetic.jsonl", limit)
+    ``limit`` training queries: ``<dataset>_synthetic.limit<N>.jsonl``; of a run without the
+    verification: ``<dataset>_synthetic.unverified.jsonl``, so it never replaces a verified file)."""
+    name = f"{dataset}_synthetic.jsonl" if verified else f"{dataset}_synthetic.unverified.jsonl"
+    return run_dir(dataset, config, prompt_version) / limited_name(name, limit)
 
 
 # Generation requests per prompt version: kind -> (prompt builder, token cap field). v2's ``neg``
@@ -354,7 +354,7 @@ def run_synthesis(
         verified.update(step[1])
         sent += step[2]
     records, summary = build_records(queries, generated, verified, config, settings)
-    out = synthetic_path(ds.name, config, settings.prompt_version, limit=limit)
+    out = synthetic_path(ds.name, config, settings.prompt_version, limit=limit, verified=settings.verify)
     write_jsonl(out, records)
     summary["sent_this_run"] = asdict(sent)
     write_json(out.with_suffix(".summary.json"), with_commands(summary))

@@ -8,6 +8,7 @@ import pytest
 
 from syntriever import data, paths, result_files, tables
 from syntriever.data import DEV, TRAIN_NODEV, carve_dev_split, load_dataset, load_qrels, write_qrels
+from syntriever.errors import UserError
 from syntriever.jsonl import DataError
 from tests.test_data import make_dataset
 
@@ -24,7 +25,7 @@ def test_carve_is_seeded_disjoint_and_of_the_asked_share() -> None:
     assert set(rest).isdisjoint(dev) and set(rest) | set(dev) == set(_train_qrels())
     assert carve_dev_split(_train_qrels(), 0.2, seed=0)[1] == dev
     assert carve_dev_split(_train_qrels(), 0.2, seed=1)[1] != dev
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="between 0 and 1"):  # one line from the script, no traceback
         carve_dev_split(_train_qrels(), 1.0)
 
 

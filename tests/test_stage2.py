@@ -129,8 +129,14 @@ def test_pairs_limit_and_truncation_apply_to_requests() -> None:
 
 
 def test_agreeing_only_needs_both_orders() -> None:
-    with pytest.raises(ValueError, match="agreeing_only needs both orders"):
+    from syntriever.errors import UserError
+
+    with pytest.raises(UserError, match="--agreeing-only needs both orders"):
         ComparisonSettings(k=3, judge_mode="text", agreeing_only=True)
+    with pytest.raises(UserError, match="--compare-top-k must be at least 2"):
+        ComparisonSettings(k=1, judge_mode="logprobs")
+    with pytest.raises(UserError, match="--pairs must be at least 1"):
+        ComparisonSettings(k=3, judge_mode="logprobs", pairs=0)
     assert ComparisonSettings(k=3, judge_mode="logprobs", agreeing_only=True).both_orders
 
 
@@ -521,3 +527,12 @@ def test_llm_concurrency_defaults_differ_for_the_embedded_server(monkeypatch) ->
     remote = config_from_args(parser.parse_args(["--llm-base-url", "http://127.0.0.1:9/v1"]))
     assert (remote.backend, remote.concurrency) == ("online", 16)
     assert config_from_args(parser.parse_args(["--llm-concurrency", "5"])).concurrency == 5
+
+
+def test_warmup_steps_flag_replaces_the_profiles_ratio_on_cpu() -> None:
+    parser = argparse.ArgumentParser()
+    add_train_args(parser, "paper")
+    given = settings_from_args(parser.parse_args(["--warmup-steps", "50"]))
+    assert (given.warmup_steps, given.warmup_ratio) == (50, None)
+    default = settings_from_args(parser.parse_args([]))
+    assert default.warmup_ratio is not None or default.warmup_steps > 0

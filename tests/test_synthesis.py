@@ -300,13 +300,17 @@ def test_generation_first_verification_later(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(llm_runner, "run_requests", _fake_llm(calls))
     monkeypatch.setattr(paths, "ROOT", tmp_path)
     settings = SynthesisSettings(verify_mode="logprobs", prompt_version="v2", verify=False)
-    out = run_synthesis(toy_dataset(), CONFIG, settings)
+    unverified = run_synthesis(toy_dataset(), CONFIG, settings)
+    assert unverified.name == "toy_synthetic.unverified.jsonl"  # never the verified file
     assert not any(":verify-" in cid for call in calls for cid in call)
-    assert [r["verdict"] for r in read_jsonl(out)] == ["missing", "missing"]
+    assert [r["verdict"] for r in read_jsonl(unverified)] == ["missing", "missing"]
     calls.clear()
     settings.verify = True
-    run_synthesis(toy_dataset(), CONFIG, settings)
+    out = run_synthesis(toy_dataset(), CONFIG, settings)
     assert calls == [[], [], ["q1:verify-pos", "q1:verify-neg", "q2:verify-pos", "q2:verify-neg"]]
+    assert [r["verdict"] for r in read_jsonl(out)] == ["yes", "yes"]
+    settings.verify = False  # a later run without verification leaves the verified file alone
+    run_synthesis(toy_dataset(), CONFIG, settings)
     assert [r["verdict"] for r in read_jsonl(out)] == ["yes", "yes"]
 
 
