@@ -22,6 +22,7 @@ from syntriever.profiles import describe_training
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS
 from syntriever.stage1 import (
     NEGATIVE_FILTERS,
+    NEGATIVE_SOURCES,
     Stage1Variant,
     build_examples,
     load_synthetic,
@@ -50,6 +51,9 @@ def main() -> None:
     parser.add_argument("--labelled-weight", type=float, default=0.0,
                         help="not in the paper: add this weight times the labelled pair's InfoNCE term "
                         "to the cluster loss (model name -pullW)")
+    parser.add_argument("--negatives", choices=NEGATIVE_SOURCES, default="synthetic",
+                        help="synthetic: the LLM's irrelevant passage (paper); related (not in the paper): "
+                        "the synthetic positive of the most similar other training query (model -negrelated)")
     parser.add_argument("--labelled-only", action="store_true",
                         help="baseline: InfoNCE on the labelled pairs only (no synthetic data)")
     parser.add_argument("--allow-missing-synthetic", action="store_true",
@@ -70,6 +74,7 @@ def main() -> None:
         use_verification=not args.no_verify,
         negative_filter=args.filter_negatives,
         labelled_weight=args.labelled_weight,
+        negative_source=args.negatives,
     )
     nodev = args.train_split == TRAIN_NODEV
     name = args.output_name or stage1_name(args.model, variant.suffix(), nodev=nodev)

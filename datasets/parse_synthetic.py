@@ -43,6 +43,9 @@ def main() -> None:
                         help="generation only, written to <dataset>_synthetic.unverified.jsonl (every "
                         "verdict 'missing'; train with --no-verify --synthetic FILE); run again without "
                         "it to add the verification")
+    parser.add_argument("--no-negatives", action="store_true",
+                        help="v2: no LLM hard negatives (empty 'negative'); stage 1 then takes another "
+                        "training query's synthetic positive (train_stage1.py --negatives related)")
     parser.add_argument("--chunk-queries", type=positive_int, default=None,
                         help="online/local: run every step on N queries at a time, so a stopped run "
                         f"leaves complete queries (embedded default: {EMBEDDED_SYN['chunk_queries']})")
@@ -56,6 +59,7 @@ def main() -> None:
         verify_threshold=args.verify_threshold,
         prompt_version=args.prompt_version,
         verify=not args.skip_verification,
+        negatives=not args.no_negatives,
         chunk_queries=args.chunk_queries or None,
     )
     print_summary(run_synthesis(load_dataset(args.dataset, "train"), config, settings, args.limit))

@@ -23,12 +23,16 @@ from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_jsonl_numbered
 from syntriever.losses import UNVERIFIED, SyntrieverClusterLoss
 from syntriever.names import LABELLED, NO_COT, NO_SYNTHETIC, NO_VERIFY, SFT, negative_filter_suffix
-from syntriever.synthesis_quality import RESTATING_COVERAGE, contains_query, coverage
+from syntriever.synthesis_quality import CLOSE_QUERY_COVERAGE, RESTATING_COVERAGE, contains_query, coverage
 
 logger = logging.getLogger(__name__)
 
 VERDICT_LABEL = {"yes": 1, "no": 0, "unparseable": UNVERIFIED, "missing": UNVERIFIED}
 NEGATIVE_FILTERS = ("copies", "coverage", "judge")
+# Where a query's hard negative comes from: the LLM's "irrelevant" passage (the paper), or the
+# synthetic positive of the most similar other training query (not in the paper; see
+# related_negatives()).
+NEGATIVE_SOURCES = ("synthetic", "related")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Stage1Variant:
     use_verification: bool = True
     negative_filter: str | None = None  # not in the paper: see keep_negative()
     labelled_weight: float = 0.0  # not in the paper: SyntrieverClusterLoss(labelled_weight=...)
+    negative_source: str = "synthetic"  # not in the paper: "related", see related_negatives()
 
     def __post_init__(self) -> None:
         if self.negative_filter not in (None, *NEGATIVE_FILTERS):
@@ -48,6 +53,10 @@ class Stage1Variant:
             raise ValueError("a negative filter needs the synthetic passages")
         if self.labelled_weight < 0 or (self.labelled_weight and not self.uses_llm_data):
             raise UserError("a labelled-pair weight must be >= 0 and needs synthetic data")
+        if self.negative_source not in NEGATIVE_SOURCES or (
+                self.negative_source != "synthetic" and not self.use_synthetic):
+            raise UserError(f"the negative source must be one of {NEGATIVE_SOURCES} and needs the "
+                            "synthetic passages")
 
     @property
     def uses_llm_data(self) -> bool:
@@ -68,7 +77,36 @@ class Stage1Variant:
             parts.append(negative_filter_suffix(self.negative_filter))
         if self.labelled_weight:
             parts.append(f"pull{self.labelled_weight:g}")
+        if self.negative_source != "synthetic":
+            parts.append(f"neg{self.negative_source}")
         return "-".join(parts)
+
+
+def related_negatives(
+    train: BeirDataset, synthetic: dict[str, dict[str, Any]], model: SentenceTransformer
+) -> dict[str, str]:
+    """A hard negative per training query from the data itself (not in the paper): the synthetic
+    positive of the most similar other query of the same training split (cosine of the encoder's
+    query embeddings), skipping queries that share a relevant passage with it and queries that
+    hold half or more of its content words (variations of it). Small LLMs asked for an
+    irrelevant passage restate the query; this passage is LLM-written, on a related topic of the
+    same collection, and about another query. Queries of other splits (dev) are never used."""
+    ids = [q for q in train.qrels if q in synthetic and synthetic[q]["positive"].strip()]
+    if len(ids) < 2:
+        return {}
+    texts = add_prefix(model, [train.queries[q] for q in ids], "query")
+    emb = model.encode(texts, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+    order = (emb @ emb.T).argsort(dim=1, descending=True).tolist()
+    relevant = {q: {d for d, s in train.qrels[q].items() if s >= 1} for q in ids}
+    out = {}
+    for i, qid in enumerate(ids):
+        for j in order[i]:
+            other = ids[j]
+            if (other != qid and not relevant[qid] & relevant[other]
+                    and coverage(train.queries[qid], train.queries[other]) < CLOSE_QUERY_COVERAGE):
+                out[qid] = synthetic[other]["positive"]
+                break
+    return out
 
 
 def keep_negative(record: dict[str, Any], query: str, criterion: str | None) -> bool:
@@ -156,7 +194,9 @@ def build_examples(
         rows["synthetic_negative"] = []
         rows["label"] = []
     counts = {"pairs": 0, "skipped_no_synthetic": 0, "relabelled": 0, "unknown_verdict": 0,
-              "empty_cot": 0, "filtered_negatives": 0}
+              "empty_cot": 0, "filtered_negatives": 0, "restating_negatives": 0}
+    related = (related_negatives(train, synthetic or {}, model)
+               if variant.negative_source == "related" else None)
     for qid, docs in train.qrels.items():
         for doc_id, score in docs.items():
             if score < 1:
@@ -171,13 +211,19 @@ def build_examples(
             if rec is None:
                 continue
             if variant.use_synthetic:
+                negative = related.get(qid, "") if related is not None else rec["negative"]
+                if not negative.strip():
+                    raise DataError(f"{source}: query {qid} has no synthetic negative (a run without "
+                                    "negatives needs --negatives related)")
+                counts["restating_negatives"] += coverage(train.queries[qid], negative) >= RESTATING_COVERAGE
                 rows["synthetic"].append(rec["positive"])
-                rows["synthetic_negative"].append(rec["negative"])
+                rows["synthetic_negative"].append(negative)
                 label = VERDICT_LABEL[rec["verdict"]] if variant.use_verification else 1
                 counts["relabelled"] += label == 0
                 counts["unknown_verdict"] += label == UNVERIFIED
                 if variant.negative_filter:
-                    keep = keep_negative(rec, train.queries[qid], variant.negative_filter)
+                    keep = keep_negative({**rec, "negative": negative}, train.queries[qid],
+                                         variant.negative_filter)
                     counts["filtered_negatives"] += not keep
                     rows["label"].append([label, int(keep)])
                 else:

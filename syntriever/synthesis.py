@@ -73,6 +73,9 @@ class SynthesisSettings:
     # False: generation only, every verdict "missing" (train with --no-verify); a later run with
     # True adds the verification to the same folder
     verify: bool = True
+    # v2 only. False: no hard negatives from the LLM (records' "negative" is empty): stage 1 then
+    # takes another training query's synthetic positive (train_stage1.py --negatives related)
+    negatives: bool = True
 
     @classmethod
     def for_profile(cls, profile: str, **flags: Any) -> SynthesisSettings:
@@ -130,7 +133,8 @@ def generation_requests(
 ) -> list[dict[str, Any]]:
     """Three requests per query, ``<qid>:<kind>``: v1 ``cot``, ``pos``, ``neg``; v2 ``cot``,
     ``pos``, ``negq``."""
-    kinds = GENERATION[settings.prompt_version]
+    kinds = {k: v for k, v in GENERATION[settings.prompt_version].items()
+             if k != "negq" or settings.negatives}
     return [_request(f"{qid}:{kind}", build(query), cap, config, settings)
             for qid, query in queries.items() for kind, (build, cap) in kinds.items()]
 
@@ -266,6 +270,8 @@ def build_records(
     truncated = 0
     provenance = config.provenance()
     kinds = [*GENERATION[settings.prompt_version], *(("neg",) if settings.prompt_version != "v1" else ())]
+    if not settings.negatives:
+        kinds = [k for k in kinds if k not in ("negq", "neg")]
     for qid, query in queries.items():
         texts, finish = {}, {}
         for kind in kinds:
@@ -274,6 +280,7 @@ def build_records(
             if result:
                 finish[FIELD[kind]] = finish_reason(result)
             truncated += bool(result) and finish_reason(result) == "length"
+        texts.setdefault("neg", "")
         check = verified.get(f"{qid}:verify-pos")
         answer = answer_text(check).strip() if check else ""
         text_verdict = parse_yes_no(answer) if check else "missing"
@@ -376,7 +383,7 @@ def _synthesise(
         logger.info("verification (after the generation): %s",
                     verification_estimate(queries, config, settings))
         return None
-    if settings.prompt_version != "v1":
+    if settings.prompt_version != "v1" and settings.negatives:
         for attempt in range(1, OTHER_QUERY_ATTEMPTS):
             retry = other_query_retries(queries, generated, attempt, config, settings)
             if not retry:

@@ -178,6 +178,7 @@ def test_stage1_examples_per_variant(tmp_path: Path, tiny_st_model) -> None:
         "unknown_verdict": 1,
         "empty_cot": 1,
         "filtered_negatives": 0,
+        "restating_negatives": 0,
     }
     data, _ = build_examples(ds, tiny_st_model, Stage1Variant(use_verification=False), synthetic)
     assert data["label"] == [1, 1, 1]
@@ -338,3 +339,52 @@ def test_v2_asks_again_for_a_new_query_that_is_a_variation(
     assert records["q3"]["negative"] == "answer to: Query: Statins lower LDL (q3)."
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["quality"]["negative_queries_close"] == 0.0
+
+
+class _FixedEncoder:
+    """Stands in for a SentenceTransformer: fixed unit vectors per text."""
+
+    prompts = {"query": "", "document": ""}
+
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        self.vectors = vectors
+
+    def encode(self, texts, **kwargs):
+        import torch
+
+        return torch.nn.functional.normalize(torch.tensor([self.vectors[t] for t in texts]), dim=1)
+
+
+def test_related_negatives_take_the_nearest_other_query_of_the_same_split() -> None:
+    from syntriever.stage1 import related_negatives
+
+    corpus = {f"d{i}": {"title": "", "text": f"text {i}"} for i in range(4)}
+    queries = {"a": "statins lower cholesterol", "b": "statins lower cholesterol in women",
+               "c": "aspirin prevents stroke", "d": "exercise prevents stroke", "e": "coffee and sleep"}
+    qrels = {"a": {"d0": 1}, "b": {"d1": 1}, "c": {"d2": 1}, "d": {"d2": 1}, "e": {"d3": 1}}
+    train = BeirDataset("toy", "train-nodev", corpus, queries, qrels)
+    synthetic = {q: {"positive": f"passage for {q}"} for q in queries}
+    synthetic["dev_q"] = {"positive": "a dev query's passage"}  # not in this split: never used
+    model = _FixedEncoder({queries["a"]: [1, 0, 0], queries["b"]: [1, -0.05, 0], queries["c"]: [0.9, 0.4, 0],
+                           queries["d"]: [0.8, 0.6, 0], queries["e"]: [0, 0, 1]})
+    negatives = related_negatives(train, synthetic, model)
+    assert negatives["a"] == "passage for c"  # b is nearer but a variation of a (coverage >= 0.5)
+    assert negatives["c"] == "passage for a"  # d is nearer but shares c's relevant passage
+    assert negatives["e"] != "a dev query's passage"
+    assert set(negatives) == set(queries)
+
+
+def test_v2_without_llm_negatives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syntriever import paths
+    from syntriever.jsonl import read_jsonl
+    from syntriever.llm import runner as llm_runner
+    from syntriever.synthesis import run_synthesis
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(llm_runner, "run_requests", _fake_llm(calls))
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    settings = SynthesisSettings(prompt_version="v2", verify=False, negatives=False)
+    out = run_synthesis(toy_dataset(), CONFIG, settings)
+    assert calls == [["q1:cot", "q1:pos", "q2:cot", "q2:pos"]]
+    records = list(read_jsonl(out))
+    assert [r["negative"] for r in records] == ["", ""] and "negative_query" not in records[0]
