@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .data import headline_split
 from .jsonl import DataError, write_bytes
 from .metrics import bootstrap_ci, paired_bootstrap
 from .names import FINAL, LABELLED, NO_COT, NO_SYNTHETIC, NO_VERIFY, SFT, without_nodev
@@ -172,8 +173,10 @@ def markdown_table(
     """Markdown table of ``results`` (x100, one decimal) in pipeline order.
 
     NDCG@10 carries its 95% percentile-bootstrap CI over queries. ``paper nDCG@10`` is the paper's
-    number for the matching row (``-`` if none). With ``baseline`` (a model name present in
-    ``results``) a column gives the paired-bootstrap difference in NDCG@10, its CI and p-value.
+    number for the matching row (``-`` if none); only on the dataset's headline split (the paper
+    reports test numbers, which a dev-split row must not sit beside). With ``baseline`` (a model
+    name present in ``results``) a column gives the paired-bootstrap difference in NDCG@10, its CI
+    and p-value.
     """
     rows = sort_results(results)
     models = [r["model"] for r in rows]
@@ -182,7 +185,9 @@ def markdown_table(
         base = next((r for r in rows if r["model"] == baseline), None)
         if base is None:
             logger.warning("baseline %r not among the results of %s", baseline, dataset)
-    header = ["model", "queries", *TABLE_METRICS, "paper nDCG@10", "paper row"]
+    with_paper = all(r.get("split") == headline_split(dataset) for r in rows)
+    paper_columns = ["paper nDCG@10", "paper row"] if with_paper else []
+    header = ["model", "queries", *TABLE_METRICS, *paper_columns]
     if base is not None:
         header.append(f"Δ vs {baseline}")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -196,9 +201,10 @@ def markdown_table(
                 if ci is not None:
                     cell += f" [{_pct(ci[0])}, {_pct(ci[1])}]"
             cells.append(cell)
-        paper = paper_ndcg10(dataset, record["model"])
-        cells.append("-" if paper is None else f"{paper:.1f}")
-        cells.append(paper_row(record["model"]) or "-")
+        if with_paper:
+            paper = paper_ndcg10(dataset, record["model"])
+            cells.append("-" if paper is None else f"{paper:.1f}")
+            cells.append(paper_row(record["model"]) or "-")
         if base is not None:
             if record is base:
                 cells.append("(baseline)")

@@ -57,8 +57,12 @@ def test_results_of_other_splits_stay_out_of_the_headline_table(tmp_path: Path) 
         result_files.save_result(record, tmp_path)
     assert [r["model"] for r in result_files.load_results("scifact", tmp_path)] == ["a"]
     assert [r["model"] for r in result_files.load_results("scifact", tmp_path, "dev")] == ["b-nodev"]
-    # dev-split experiment names take their paper row
+    # dev-split experiment names take their paper row, but a dev table shows no paper (test) numbers
     assert tables.paper_row("minilm-labelled-nodev") == tables.paper_row("minilm-labelled")
+    dev_rows = result_files.load_results("scifact", tmp_path, "dev")
+    assert "paper nDCG@10" not in tables.markdown_table("scifact", dev_rows, n_resamples=50)
+    test_rows = result_files.load_results("scifact", tmp_path)
+    assert "paper nDCG@10" in tables.markdown_table("scifact", test_rows, n_resamples=50)
 
 
 def test_committed_scifact_dev_split_is_a_fifth_of_train() -> None:
