@@ -56,7 +56,8 @@ def main() -> None:
                         help="use this preference JSONL as is (judge teacher, split train only)")
     parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET,
                         help="which judge's preferences to use (default: the embedded judge)")
-    parser.add_argument("--output-name", default=None, help="model name (default: MODEL-final[-bt])")
+    parser.add_argument("--output-name", default=None,
+                        help="model name (default: MODEL-final[-TEACHER][-bt][-nodev])")
     add_train_args(parser, describe_training(2))
     args = parser.parse_args()
     setup_logging()
