@@ -163,9 +163,14 @@ def check_limit(limit: int | None) -> None:
         raise UserError(f"--limit must be at least 1, got {limit}")
 
 
+def relevant_query_ids(qrels: Qrels) -> list[str]:
+    """The queries of ``qrels`` with at least one relevant (score >= 1) passage, in file order."""
+    return [qid for qid, docs in qrels.items() if any(s >= 1 for s in docs.values())]
+
+
 def training_queries(ds: BeirDataset, limit: int | None = None) -> dict[str, str]:
     """Train-split queries with at least one relevant passage, in file order (first ``limit``)."""
-    qids = [qid for qid, docs in ds.qrels.items() if any(s >= 1 for s in docs.values())]
+    qids = relevant_query_ids(ds.qrels)
     check_limit(limit)
     if limit is not None:
         qids = qids[:limit]
@@ -206,7 +211,7 @@ def carve_dev_split(
     relevant passage goes to dev, the rest (and queries without one) stay for training."""
     if not 0 < share < 1:
         raise UserError(f"dev share must be between 0 and 1, got {share}")
-    relevant = [q for q, docs in train_qrels.items() if any(s >= 1 for s in docs.values())]
+    relevant = relevant_query_ids(train_qrels)
     count = round(share * len(relevant))
     if count == 0 or count == len(relevant):
         raise UserError(f"a dev share of {share} of {len(relevant)} queries leaves one side empty")

@@ -17,7 +17,7 @@ from typing import Any
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 
-from syntriever.data import BeirDataset
+from syntriever.data import BeirDataset, relevant_query_ids
 from syntriever.encoders import add_prefix
 from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_jsonl_numbered
@@ -152,7 +152,7 @@ def check_coverage(
 ) -> None:
     """Raise :class:`DataError` (or, with ``allow_missing``, warn) when training queries with a
     relevant passage have no synthetic record."""
-    wanted = [qid for qid, docs in train.qrels.items() if any(s >= 1 for s in docs.values())]
+    wanted = relevant_query_ids(train.qrels)
     missing = [qid for qid in wanted if qid not in synthetic]
     if not missing:
         return
