@@ -10,7 +10,7 @@ import argparse
 
 from syntriever.cli import parse_llm_cli, positive_int, run
 from syntriever.data import load_dataset
-from syntriever.llm.config import print_summary
+from syntriever.llm.config import summary_text
 from syntriever.profiles import EMBEDDED, PAPER, SYNTHESIS, llm_profile
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS
 from syntriever.synthesis import SynthesisSettings, run_synthesis
@@ -62,7 +62,9 @@ def main() -> None:
         negatives=not args.no_negatives,
         chunk_queries=args.chunk_queries or None,
     )
-    print_summary(run_synthesis(load_dataset(args.dataset, "train"), config, settings, args.limit))
+    out = run_synthesis(load_dataset(args.dataset, "train"), config, settings, args.limit)
+    if out is not None:
+        print(summary_text(out))
 
 
 if __name__ == "__main__":

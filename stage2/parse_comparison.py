@@ -35,7 +35,7 @@ from pathlib import Path
 from syntriever.cli import parse_llm_cli, positive_int, run
 from syntriever.data import load_dataset
 from syntriever.judge import JUDGE_MODES, ComparisonSettings, run_comparisons
-from syntriever.llm.config import print_summary
+from syntriever.llm.config import summary_text
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.profiles import EMBEDDED, EMBEDDED_JUDGE_SLOTS, JUDGE, PAPER, llm_profile
 
@@ -72,8 +72,9 @@ def main() -> None:
     if not settings.max_chars:  # --judge-max-chars 0: never truncate
         settings.max_chars = None
     qrels = load_dataset(args.dataset, "train").qrels  # the summary's label check
-    print_summary(run_comparisons(args.dataset, args.model, config, settings, args.retrieval_file,
-                                  args.limit, qrels))
+    out = run_comparisons(args.dataset, args.model, config, settings, args.retrieval_file, args.limit, qrels)
+    if out is not None:
+        print(summary_text(out))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from syntriever.llm.local import DEFAULT_PRESET, PRESETS, gguf_path, model_sha256
 from syntriever.llm.secrets import api_key, redact
+from syntriever.profiles import REMOTE_LLM
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def add_llm_args(
     group.add_argument(
         "--llm-model", default=None,
         help=f"model name; for local a preset {sorted(PRESETS)} or a .gguf path "
-        f"(default: {local_model} locally, gpt-4o otherwise)",
+        f"(default: {local_model} locally, {REMOTE_LLM} otherwise)",
     )
     group.add_argument("--llm-base-url", default=None, help="OpenAI-compatible base URL (vLLM, Ollama, ...)")
     group.add_argument("--llm-concurrency", type=int, default=None,
@@ -97,13 +98,12 @@ def add_llm_args(
     group.add_argument("--dry-run", action="store_true", help="write requests, print the estimate, stop")
 
 
-def print_summary(out: Path | None) -> None:
-    """Print the summary written beside an LLM stage's output (settings and model left out)."""
-    if out is None:
-        return
+def summary_text(out: Path) -> str:
+    """The summary written beside an LLM stage's output (settings and model left out) and the
+    output's path, for the script to print."""
     summary = json.loads(out.with_suffix(".summary.json").read_text())
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("settings", "llm")}, indent=2))
-    print(f"wrote {out}")
+    shown = json.dumps({k: v for k, v in summary.items() if k not in ("settings", "llm")}, indent=2)
+    return f"{shown}\nwrote {out}"
 
 
 def default_backend(model: str | None, base_url: str | None = None) -> str:
@@ -119,7 +119,7 @@ def config_from_args(args: argparse.Namespace) -> LLMConfig:
     base_url = args.llm_base_url or os.environ.get("OPENAI_BASE_URL")
     backend = args.llm_backend or default_backend(args.llm_model, base_url)
     local_model = getattr(args, "llm_local_model", DEFAULT_PRESET)
-    model = args.llm_model or (local_model if backend == "local" else "gpt-4o")
+    model = args.llm_model or (local_model if backend == "local" else REMOTE_LLM)
     remote_default, local_default = getattr(args, "llm_concurrency_defaults", (16, 16))
     concurrency = args.llm_concurrency or (local_default if backend == "local" else remote_default)
     return LLMConfig(
