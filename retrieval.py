@@ -9,6 +9,11 @@ alias --k, ranked doc ids and
 scores per query; passage texts of the first text-k, none by default since the comparisons read
 them from the corpus) and a summary with Recall@k of the train
 qrels; stage2/parse_comparison.py reads it.
+
+Encodes in fp32 by default, not evaluate.py's auto: this ranking decides which pairs the judge
+compares, and under bf16 near-ties among the top few passages swap order, so a bf16 run sends
+other pairs to the judge than the committed answers (made from an fp32 ranking) cover: hours of
+new LLM requests. --precision bf16/auto trades that for faster encoding.
 """
 
 import argparse
@@ -17,8 +22,12 @@ import json
 from syntriever.cli import add_search_args, positive_int, run, search_options, setup_logging
 from syntriever.retrieval import retrieve_training_queries
 
+PRECISION_WHY = (": the ranking picks the judge's pairs, committed judge answers come from fp32 "
+                 "rankings, and bf16 swaps near-ties, sending new pairs to the judge")
 
-def main() -> None:
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line flags of retrieval.py."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="stage-1 model, e.g. minilm-sft")
     parser.add_argument("dataset")
@@ -27,8 +36,12 @@ def main() -> None:
     parser.add_argument("--text-k", type=int, default=0,
                         help="passage texts stored per query (default none: the comparisons read them "
                              "from the corpus)")
-    add_search_args(parser)
-    args = parser.parse_args()
+    add_search_args(parser, "fp32", PRECISION_WHY)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     setup_logging()
     out = retrieve_training_queries(
         args.model, args.dataset, args.retrieval_depth, args.text_k, batch_size=args.batch_size,

@@ -123,15 +123,19 @@ def add_train_args(parser: argparse.ArgumentParser, paper: str) -> None:
                        "default off on CPU, fp16 on a GPU")
 
 
-def add_search_args(parser: argparse.ArgumentParser) -> None:
-    """Encoding and dense search flags (see :func:`syntriever.retrieval.dense_search`)."""
+def add_search_args(
+    parser: argparse.ArgumentParser, precision: str = "auto", precision_why: str = ""
+) -> None:
+    """Encoding and dense search flags (see :func:`syntriever.retrieval.dense_search`);
+    ``precision`` is the default of ``--precision``, ``precision_why`` says why in its help."""
     from syntriever.retrieval import INDEXES, SHARD_ABOVE, SHARD_SIZE  # imported late: it pulls in torch
 
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--max-seq-length", type=positive_int, default=None)
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="encoding precision; auto: bf16 autocast on a CPU with native bfloat16 "
-                        "(avx512_bf16 or amx_bf16), else fp32; --devices always encodes in fp32")
+    parser.add_argument("--precision", choices=PRECISIONS, default=precision,
+                        help=f"encoding precision (default {precision}{precision_why}); auto: bf16 "
+                        "autocast on a CPU with native bfloat16 (avx512_bf16 or amx_bf16), else fp32; "
+                        "--devices always encodes in fp32")
     parser.add_argument("--no-cache", action="store_true",
                         help="re-encode the corpus (and refresh its cache)")
     group = parser.add_argument_group("dense search (large corpora)")

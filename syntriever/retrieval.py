@@ -357,7 +357,7 @@ def retrieve_training_queries(
     index: str = "exact",
     devices: Sequence[str] | None = None,
     shard_size: int | None = None,
-    precision: str = "auto",
+    precision: str = "fp32",
 ) -> Path:
     """Rank the corpus for every training query (train split, a relevant passage) with the
     stage-1 model; write one JSONL line per query and a summary; return the JSONL path.
@@ -367,7 +367,7 @@ def retrieve_training_queries(
     comparisons read them from the corpus, :func:`attach_texts`, which keeps the file small
     enough to commit, ~2.2 KB a query at k = 100). ``index``, ``devices``, ``shard_size`` and
     ``precision`` choose the search backend, encoding processes, corpus shards and encoding
-    precision (``dense_search``)."""
+    precision (``dense_search``; fp32 by default, see retrieval.py)."""
     if not 0 <= text_k <= k:
         raise UserError(f"need 0 <= text_k <= k, got text_k={text_k}, k={k}")
     timings: dict[str, float] = {}

@@ -393,6 +393,7 @@ def test_retrieve_training_queries(
         assert row["scores"] == sorted(row["scores"], reverse=True)
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["queries"] == 2 and set(summary["recall"]) == {"Recall@1", "Recall@2", "Recall@4"}
+    assert summary["precision"] == "fp32"  # the judge's pairs come from an fp32 ranking by default
 
     # by default no texts are stored; the comparisons read the top k from the corpus
     bare = load_retrieval(retrieve_training_queries(str(tiny_st_model_dir), "toy", k=4, use_cache=False))
@@ -536,3 +537,20 @@ def test_warmup_steps_flag_replaces_the_profiles_ratio_on_cpu() -> None:
     assert (given.warmup_steps, given.warmup_ratio) == (50, None)
     default = settings_from_args(parser.parse_args([]))
     assert default.warmup_ratio is not None or default.warmup_steps > 0
+
+
+def test_retrieval_script_encodes_in_fp32_and_evaluate_in_auto() -> None:
+    """retrieval.py picks the judge's pairs: bf16 near-tie swaps would send other pairs to the
+    judge than the committed answers cover, so it defaults to fp32; evaluate.py keeps auto."""
+    import argparse
+
+    import retrieval
+    from syntriever.cli import add_search_args
+
+    parser = retrieval.build_parser()
+    assert parser.parse_args(["m-sft", "toy"]).precision == "fp32"
+    assert parser.parse_args(["m-sft", "toy", "--precision", "bf16"]).precision == "bf16"
+    assert "judge" in parser.format_help().split("--precision")[-1]
+    evaluate = argparse.ArgumentParser()
+    add_search_args(evaluate)  # as evaluate.py does
+    assert evaluate.parse_args([]).precision == "auto"
