@@ -204,3 +204,30 @@ def check_comparable(files: Sequence[tuple[Path, Mapping[str, Any]]]) -> None:
         f"(`python evaluate.py MODEL {folder.name} --split {split}`) or move their files out of "
         f"{folder}, or pass --allow-mixed to tabulate them anyway"
     )
+
+
+def encoding_precision(record: Mapping[str, Any]) -> str | None:
+    """The precision a dense retriever's result was encoded in ("fp32" for files written before
+    the precision was recorded, when encoding was always fp32); None for BM25 and other results
+    that encode nothing."""
+    config = record.get("config") or {}
+    if not str(config.get("retriever", "")).startswith("dense"):
+        return None
+    return str(config.get("precision") or "fp32")
+
+
+def precision_note(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """A table footnote when the dense rows were encoded with different precisions (their
+    differences then include the precision's own effect), naming each precision's rows; else None."""
+    groups: dict[str, list[str]] = {}
+    for record in records:
+        precision = encoding_precision(record)
+        if precision is not None:
+            groups.setdefault(precision, []).append(record["model"])
+    if len(groups) < 2:
+        return None
+    listing = "; ".join(f"{p}: " + ", ".join(f"`{m}`" for m in sorted(models))
+                        for p, models in sorted(groups.items()))
+    return (f"Warning: mixed encoding precision ({listing}); differences between rows of different "
+            "precisions include the precision's own effect. Compare like with like: "
+            "`python evaluate.py MODEL DATASET --precision fp32`.")

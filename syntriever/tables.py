@@ -17,7 +17,7 @@ from .data import headline_split
 from .jsonl import DataError, write_bytes
 from .metrics import bootstrap_ci, paired_bootstrap
 from .names import FINAL, LABELLED, NO_COT, NO_SYNTHETIC, NO_VERIFY, SFT, without_nodev
-from .result_files import HEADLINE, check_comparable, load_result_files, results_dir
+from .result_files import HEADLINE, check_comparable, load_result_files, precision_note, results_dir
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +223,7 @@ def markdown_table(
             f"Δ: paired bootstrap of per-query NDCG@10 (row − `{baseline}`), 95% CI and "
             "two-sided p-value (shift method)."
         )
+    lines += [note] if (note := precision_note(rows)) else []
     return "\n".join(lines) + "\n"
 
 
@@ -283,6 +284,7 @@ def paired_table(
         f"method p-values; the smallest reportable p is 1/{n_resamples + 1} = "
         f"{1 / (n_resamples + 1):.4f}. Holm adjusts for the {len(done)} comparisons."
     )
+    lines += [note] if (note := precision_note(rows)) else []
     return "\n".join(lines) + "\n"
 
 
@@ -382,6 +384,8 @@ def write_table(
     if not allow_mixed:
         check_comparable(files)
     results = [record for _, record in files]
+    if note := precision_note(results):
+        logger.warning("%s: %s", folder, note)
     bar_chart(dataset, results, folder / CHART_NAME, n_resamples=n_resamples, seed=seed)
     text = "\n".join(
         [

@@ -366,11 +366,13 @@ def test_scripts_print_one_line_errors_with_the_next_command(tmp_path: Path) -> 
 # ------------------------------------------------------------------ case 8: tables
 
 
-def save_toy_result(root: Path, model: str, split: str, queries: int, subfolder: str = "") -> Path:
+def save_toy_result(
+    root: Path, model: str, split: str, queries: int, subfolder: str = "", config: dict | None = None
+) -> Path:
     from syntriever.result_files import make_result
 
     per_query = {f"q{i}": 0.5 for i in range(queries)}
-    record = make_result(model, "toy", {"NDCG@10": 0.5}, {"NDCG@10": per_query}, split=split)
+    record = make_result(model, "toy", {"NDCG@10": 0.5}, {"NDCG@10": per_query}, split=split, config=config)
     path = root / "toy" / subfolder / f"{model}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
@@ -390,6 +392,24 @@ def test_table_refuses_rows_of_other_splits_or_query_counts(tmp_path: Path, spli
     assert not (tmp_path / "toy" / "README.md").exists()
     table = write_table("toy", tmp_path, n_resamples=50, allow_mixed=True).read_text()
     assert "`odd`" in table
+
+
+def test_table_warns_when_rows_were_encoded_with_different_precisions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from syntriever.tables import write_table
+
+    save_toy_result(tmp_path, "bm25", "test", 30, config={"retriever": "bm25s"})  # encodes nothing
+    save_toy_result(tmp_path, "minilm", "test", 30, config={"retriever": "dense exact cosine"})  # old: fp32
+    save_toy_result(tmp_path, "minilm-sft", "test", 30,
+                    config={"retriever": "dense exact cosine", "precision": "fp32"})
+    assert "precision" not in write_table("toy", tmp_path, n_resamples=50).read_text()
+    save_toy_result(tmp_path, "e5", "test", 30,
+                    config={"retriever": "dense exact cosine", "precision": "bf16"})
+    table = write_table("toy", tmp_path, n_resamples=50).read_text()
+    note = "mixed encoding precision (bf16: `e5`; fp32: `minilm`, `minilm-sft`)"
+    assert table.count(note) == 2  # under the results table and under the paired tests
+    assert "--precision fp32" in table and note in caplog.text
 
 
 def test_table_ignores_dev_results_in_their_subfolder(tmp_path: Path) -> None:
