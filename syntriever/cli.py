@@ -118,6 +118,9 @@ def add_train_args(parser: argparse.ArgumentParser, paper: str) -> None:
     group.add_argument("--max-seq-length", type=int, default=None)
     group.add_argument("--max-steps", type=int, default=None)
     group.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a saved model of this name although it was trained with other data "
+                        "or settings (by default that is refused; a retrain with the same ones replaces it)")
     group.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                        help="bfloat16 mixed precision (CPU: worth it only with avx512_bf16/amx_bf16); "
                        "default off on CPU, fp16 on a GPU")

@@ -31,6 +31,7 @@ from sentence_transformers.sentence_transformer import (
 from torch import nn
 
 from syntriever import __version__
+from syntriever.errors import UserError
 from syntriever.jsonl import write_json
 from syntriever.precision import BF16_FLAGS, native_bf16
 from syntriever.profiles import (
@@ -92,6 +93,65 @@ def warmup_warning(settings: TrainSettings, examples: int, world_size: int = 1) 
             f"the learning rate stays below {settings.lr:g} throughout (set --warmup-steps)")
 
 
+# What a model card records about how the model was made (both stages); a retrain that differs
+# in any of these from the saved model of the same name would silently replace another model.
+IDENTITY_KEYS = ("stage", "base_model", "base_model_path", "dataset", "split", "variant", "synthetic_file",
+                 "prompt_version", "preferences_file", "stage2_loss", "teacher", "settings")
+
+
+def _differs(saved: Any, new: Any) -> bool:
+    """Whether a saved card value differs from a new one; of two mappings only the keys both hold
+    count (a card written before a setting existed is not a difference)."""
+    if isinstance(saved, dict) and isinstance(new, dict):
+        return any(_differs(saved[key], new[key]) for key in saved.keys() & new.keys())
+    return json.loads(json.dumps(saved)) != json.loads(json.dumps(new))
+
+
+def check_overwrite(out_dir: Path, card: dict[str, Any], overwrite: bool = False) -> None:
+    """Refuse (:class:`UserError`) to replace the complete model in ``out_dir`` when its card
+    records other :data:`IDENTITY_KEYS` values than ``card`` (the new run's, with ``settings``),
+    unless ``overwrite``. Keys the saved card lacks are not compared."""
+    saved_file = out_dir / CARD_NAME
+    if overwrite or not ((out_dir / "modules.json").is_file() and saved_file.is_file()):
+        return
+    saved = json.loads(saved_file.read_text(encoding="utf-8"))
+    changed = [key for key in IDENTITY_KEYS if key in saved and _differs(saved[key], card.get(key))]
+    if changed:
+        raise UserError(
+            f"{out_dir} holds a complete model trained with other {', '.join(changed)} than this run; "
+            f"keep it and name this one (--output-name NAME) or replace it (--overwrite)"
+        )
+
+
+def save_model(model: SentenceTransformer, out_dir: Path, card: dict[str, Any]) -> None:
+    """Save ``model``, its card and the card in its README to ``out_dir`` atomically: everything
+    goes to a hidden sibling folder first, which then takes ``out_dir``'s place, so a crash while
+    saving leaves the previous model (if any) complete. Between the two renames of a replacement
+    the previous model sits in ``.<name>.old-<pid>`` beside it."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out_dir.parent / f".{out_dir.name}.saving-{os.getpid()}"
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        model.save(str(scratch))
+        write_json(scratch / CARD_NAME, card)
+        with open(scratch / "README.md", "a", encoding="utf-8") as fh:
+            fh.write("\n\n## Syntriever training record\n\n```json\n")
+            fh.write(json.dumps({k: v for k, v in card.items() if k != "loss_history"}, indent=2))
+            fh.write("\n```\n")
+        if out_dir.exists():
+            out_dir.rename(old)
+        try:
+            scratch.rename(out_dir)
+        except OSError:
+            if old.exists():
+                old.rename(out_dir)
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def train(
     model: SentenceTransformer,
     dataset: Dataset,
@@ -99,11 +159,16 @@ def train(
     settings: TrainSettings,
     out_dir: Path,
     card: dict[str, Any],
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` with ``loss``; save it to ``out_dir``; return the card.
+    """Train ``model`` on ``dataset`` with ``loss``; save it to ``out_dir`` (:func:`save_model`);
+    return the card. A model already in ``out_dir`` made otherwise is kept unless ``overwrite``
+    (:func:`check_overwrite`, before training starts).
 
     ``settings.max_seq_length`` applies to training only: the saved model keeps the encoder's
     own maximum length, so evaluation is not silently truncated to the training length."""
+    check_overwrite(out_dir, {**card, "settings": asdict(settings)}, overwrite)
     encoder_max_length = model.max_seq_length
     model.max_seq_length = settings.max_seq_length
     scratch = Path(tempfile.mkdtemp(prefix="syntriever-train-"))
@@ -168,13 +233,7 @@ def train(
     card = with_commands(card)
     model.max_seq_length = encoder_max_length
     if trainer.is_world_process_zero():
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        model.save(str(out_dir))
-        write_json(out_dir / CARD_NAME, card)
-        with open(out_dir / "README.md", "a", encoding="utf-8") as fh:
-            fh.write("\n\n## Syntriever training record\n\n```json\n")
-            fh.write(json.dumps({k: v for k, v in card.items() if k != "loss_history"}, indent=2))
-            fh.write("\n```\n")
+        save_model(model, out_dir, card)
         logger.info("saved %s (%d steps, %.0f s, %.2f examples/s)", out_dir, steps, seconds,
                     card["examples_per_s"] or 0)
     return card

@@ -463,6 +463,53 @@ def test_tiny_partial_plackett_luce_training_run(tiny_st_model: SentenceTransfor
     assert SentenceTransformer(str(out), device="cpu").max_seq_length == 32
 
 
+def test_retraining_refuses_to_replace_a_model_made_otherwise_and_saves_atomically(
+    tiny_st_model: SentenceTransformer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syntriever import training
+    from syntriever.errors import UserError
+    from syntriever.losses import PartialPlackettLuceLoss
+
+    ds = build_preference_examples(TRIPLES, tiny_st_model)
+    settings = TrainSettings(epochs=1, batch_size=3, warmup_steps=0, max_seq_length=16, max_steps=1)
+    out = tmp_path / "tiny-final-toy"
+    card = {"stage": 2, "teacher": "judge", "split": "train"}
+
+    def run(card: dict[str, Any], settings: TrainSettings = settings, **kw: Any) -> dict[str, Any]:
+        return training.train(tiny_st_model, ds, PartialPlackettLuceLoss(tiny_st_model), settings, out, card,
+                              **kw)
+
+    def saved() -> dict[str, Any]:
+        return json.loads((out / "syntriever.json").read_text())
+
+    run(card)
+    (out / "marker").write_text("from the first run")
+    run(card)  # same data and settings: the retrain replaces the folder
+    assert not (out / "marker").exists() and saved()["teacher"] == "judge"
+    for other, changed in (({**card, "teacher": "oracle"}, "teacher"), (card, "settings")):
+        with pytest.raises(UserError, match=rf"{out} holds a complete model trained with other {changed} "
+                                            r"than this run; .*--output-name NAME.*--overwrite"):
+            run(other, replace(settings, seed=7) if changed == "settings" else settings)
+    assert saved()["teacher"] == "judge" and saved()["settings"]["seed"] == 42
+    run({**card, "teacher": "oracle"}, overwrite=True)
+    assert saved()["teacher"] == "oracle"
+
+    # a crash while saving leaves the previous model whole, and no half-written folder behind
+    def crash(path: Path, data: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(training, "write_json", crash)
+    with pytest.raises(OSError, match="disk full"):
+        training.save_model(tiny_st_model, out, {"stage": 2, "teacher": "identity"})
+    assert saved()["teacher"] == "oracle" and (out / "modules.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-final-toy"]
+    monkeypatch.undo()
+    training.save_model(tiny_st_model, out, {"stage": 2, "teacher": "identity"})
+    assert saved()["teacher"] == "identity"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-final-toy"]
+    assert SentenceTransformer(str(out), device="cpu").max_seq_length == 32
+
+
 def test_stage2_train_settings_and_names() -> None:
     import train_stage2
 
