@@ -47,7 +47,7 @@ ABLATIONS = {  # model-name suffix -> train_stage1.py flags (the last one is not
 
 
 def build_steps(args: argparse.Namespace) -> list[Step]:
-    ds, sft = args.dataset, stage1_name(args.model)
+    ds, sft = args.dataset, stage1_name(args.model, llm_model=args.llm_model)
     judge_model = args.judge_model or (DEFAULT_JUDGE_PRESET if args.llm_model in PRESETS else args.llm_model)
     # each LLM step's backend is fixed here and passed on, so the environment (an API key, a base
     # URL) cannot send an embedded model's requests elsewhere behind the manifests' back
@@ -94,7 +94,7 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
     ]
     if args.ablations:
         for suffix, flags in ABLATIONS.items():
-            name = stage1_name(args.model, f"{SFT}-{suffix}")
+            name = stage1_name(args.model, f"{SFT}-{suffix}", llm_model=args.llm_model)
             steps.append(
                 Step(
                     f"stage 1 {suffix}",

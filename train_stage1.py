@@ -5,7 +5,9 @@
 MODEL is an encoder preset (minilm, e5, contriever), a local folder or a hub id. Reads the train
 split and the synthetic data of datasets/parse_synthetic.py; saves output/<MODEL>-sft-<DATASET>
 (ablations: -sft-nocot, -sft-nosyn, -sft-noverify; labelled pairs only: <MODEL>-labelled;
-filtered negatives: -sft-negcopies, -sft-negcoverage, -sft-negjudge; labelled-pair term: -sft-pullW).
+filtered negatives: -sft-negcopies, -sft-negcoverage, -sft-negjudge; labelled-pair term: -sft-pullW;
+related negatives: -sft-negrelated; synthetic data of another prompt version or LLM: -v2, -qwen1.5b).
+It refuses to replace a model trained with other data or settings (--output-name or --overwrite).
 """
 
 import argparse
@@ -32,7 +34,8 @@ from syntriever.synthesis import synthetic_path
 from syntriever.training import train
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line flags of train_stage1.py."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model")
     parser.add_argument("dataset")
@@ -60,15 +63,19 @@ def main() -> None:
                         help="train although some training queries have no synthetic record (their "
                         "pairs are left out, with a warning); by default that is an error")
     parser.add_argument("--output-name", default=None,
-                        help="model name (default: MODEL-sft[-ablation], plus -nodev for --train-split "
-                        "train-nodev)")
+                        help="model name (default: MODEL-sft[-ablation], plus -VERSION and -LLM for "
+                        "synthetic data of a prompt version or LLM other than the default, and -nodev for "
+                        "--train-split train-nodev; syntriever/names.py)")
     parser.add_argument("--train-split", choices=["train", TRAIN_NODEV], default="train",
                         help="train-nodev: train without the dev queries, for choices scored with "
                         "`evaluate.py NAME DATASET --split dev` (final models: train)")
     add_train_args(parser, describe_training(1))
-    args = parser.parse_args()
-    setup_logging()
-    variant = Stage1Variant(
+    return parser
+
+
+def variant_of(args: argparse.Namespace) -> Stage1Variant:
+    """The parts of the method the flags turn on."""
+    return Stage1Variant(
         use_cot=not (args.no_cot or args.labelled_only),
         use_synthetic=not (args.no_synthetic or args.labelled_only),
         use_verification=not args.no_verify,
@@ -76,8 +83,19 @@ def main() -> None:
         labelled_weight=args.labelled_weight,
         negative_source=args.negatives,
     )
-    nodev = args.train_split == TRAIN_NODEV
-    name = args.output_name or stage1_name(args.model, variant.suffix(), nodev=nodev)
+
+
+def default_name(args: argparse.Namespace) -> str:
+    """The model name without --output-name (:func:`syntriever.names.stage1_name`)."""
+    return stage1_name(args.model, variant_of(args).suffix(), nodev=args.train_split == TRAIN_NODEV,
+                       llm_model=args.llm_model, prompt_version=args.prompt_version)
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    setup_logging()
+    variant = variant_of(args)
+    name = args.output_name or default_name(args)
     out_dir = model_dir(name, args.dataset)
     train_split = load_dataset(args.dataset, args.train_split)
     synthetic_file = None
@@ -104,7 +122,7 @@ def main() -> None:
         "prompt_version": next(iter(synthetic.values())).get("prompt_version") if synthetic else None,
         "example_counts": counts,
     }
-    card = train(model, dataset, make_loss(model, variant), settings, out_dir, card)
+    card = train(model, dataset, make_loss(model, variant), settings, out_dir, card, overwrite=args.overwrite)
     print(f"saved {out_dir}: {card['steps']} steps in {card['train_seconds']} s "
           f"({card['examples_per_s']} examples/s), final loss {card['final_train_loss']}")
     dev = " --split dev" if args.train_split == TRAIN_NODEV else ""

@@ -28,17 +28,18 @@ from syntriever.judge import preferences_path
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss
-from syntriever.names import final_name, model_dir
+from syntriever.names import BT_LOSS, DEFAULT_TEACHER, PL_LOSS, final_name, model_dir
 from syntriever.paths import check_name, file_safe, portable
 from syntriever.profiles import describe_training
 from syntriever.stage2 import build_preference_examples, load_preferences, stage1_split, teacher_preferences
-from syntriever.teachers import DEFAULT_TEACHER, JUDGE, TEACHERS
+from syntriever.teachers import JUDGE, TEACHERS
 from syntriever.training import train
 
-LOSSES = {"pl": PartialPlackettLuceLoss, "bt": BradleyTerryLoss}
+LOSSES = {PL_LOSS: PartialPlackettLuceLoss, BT_LOSS: BradleyTerryLoss}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line flags of train_stage2.py."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="stage-1 model, e.g. minilm-sft")
     parser.add_argument("dataset")
@@ -59,6 +60,16 @@ def main() -> None:
     parser.add_argument("--output-name", default=None,
                         help="model name (default: MODEL-final[-TEACHER][-bt][-nodev])")
     add_train_args(parser, describe_training(2))
+    return parser
+
+
+def default_name(args: argparse.Namespace, split: str) -> str:
+    """The model name without --output-name, for a stage-1 model trained on ``split``."""
+    return final_name(args.model, args.loss, args.teacher, nodev=split == TRAIN_NODEV)
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     setup_logging()
     check_name(args.dataset)
@@ -74,7 +85,7 @@ def main() -> None:
                      "saw a dev query and a stage-2 name never stands for two models")
     if args.preferences and (args.teacher != JUDGE or split != "train"):
         parser.error("--preferences is used as is: only with --teacher judge and --train-split train")
-    name = args.output_name or final_name(args.model, args.loss, args.teacher, nodev=split == TRAIN_NODEV)
+    name = args.output_name or default_name(args, split)
     out_dir = model_dir(name, args.dataset)
     judge_config = LLMConfig(model=args.llm_model)
     pairs_model = args.pairs_from or args.model
@@ -101,7 +112,7 @@ def main() -> None:
         "judge_settings": judge.get("settings"),
         "example_counts": {"triples": len(triples), "queries": len({t["query_id"] for t in triples})},
     }
-    card = train(model, dataset, LOSSES[args.loss](model), settings, out_dir, card)
+    card = train(model, dataset, LOSSES[args.loss](model), settings, out_dir, card, overwrite=args.overwrite)
     print(f"saved {out_dir}: {card['steps']} steps in {card['train_seconds']} s "
           f"({card['examples_per_s']} examples/s), final loss {card['final_train_loss']}")
     print(f"teacher {args.teacher}: {report.get('pairs_kept', len(triples))} triples; threshold "

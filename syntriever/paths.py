@@ -94,3 +94,8 @@ def file_safe(name: str) -> str:
     """A model argument as typed (``minilm-sft``, ``intfloat/e5-base-v2``) made safe as a file name."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "__", name.strip("/"))
     return safe.lstrip(".") or "model"
+
+
+def model_tag(model: str) -> str:
+    """A short, file-safe name of an LLM (``qwen1.5b``, ``gpt-4o``; ``/m/x.gguf`` -> ``x``)."""
+    return file_safe(model.rsplit("/", 1)[-1].removesuffix(".gguf"))

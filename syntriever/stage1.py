@@ -10,7 +10,7 @@ the paper's Table 3 drop columns; with no synthetic data at all it is InfoNCE on
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,12 @@ from syntriever.encoders import add_prefix
 from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_jsonl_numbered
 from syntriever.losses import UNVERIFIED, SyntrieverClusterLoss
-from syntriever.names import LABELLED, NO_COT, NO_SYNTHETIC, NO_VERIFY, SFT, negative_filter_suffix
+from syntriever.names import NEGATIVE_FILTERS, NEGATIVE_SOURCES, stage1_suffix
 from syntriever.synthesis_quality import CLOSE_QUERY_COVERAGE, RESTATING_COVERAGE, contains_query, coverage
 
 logger = logging.getLogger(__name__)
 
 VERDICT_LABEL = {"yes": 1, "no": 0, "unparseable": UNVERIFIED, "missing": UNVERIFIED}
-NEGATIVE_FILTERS = ("copies", "coverage", "judge")
-# Where a query's hard negative comes from: the LLM's "irrelevant" passage (the paper), or the
-# synthetic positive of the most similar other training query (not in the paper; see
-# related_negatives()).
-NEGATIVE_SOURCES = ("synthetic", "related")
 
 
 @dataclass(frozen=True)
@@ -63,23 +58,9 @@ class Stage1Variant:
         return self.use_cot or self.use_synthetic
 
     def suffix(self) -> str:
-        """Model-name suffix: ``sft``, ``sft-nocot``, ``sft-nosyn``, ``sft-noverify``, ``labelled``."""
-        if not self.uses_llm_data:
-            return LABELLED
-        parts = [SFT]
-        if not self.use_cot:
-            parts.append(NO_COT)
-        if not self.use_synthetic:
-            parts.append(NO_SYNTHETIC)
-        if self.use_synthetic and not self.use_verification:
-            parts.append(NO_VERIFY)
-        if self.negative_filter:
-            parts.append(negative_filter_suffix(self.negative_filter))
-        if self.labelled_weight:
-            parts.append(f"pull{self.labelled_weight:g}")
-        if self.negative_source != "synthetic":
-            parts.append(f"neg{self.negative_source}")
-        return "-".join(parts)
+        """Model-name suffix: ``sft``, ``sft-nocot``, ``sft-nosyn``, ``sft-noverify``, ``labelled``
+        (:func:`syntriever.names.stage1_suffix`)."""
+        return stage1_suffix(**asdict(self))
 
 
 def related_negatives(

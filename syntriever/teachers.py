@@ -30,12 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from syntriever.errors import UserError
-from syntriever.names import DEFAULT_TEACHER
+from syntriever.names import TEACHERS
 from syntriever.verdicts import Judgement, order_stats
 
-JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER = (
-    DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-retriever")
-TEACHERS = (JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER)
+JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER = TEACHERS  # named in syntriever.names
 # the confident judge's threshold rule (recorded in every report that uses it)
 CRITERION = ("smallest |d| threshold t such that, on the label-checkable training pairs with "
              "|d| >= t (at least min_pairs of them), the judge's accuracy is at least the "

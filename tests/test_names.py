@@ -3,12 +3,14 @@ the encoder lookup and the tables."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
 
 from syntriever import names, tables
 from syntriever.encoders import trained_path
+from syntriever.errors import UserError
 from syntriever.stage1 import Stage1Variant
 
 
@@ -45,3 +47,81 @@ def test_model_dir_is_where_the_encoder_lookup_finds_a_model(
     assert trained_path("minilm-sft", "scifact") == folder
     with pytest.raises(ValueError):
         names.model_dir("../escape", "scifact")
+
+
+STAGE1_FLAGS = [
+    [], ["--no-cot"], ["--no-synthetic"], ["--no-verify"], ["--no-cot", "--no-verify"], ["--labelled-only"],
+    *(["--filter-negatives", f] for f in names.NEGATIVE_FILTERS), ["--labelled-weight", "0.5"],
+    ["--negatives", "related"],
+    ["--filter-negatives", "coverage", "--labelled-weight", "1e-05", "--negatives", "related"],
+]
+DATA_FLAGS = [[], ["--prompt-version", "v2"], ["--llm-model", "qwen1.5b"],
+              ["--prompt-version", "v2", "--llm-model", "qwen1.5b"], ["--llm-model", "gpt-4o"]]
+SPLIT_FLAGS = [[], ["--train-split", "train-nodev"]]
+
+
+def stage1_default_names() -> list[str]:
+    """Every default name train_stage1.py gives (two encoders, each valid flag combination)."""
+    import train_stage1
+
+    parser, out = train_stage1.build_parser(), []
+    for encoder in ("minilm", "intfloat/e5-base-v2"):
+        for flags in STAGE1_FLAGS:
+            for data in DATA_FLAGS:
+                for split in SPLIT_FLAGS:
+                    args = parser.parse_args([encoder, "scifact", *flags, *data, *split])
+                    with contextlib.suppress(ValueError, UserError):  # combinations the script refuses
+                        out.append(train_stage1.default_name(args))
+    return sorted(set(out))
+
+
+def test_every_default_stage1_name_reads_back_into_its_command() -> None:
+    import train_stage1
+
+    parser, checked = train_stage1.build_parser(), stage1_default_names()
+    assert len(checked) > 100
+    for name in checked:
+        command = names.train_command(name, "scifact")
+        assert command is not None and command.startswith("python train_stage1.py "), name
+        argv = command.split()[2:]
+        assert argv[1] == "scifact" and train_stage1.default_name(parser.parse_args(argv)) == name, command
+
+
+def test_every_default_stage2_name_reads_back_into_its_command(tmp_path: Path) -> None:
+    import train_stage2
+    from syntriever.stage2 import stage1_split
+
+    parser, count = train_stage2.build_parser(), 0
+    for stage1 in stage1_default_names():
+        for teacher in names.TEACHERS:
+            for loss in names.STAGE2_LOSSES:
+                args = parser.parse_args([stage1, "scifact", "--teacher", teacher, "--loss", loss])
+                name = train_stage2.default_name(args, stage1_split(stage1, tmp_path / "no-card"))
+                command = names.train_command(name, "scifact")
+                assert command is not None and command.startswith("python train_stage2.py "), name
+                again = parser.parse_args(command.split()[2:])
+                assert train_stage2.default_name(again, stage1_split(again.model, tmp_path)) == name, command
+                count += 1
+    assert count > 1000
+
+
+def test_names_record_the_synthetic_data_and_custom_names_have_no_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syntriever.encoders import open_encoder
+
+    assert names.stage1_name("minilm", llm_model="qwen0.5b", prompt_version="v1") == "minilm-sft"
+    assert names.stage1_name("minilm", llm_model="qwen1.5b", prompt_version="v2") == "minilm-sft-v2-qwen1.5b"
+    assert names.stage1_name("minilm", names.LABELLED, llm_model="qwen1.5b") == "minilm-labelled"
+    assert names.final_name("minilm-sft-v2-qwen1.5b-nodev", teacher="oracle", nodev=True) == (
+        "minilm-sft-v2-qwen1.5b-final-oracle-nodev")
+    assert names.train_command("minilm-final-oracle-nodev", "x") == (
+        "python train_stage2.py minilm-sft-nodev x --teacher oracle")
+    custom = ["minilm-labelled-L256-nodev", "minilm-labelled-L256-final-oracle-nodev",
+              "minilm-labelled-L256-bf16-nodev", "minilm-sft-final", "minilm-final-L256", "minilm",
+              "my-model"]
+    assert [names.train_command(name, "scifact") for name in custom] == [None] * len(custom)
+    monkeypatch.setenv("SYNTRIEVER_OUTPUT", str(tmp_path))
+    with pytest.raises(UserError, match=r"no model at .*minilm-labelled-L256-nodev-scifact; train it \(.*"
+                                        r"--output-name minilm-labelled-L256-nodev\) or pass a model folder"):
+        open_encoder("minilm-labelled-L256-nodev", "scifact")

@@ -115,6 +115,11 @@ def test_pipeline_steps_for_a_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
     remote = steps(llm_model="gpt-4o", llm_backend="batch")
     assert "gpt-4o" in remote["comparisons"].args and "qwen1.5b" not in remote["comparisons"].args
     assert flag(remote["synthesis"], "--llm-backend") == "batch" and remote["synthesis"].llm.model == "gpt-4o"
+    assert "stage 2" in remote and "eval minilm-final" in remote  # the paper profile's LLM: no tag
+    # another synthesis LLM names every model trained on its data (syntriever.names.data_tag)
+    other = steps(llm_model="qwen1.5b")
+    assert other["stage 1"].outputs[0].name == "minilm-sft-qwen1.5b-scifact"
+    assert other["retrieval"].args[1] == "minilm-sft-qwen1.5b" and "eval minilm-sft-qwen1.5b-final" in other
     # an API key or a base URL in the environment does not send the embedded models' requests away
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0000000000")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")

@@ -44,9 +44,9 @@ class LLMConfig:
 
     def model_tag(self) -> str:
         """A short, file-safe name of the model answering the requests."""
-        from syntriever.paths import file_safe
+        from syntriever.paths import model_tag
 
-        return file_safe(self.model.rsplit("/", 1)[-1].removesuffix(".gguf"))
+        return model_tag(self.model)
 
     def provenance(self) -> dict[str, str]:
         """Model identity for output files (GGUF sha256 for the embedded model; never the key)."""
