@@ -16,6 +16,7 @@ from pathlib import Path
 from syntriever.cli import add_train_args, run, settings_from_args, setup_logging
 from syntriever.data import TRAIN_NODEV, load_dataset
 from syntriever.encoders import load_encoder
+from syntriever.errors import UserError
 from syntriever.jsonl import DataError
 from syntriever.llm.local import DEFAULT_PRESET
 from syntriever.names import model_dir, stage1_name
@@ -29,6 +30,7 @@ from syntriever.stage1 import (
     build_examples,
     load_synthetic,
     make_loss,
+    only_queries_of,
 )
 from syntriever.synthesis import synthetic_path
 from syntriever.training import train
@@ -62,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-missing-synthetic", action="store_true",
                         help="train although some training queries have no synthetic record (their "
                         "pairs are left out, with a warning); by default that is an error")
+    parser.add_argument("--only-queries-of", type=Path, default=None, metavar="JSONL",
+                        help="train on the labelled pairs of the queries with a record in this JSONL "
+                        "only (e.g. a partial synthesis run), for like-for-like comparisons on a subset; "
+                        "needs --output-name")
     parser.add_argument("--output-name", default=None,
                         help="model name (default: MODEL-sft[-ablation], plus -VERSION and -LLM for "
                         "synthetic data of a prompt version or LLM other than the default, and -nodev for "
@@ -95,9 +101,14 @@ def main() -> None:
     args = build_parser().parse_args()
     setup_logging()
     variant = variant_of(args)
+    if args.only_queries_of and not args.output_name:
+        raise UserError("--only-queries-of trains on a subset of the queries: name the model with "
+                        "--output-name")
     name = args.output_name or default_name(args)
     out_dir = model_dir(name, args.dataset)
     train_split = load_dataset(args.dataset, args.train_split)
+    if args.only_queries_of:
+        train_split = only_queries_of(train_split, args.only_queries_of)
     synthetic_file = None
     synthetic = None
     if variant.uses_llm_data:
@@ -121,6 +132,7 @@ def main() -> None:
         "synthetic_file": portable(synthetic_file.resolve()) if synthetic_file else None,
         "prompt_version": next(iter(synthetic.values())).get("prompt_version") if synthetic else None,
         "example_counts": counts,
+        "only_queries_of": portable(args.only_queries_of.resolve()) if args.only_queries_of else None,
     }
     card = train(model, dataset, make_loss(model, variant), settings, out_dir, card, overwrite=args.overwrite)
     print(f"saved {out_dir}: {card['steps']} steps in {card['train_seconds']} s "

@@ -10,7 +10,7 @@ the paper's Table 3 drop columns; with no synthetic data at all it is InfoNCE on
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,19 @@ def load_synthetic(path: Path) -> dict[str, dict[str, Any]]:
             raise DataError(f"{path}:{line}: unknown verdict {rec['verdict']!r}")
         records[str(rec["query_id"])] = rec
     return records
+
+
+def only_queries_of(train: BeirDataset, path: Path) -> BeirDataset:
+    """``train`` with the labelled pairs of the queries that have a record in the JSONL ``path``
+    (any file with ``query_id``s, e.g. a partial synthesis run) and no others: a labelled-only
+    baseline, or another run's data, on exactly the queries a partial synthetic run covers."""
+    wanted = {str(rec.get("query_id")) for _, rec in read_jsonl_numbered(path)}
+    kept = {qid: docs for qid, docs in train.qrels.items() if qid in wanted}
+    if not kept:
+        raise DataError(f"{path}: none of its query_ids is a query of {train.name}/{train.split}")
+    logger.info("training on the %d of %d %s queries that have a record in %s",
+                len(kept), len(train.qrels), train.split, path)
+    return replace(train, qrels=kept)
 
 
 def check_coverage(

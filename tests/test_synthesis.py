@@ -388,3 +388,18 @@ def test_v2_without_llm_negatives(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert calls == [["q1:cot", "q1:pos", "q2:cot", "q2:pos"]]
     records = list(read_jsonl(out))
     assert [r["negative"] for r in records] == ["", ""] and "negative_query" not in records[0]
+
+
+def test_only_queries_of_a_partial_run_restricts_every_variant(tmp_path: Path, tiny_st_model) -> None:
+    from syntriever.stage1 import only_queries_of
+
+    ds = toy_dataset()
+    path = write_synthetic(tmp_path / "s.jsonl", [synthetic_row("q2", "yes")])
+    subset = only_queries_of(ds, path)
+    assert set(subset.qrels) == {"q2"} and set(ds.qrels) == {"q1", "q2", "q3"}  # the input is kept
+    data, counts = build_examples(subset, tiny_st_model, Stage1Variant(False, False), None)
+    assert counts["pairs"] == 1 and data["positive"] == ["T2 text 2"]  # labelled-only on the subset
+    data, counts = build_examples(subset, tiny_st_model, Stage1Variant(), load_synthetic(path))
+    assert counts["pairs"] == 1 and counts["skipped_no_synthetic"] == 0  # no missing-record error
+    with pytest.raises(DataError, match="none of its query_ids"):
+        only_queries_of(ds, write_synthetic(tmp_path / "x.jsonl", [synthetic_row("q9", "yes")]))
