@@ -20,6 +20,10 @@ PROMPT_VERSIONS = ("v1", "v2")
 # The default synthesis version. v2 becomes the default once the dev split shows its stage 1
 # better than v1's (results/<dataset>/dev/); until then the committed data is v1's.
 PROMPT_VERSION = "v1"
+# Whether the synthesis drops the passages' sentences that talk about the prompt ("This supports
+# the claim that ..."; syntriever.meta_text), per version: not for v1, whose committed records stay
+# as written (33 of its 809 SciFact positives hold one); from v2 on (34 of 150 v2 positives).
+DROP_META_SENTENCES = {"v1": False, "v2": True}
 # The pairwise comparison prompt of stage 2 has one version (its folders say so).
 COMPARE_VERSION = "v1"
 

@@ -174,7 +174,8 @@ def build_examples(
 
     Training queries without a synthetic record (in ``source``) are an error: the synthesis
     did not finish, or ran with ``--limit``. With ``allow_missing`` their pairs are left out
-    and counted in a warning."""
+    and counted in a warning. An empty synthetic positive (the LLM wrote nothing, or only sentences
+    about the prompt: :mod:`syntriever.meta_text`) is left out of L1 (``empty_synthetic``)."""
     if variant.uses_llm_data and synthetic is None:
         raise ValueError("this variant needs synthetic data")
     if variant.uses_llm_data:
@@ -188,7 +189,7 @@ def build_examples(
         rows["synthetic_negative"] = []
         rows["label"] = []
     counts = {"pairs": 0, "skipped_no_synthetic": 0, "relabelled": 0, "unknown_verdict": 0,
-              "empty_cot": 0, "filtered_negatives": 0, "restating_negatives": 0}
+              "empty_cot": 0, "empty_synthetic": 0, "filtered_negatives": 0, "restating_negatives": 0}
     related = (related_negatives(train, synthetic or {}, model)
                if variant.negative_source == "related" else None)
     for qid, docs in train.qrels.items():
@@ -207,12 +208,16 @@ def build_examples(
             if variant.use_synthetic:
                 negative = related.get(qid, "") if related is not None else rec["negative"]
                 if not negative.strip():
-                    raise DataError(f"{source}: query {qid} has no synthetic negative (a run without "
-                                    "negatives needs --negatives related)")
+                    raise DataError(f"{source}: query {qid} has no synthetic negative (the LLM's was "
+                                    "empty or only talked about the prompt, or the run had none): "
+                                    "train with --negatives related")
                 counts["restating_negatives"] += coverage(train.queries[qid], negative) >= RESTATING_COVERAGE
                 rows["synthetic"].append(rec["positive"])
                 rows["synthetic_negative"].append(negative)
                 label = VERDICT_LABEL[rec["verdict"]] if variant.use_verification else 1
+                if not rec["positive"].strip():  # empty, or emptied of sentences about the prompt
+                    counts["empty_synthetic"] += 1
+                    label = UNVERIFIED  # left out of L1, like an unjudged one
                 counts["relabelled"] += label == 0
                 counts["unknown_verdict"] += label == UNVERIFIED
                 if variant.negative_filter:

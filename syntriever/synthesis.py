@@ -45,6 +45,7 @@ from syntriever.llm.requests import (
     usage,
 )
 from syntriever.llm.runner import Sent, execute_requests
+from syntriever.meta_text import REMOVED, clean_record, removal_summary
 from syntriever.names import limited_name
 from syntriever.paths import generated_dir
 from syntriever.profiles import PAPER, SYNTHESIS, check_profile, resolve
@@ -76,6 +77,8 @@ class SynthesisSettings:
     # v2 only. False: no hard negatives from the LLM (records' "negative" is empty): stage 1 then
     # takes another training query's synthetic positive (train_stage1.py --negatives related)
     negatives: bool = True
+    # drop the passages' sentences about the prompt (syntriever.meta_text); None: per prompt version
+    drop_meta_sentences: bool | None = None
 
     @classmethod
     def for_profile(cls, profile: str, **flags: Any) -> SynthesisSettings:
@@ -85,6 +88,8 @@ class SynthesisSettings:
     def __post_init__(self) -> None:
         if self.prompt_version not in prompts.PROMPT_VERSIONS:
             raise UserError(f"prompt version must be one of {prompts.PROMPT_VERSIONS}")
+        if self.drop_meta_sentences is None:
+            self.drop_meta_sentences = prompts.DROP_META_SENTENCES[self.prompt_version]
         if self.chunk_queries is not None and self.chunk_queries < 1:
             raise UserError(f"chunk_queries must be at least 1, got {self.chunk_queries}")
 
@@ -304,6 +309,8 @@ def build_records(
         if "negq" in texts:
             record["negative_query"], record["negative_query_answers"] = best_other_query(
                 qid, query, generated)
+        if settings.drop_meta_sentences:
+            clean_record(record)
         records.append(record)
     tokens_in = sum(usage(r)[0] for r in [*generated.values(), *verified.values()])
     tokens_out = sum(usage(r)[1] for r in [*generated.values(), *verified.values()])
@@ -313,7 +320,7 @@ def build_records(
         "queries": len(queries), "verdicts": counts, "text_verdicts": text_counts,
         "relabelled_share": counts["no"] / judged if judged else None,
         "verify_mode": settings.verify_mode, "verify_threshold": threshold,
-        "empty_generations": empty, "truncated_generations": truncated,
+        "empty_generations": empty, "truncated_generations": truncated, REMOVED: removal_summary(records),
         "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
         "settings": asdict(settings), "llm": provenance, "prompt_version": settings.prompt_version,
         "quality": quality_report(records),

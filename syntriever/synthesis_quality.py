@@ -9,7 +9,10 @@ recomputed from committed files:
 - ``negative_queries_close``: v2 only, share of the new queries behind the negatives that still
   hold at least half of the query's content words (variations of it rather than other subjects).
 - ``cap_hit``: per generated field, the share that stopped at the token cap (``finish_reason``
-  "length"); ``meta_text``: share of passages that talk about the prompt ("The question asks...").
+  "length"); ``meta_text``: share of passages that talk about the prompt ("The question asks...",
+  :data:`syntriever.meta_text.META`), after the synthesis dropped such sentences (prompt v2 on);
+  ``meta_text_before_cleaning``: the share before, over the passages the LLM wrote (from the
+  records' ``meta_sentences_removed`` counts; the same figure for records never cleaned).
 - ``median_words``: median length per field, in words.
 - ``verifier_auc``: AUC of the verification margins, synthetic positives against the queries' own
   synthetic negatives (0.5 is chance; ``None`` without log-probability margins).
@@ -28,22 +31,15 @@ from typing import Any
 
 from bm25s.stopwords import STOPWORDS_EN
 
+from syntriever.meta_text import PASSAGE_FIELDS, REMOVED, is_meta_text
+
 RESTATING_COVERAGE = 0.8
 # A new query (v2's first negative step) holding at least this share of the query's content words
 # is a variation of it rather than another subject.
 CLOSE_QUERY_COVERAGE = 0.5
 FIELDS = ("cot", "positive", "negative", "negative_query")
-PASSAGE_FIELDS = ("positive", "negative")
 _TOKEN = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(STOPWORDS_EN)
-# Passages that answer the instructions instead of being a passage: they talk about the query or
-# the task, or open with chat filler.
-_META = re.compile(
-    r"\b(?:the|this|your|given) (?:question|query|claim|statement|prompt)\b"
-    r"|^\W*(?:sure|certainly|of course|here is|here's|okay)\b"
-    r"|\bas an ai\b|\b(?:the|this) passage (?:below|above)\b",
-    re.IGNORECASE,
-)
 
 
 def content_words(text: str) -> set[str]:
@@ -65,11 +61,6 @@ def normalise(text: str) -> str:
 def contains_query(query: str, passage: str) -> bool:
     """Whether ``passage`` contains the query verbatim (:func:`normalise` on both)."""
     return normalise(query) in normalise(passage)
-
-
-def is_meta_text(text: str) -> bool:
-    """Whether a passage talks about the prompt or opens with chat filler."""
-    return bool(_META.search(text))
 
 
 def auc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
@@ -113,6 +104,9 @@ def quality_report(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                                          for r in records if "negative_query" in r),
         "cap_hit": {f: _share(fr[f] == "length" for fr in finish if f in fr) for f in fields},
         "meta_text": {f: _share(is_meta_text(r[f]) for r in records if r.get(f)) for f in PASSAGE_FIELDS},
+        "meta_text_before_cleaning": {f: _share(_removed(r, f) > 0 or is_meta_text(r[f])
+                                                for r in records if r.get(f) or _removed(r, f))
+                                      for f in PASSAGE_FIELDS},
         "median_words": {
             f: statistics.median([len(r[f].split()) for r in records if r.get(f)] or [0]) for f in fields
         },
@@ -120,6 +114,11 @@ def quality_report(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                                    [n for _, n in margins if n is not None])),
         "relabelled_share": round(verdicts.count("no") / judged, 4) if judged else None,
     }
+
+
+def _removed(record: Mapping[str, Any], field: str) -> int:
+    """Meta sentences dropped from a record's passage field (0 for records not cleaned)."""
+    return record.get(REMOVED, {}).get(field, 0)
 
 
 def _round(value: float | None) -> float | None:

@@ -177,6 +177,7 @@ def test_stage1_examples_per_variant(tmp_path: Path, tiny_st_model) -> None:
         "relabelled": 2,
         "unknown_verdict": 1,
         "empty_cot": 1,
+        "empty_synthetic": 0,
         "filtered_negatives": 0,
         "restating_negatives": 0,
     }
