@@ -17,7 +17,7 @@ from tests.test_synthesis import CONFIG, synthetic_row, text_result, toy_dataset
 ROOT = Path(__file__).resolve().parents[1]
 V1 = ROOT / "generated" / "scifact" / "synthesis-v1-qwen0.5b"
 
-FIRST = "Bcp1 binds Rpl23 in the cytoplasm of yeast cells (Smith et al. (2015) used C. elegans too)."
+FIRST = "Bcp1 binds Rpl23 in the cytoplasm of yeast cells (J. F. Smith et al. (2015) used C. elegans too)."
 MIDDLE = "This claim is supported by several well-established studies."
 SECOND = "Deleting Bcp1 lowered 60S subunit levels by 40%."
 END = "These findings provide concrete evidence to support the claim that Bcp1 is a chaperone."
