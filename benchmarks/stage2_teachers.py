@@ -87,6 +87,37 @@ def row(record: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def check_card(card: dict[str, Any], path: Path, teacher: str, args: argparse.Namespace) -> None:
+    """Refuse to reuse a trained model whose card records another teacher, loss, pair source or
+    training setting than this run asks for (its folder is named by the teacher and loss only)."""
+    recorded = card.get("settings", {})
+    wanted = {"max_seq_length": args.max_seq_length, "batch_size": args.batch_size,
+              "epochs": args.epochs}
+    differ = [f"{key} {recorded.get(key)} (not {value})" for key, value in wanted.items()
+              if value is not None and recorded.get(key) != value]
+    if card.get("teacher") != teacher or card.get("stage2_loss") != args.loss:
+        differ.append(f"teacher/loss {card.get('teacher')}/{card.get('stage2_loss')}")
+    if args.pairs_from and args.pairs_from not in str(card.get("preferences_file")):
+        differ.append(f"pairs {card.get('preferences_file')}")
+    if differ:
+        raise UserError(f"{path}: trained with {', '.join(differ)}; move that model away or run "
+                        "this benchmark with the flags it was trained with")
+
+
+def previous_report(out: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The teacher rows of an earlier run of the same comparison (kept when this run covers
+    other teachers); an earlier report made with other flags is refused, not overwritten."""
+    if not out.is_file():
+        return {}
+    old = json.loads(out.read_text())
+    keys = ("stage1_model", "split", "pairs_from", "train_flags")
+    if any(old.get(key) != report[key] for key in keys):
+        held = ", ".join(f"{k}={old.get(k)}" for k in keys)
+        raise UserError(f"{out}: holds a run with other flags ({held}); move it away to start a new "
+                        "comparison")
+    return dict(old.get("teachers", {}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="stage-1 model, e.g. minilm-labelled-L256-nodev")
@@ -124,12 +155,14 @@ def main() -> None:
         "resamples of queries); vs_stage1: paired bootstrap of per-query differences",
         "stage1": row(base, None), "teachers": {},
     }
+    report["teachers"] = previous_report(out, report)
     for teacher in args.teachers:
         name = final_name(args.model, args.loss, teacher, nodev=train_split == TRAIN_NODEV)
         card_path = model_dir(name, args.dataset) / CARD_NAME
         if not card_path.is_file():
             step(["train_stage2.py", args.model, args.dataset, "--teacher", teacher, *flags])
         card = json.loads(card_path.read_text())
+        check_card(card, card_path, teacher, args)
         report["teachers"][teacher] = {
             **row(evaluated(name, args.dataset, args.split), base),
             "train_seconds": card.get("train_seconds"), "steps": card.get("steps"),

@@ -275,3 +275,26 @@ def test_teacher_rows_are_paired_against_stage1_and_evaluations_resume(
     os.utime(result_file, (card.stat().st_mtime - 10, card.stat().st_mtime - 10))
     bench.evaluated("m", "toy", "dev")
     assert calls == [["evaluate.py", "m", "toy", "--split", "dev"]]
+
+
+def test_teacher_benchmark_keeps_earlier_rows_and_refuses_other_flags(tmp_path: Path) -> None:
+    import argparse
+
+    from syntriever.errors import UserError
+
+    bench = _bench()
+    report = {"stage1_model": "s1", "split": "dev", "pairs_from": "p", "train_flags": ["--loss", "pl"]}
+    out = tmp_path / "report.json"
+    assert bench.previous_report(out, report) == {}
+    write_json(out, {**report, "teachers": {"oracle": {"ndcg10": 70.0}}})
+    assert bench.previous_report(out, report) == {"oracle": {"ndcg10": 70.0}}  # a rerun keeps it
+    with pytest.raises(UserError, match="other flags"):
+        bench.previous_report(out, {**report, "train_flags": ["--loss", "bt"]})
+    args = argparse.Namespace(max_seq_length=256, batch_size=None, epochs=None, loss="pl", pairs_from="p")
+    card = {"teacher": "judge", "stage2_loss": "pl", "preferences_file": "generated/x-p/prefs.jsonl",
+            "settings": {"max_seq_length": 256, "batch_size": 32}}
+    bench.check_card(card, tmp_path / "card.json", "judge", args)  # matches: reused
+    with pytest.raises(UserError, match="max_seq_length 128"):
+        bench.check_card({**card, "settings": {"max_seq_length": 128}}, tmp_path / "c.json", "judge", args)
+    with pytest.raises(UserError, match="teacher/loss"):
+        bench.check_card(card, tmp_path / "c.json", "oracle", args)
