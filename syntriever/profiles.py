@@ -57,6 +57,14 @@ TRAIN: dict[str, dict[int, dict[str, Any]]] = {
 }
 
 
+# Trainer bf16 on a CPU with native bfloat16 (syntriever.precision.native_bf16) unless --no-bf16:
+# SciFact dev split, max length 256, bf16 minus fp32 nDCG@10: labelled-only -0.18 [-0.54, 0.00],
+# stage 1 (--labelled-weight 1 --negatives related) +0.02 [-0.56, +0.64]; 1.57x faster
+# (results/scifact/dev/DECISIONS.md, benchmarks/results/precision-quiet.json). Elsewhere fp32 on a
+# CPU (emulated bf16 is slower) and fp16 on a GPU.
+CPU_TRAIN_BF16 = True
+
+
 def check_profile(profile: str) -> str:
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")

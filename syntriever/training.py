@@ -35,6 +35,7 @@ from syntriever.errors import UserError
 from syntriever.jsonl import write_json
 from syntriever.precision import BF16_FLAGS, native_bf16
 from syntriever.profiles import (
+    CPU_TRAIN_BF16,
     EMBEDDED,
     LEARNING_RATE,
     PAPER,
@@ -70,8 +71,11 @@ class TrainSettings:
         """A profile's settings for training ``stage`` (1 or 2), ``overrides`` that are not None
         replacing them; fp16 on a GPU."""
         values = resolve(TRAIN[check_profile(profile)][stage], overrides)
+        gpu = torch.cuda.is_available()
+        if values.get("bf16") is None:  # not asked: bf16 on a CPU that has it natively
+            values["bf16"] = CPU_TRAIN_BF16 and not gpu and native_bf16()
         # the trainer takes one mixed precision: bf16 when asked for, else fp16 on a GPU
-        return cls(**{"fp16": torch.cuda.is_available() and not values.get("bf16"), **values})
+        return cls(**{"fp16": gpu and not values["bf16"], **values})
 
     @classmethod
     def for_device(cls, paper: bool, stage: int = 1, **overrides: Any) -> TrainSettings:

@@ -156,6 +156,18 @@ def test_bf16_encoding_matches_fp32_on_tiny_model(tiny_st_model) -> None:
     assert not np.array_equal(fp32, bf16)  # autocast did change the arithmetic
 
 
+def test_trainer_bf16_is_the_default_only_on_a_cpu_with_native_bf16(cpuinfo_file) -> None:
+    parser = argparse.ArgumentParser()
+    add_train_args(parser, "test")
+    cpuinfo_file(AVX2_CPUINFO)
+    assert not settings_from_args(parser.parse_args([])).bf16  # emulated bf16 is slower
+    assert settings_from_args(parser.parse_args(["--bf16"])).bf16
+    cpuinfo_file(BF16_CPUINFO)
+    default = settings_from_args(parser.parse_args([]))
+    assert default.bf16 == (not torch.cuda.is_available()) and not (default.bf16 and default.fp16)
+    assert not settings_from_args(parser.parse_args(["--no-bf16"])).bf16
+
+
 def test_bf16_flag_and_cpu_training_run(tiny_st_model, tmp_path: Path) -> None:
     from datasets import Dataset
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
@@ -164,7 +176,6 @@ def test_bf16_flag_and_cpu_training_run(tiny_st_model, tmp_path: Path) -> None:
 
     parser = argparse.ArgumentParser()
     add_train_args(parser, "test")
-    assert not settings_from_args(parser.parse_args([])).bf16  # not (yet) the CPU default
     assert not settings_from_args(parser.parse_args(["--no-bf16"])).bf16
     settings = settings_from_args(parser.parse_args(["--bf16", "--paper", "--max-steps", "2", "--batch-size",
                                                      "4", "--warmup-steps", "0", "--max-seq-length", "16"]))
