@@ -55,7 +55,10 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
     judge = LLMConfig(model=judge_model, backend=args.llm_backend or default_backend(judge_model))
     synthetic = synthetic_path(ds, synth)
     prefs = preferences_path(ds, judge, sft)
-    train_flags = ["--paper"] if args.paper else []
+    # fp32 training on a CPU too (bf16 is the trainer's default where the CPU has it): the committed
+    # tables and judge answers come from fp32-trained models, and a bf16-trained stage 1 ranks other
+    # passages in its top K, which would send new pairs to the judge (hours on a CPU)
+    train_flags = ["--paper"] if args.paper else ["--no-bf16"]
 
     def llm_flags(config: LLMConfig) -> list[str]:
         return ["--llm-model", config.model, "--llm-backend", config.backend]

@@ -109,6 +109,10 @@ def test_pipeline_steps_for_a_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
     changed = steps(compare_top_k=6)
     assert [n for n in base if base[n].args != changed[n].args] == ["comparisons"]
     assert "stage 1 nocot" in steps(ablations=True) and "stage 2" not in steps(stage1_only=True)
+    # the embedded pipeline trains in fp32 (its committed judge answers are over an fp32 stage 1)
+    trainings = [s for s in base.values() if s.args[0].startswith("train_stage")]
+    assert len(trainings) >= 3 and all("--no-bf16" in s.args for s in trainings)
+    assert not any("--no-bf16" in s.args for s in steps(paper=True).values())
     # synthesis by the embedded 0.5B model, judgements by the embedded 1.5B judge
     assert flag(base["synthesis"], "--llm-model") == "qwen0.5b"
     assert flag(base["comparisons"], "--llm-model") == flag(base["stage 2"], "--llm-model") == "qwen1.5b"
