@@ -32,9 +32,12 @@ from syntriever.cli import run, setup_logging
 from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.jsonl import write_json
+from syntriever.judge import preferences_path
+from syntriever.llm.config import LLMConfig
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.metrics import bootstrap_ci, paired_bootstrap
 from syntriever.names import final_name, model_dir
-from syntriever.paths import file_safe
+from syntriever.paths import file_safe, portable
 from syntriever.provenance import CARD_NAME
 from syntriever.result_files import HEADLINE, result_path
 from syntriever.stage2 import stage1_split
@@ -88,8 +91,9 @@ def row(record: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def check_card(card: dict[str, Any], path: Path, teacher: str, args: argparse.Namespace) -> None:
-    """Refuse to reuse a trained model whose card records another teacher, loss, pair source or
-    training setting than this run asks for (its folder is named by the teacher and loss only)."""
+    """Refuse to reuse a trained model whose card records another teacher, loss, preferences file
+    (that of ``--pairs-from``, else of the stage-1 model) or training setting than this run asks
+    for (its folder is named by the teacher and loss only)."""
     recorded = card.get("settings", {})
     wanted = {"max_seq_length": args.max_seq_length, "batch_size": args.batch_size,
               "epochs": args.epochs}
@@ -97,7 +101,9 @@ def check_card(card: dict[str, Any], path: Path, teacher: str, args: argparse.Na
               if value is not None and recorded.get(key) != value]
     if card.get("teacher") != teacher or card.get("stage2_loss") != args.loss:
         differ.append(f"teacher/loss {card.get('teacher')}/{card.get('stage2_loss')}")
-    if args.pairs_from and args.pairs_from not in str(card.get("preferences_file")):
+    judge = LLMConfig(model=DEFAULT_JUDGE_PRESET)  # train_stage2.py's default judge, as run here
+    pairs = preferences_path(args.dataset, judge, args.pairs_from or args.model)
+    if card.get("preferences_file") != portable(pairs.resolve()):
         differ.append(f"pairs {card.get('preferences_file')}")
     if differ:
         raise UserError(f"{path}: trained with {', '.join(differ)}; move that model away or run "

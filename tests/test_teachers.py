@@ -290,11 +290,16 @@ def test_teacher_benchmark_keeps_earlier_rows_and_refuses_other_flags(tmp_path: 
     assert bench.previous_report(out, report) == {"oracle": {"ndcg10": 70.0}}  # a rerun keeps it
     with pytest.raises(UserError, match="other flags"):
         bench.previous_report(out, {**report, "train_flags": ["--loss", "bt"]})
-    args = argparse.Namespace(max_seq_length=256, batch_size=None, epochs=None, loss="pl", pairs_from="p")
-    card = {"teacher": "judge", "stage2_loss": "pl", "preferences_file": "generated/x-p/prefs.jsonl",
+    args = argparse.Namespace(max_seq_length=256, batch_size=None, epochs=None, loss="pl", pairs_from="p",
+                              model="s1", dataset="toy")
+    prefs = "generated/toy/comparison-v1-qwen1.5b-p/toy_preferences.jsonl"
+    card = {"teacher": "judge", "stage2_loss": "pl", "preferences_file": prefs,
             "settings": {"max_seq_length": 256, "batch_size": 32}}
     bench.check_card(card, tmp_path / "card.json", "judge", args)  # matches: reused
     with pytest.raises(UserError, match="max_seq_length 128"):
         bench.check_card({**card, "settings": {"max_seq_length": 128}}, tmp_path / "c.json", "judge", args)
     with pytest.raises(UserError, match="teacher/loss"):
         bench.check_card(card, tmp_path / "c.json", "oracle", args)
+    with pytest.raises(UserError, match="pairs generated/toy/comparison-v1-qwen1.5b-p-v2"):
+        bench.check_card({**card, "preferences_file": prefs.replace("-p/", "-p-v2/")}, tmp_path / "c.json",
+                         "judge", args)
