@@ -100,7 +100,8 @@ def warmup_warning(settings: TrainSettings, examples: int, world_size: int = 1) 
 # What a model card records about how the model was made (both stages); a retrain that differs
 # in any of these from the saved model of the same name would silently replace another model.
 IDENTITY_KEYS = ("stage", "base_model", "base_model_path", "dataset", "split", "variant", "synthetic_file",
-                 "prompt_version", "preferences_file", "stage2_loss", "teacher", "settings")
+                 "prompt_version", "only_queries_of", "preferences_file", "stage2_loss", "teacher",
+                 "settings")
 
 
 def _differs(saved: Any, new: Any) -> bool:

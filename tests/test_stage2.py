@@ -493,6 +493,11 @@ def test_retraining_refuses_to_replace_a_model_made_otherwise_and_saves_atomical
     assert saved()["teacher"] == "judge" and saved()["settings"]["seed"] == 42
     run({**card, "teacher": "oracle"}, overwrite=True)
     assert saved()["teacher"] == "oracle"
+    # a model trained on a subset of the queries (train_stage1.py --only-queries-of) is another model
+    subset = {**card, "teacher": "oracle", "only_queries_of": "first150.jsonl"}
+    run(subset)  # the saved card had no only_queries_of: not a difference
+    with pytest.raises(UserError, match="other only_queries_of than this run"):
+        run({**subset, "only_queries_of": None})
 
     # a crash while saving leaves the previous model whole, and no half-written folder behind
     def crash(path: Path, data: Any) -> None:
