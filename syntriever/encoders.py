@@ -87,13 +87,12 @@ def open_encoder(
     plain = dataset and preset is None and not local and "/" not in name
     missing = ""
     if plain:  # a name of ours (a hub id without its owner/ also lands here)
-        folder, command = model_dir(name, dataset), train_command(name, dataset)
+        absent = f"{name!r} is not trained on {dataset}: no model at {model_dir(name, dataset)}"
+        command = train_command(name, dataset)
         if command is not None:
-            raise UserError(f"{name!r} is not trained on {dataset}: no model at {folder}; train it first: "
-                            f"`{command}`")
-        missing = (f"{name!r} is not trained on {dataset}: no model at {folder}; train it (train_stage1.py "
-                   f"or train_stage2.py with --output-name {name}) or pass a model folder "
-                   "or an owner/name hub id")
+            raise UserError(f"{absent}; train it first: `{command}`")
+        missing = (f"{absent}; train it (train_stage1.py or train_stage2.py with --output-name {name}) or "
+                   "pass a model folder or an owner/name hub id")
         if is_project_name(name):  # never a hub id: no download attempt
             raise UserError(missing)
     kwargs = {"local_files_only": True} if local else {}
