@@ -6,11 +6,13 @@ MODEL is an encoder preset (minilm, e5, contriever), a local folder or a hub id.
 split and the synthetic data of datasets/parse_synthetic.py; saves output/<MODEL>-sft-<DATASET>
 (ablations: -sft-nocot, -sft-nosyn, -sft-noverify; labelled pairs only: <MODEL>-labelled;
 filtered negatives: -sft-negcopies, -sft-negcoverage, -sft-negjudge; labelled-pair term: -sft-pullW;
-related negatives: -sft-negrelated; synthetic data of another prompt version or LLM: -v2, -qwen1.5b).
+related negatives: -sft-negrelated; then epochs on the labelled pairs alone: -sft-thenlabE; synthetic
+data of another prompt version or LLM: -v2, -qwen1.5b).
 It refuses to replace a model trained with other data or settings (--output-name or --overwrite).
 """
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from syntriever.cli import add_train_args, run, settings_from_args, setup_logging
@@ -33,7 +35,7 @@ from syntriever.stage1 import (
     only_queries_of,
 )
 from syntriever.synthesis import synthetic_path
-from syntriever.training import train
+from syntriever.training import Phase, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--negatives", choices=NEGATIVE_SOURCES, default="synthetic",
                         help="synthetic: the LLM's irrelevant passage (paper); related (not in the paper): "
                         "the synthetic positive of the most similar other training query (model -negrelated)")
+    parser.add_argument("--then-labelled", type=float, default=0.0, metavar="EPOCHS",
+                        help="not in the paper: after the stage-1 epochs, train EPOCHS more on the labelled "
+                        "pairs alone (InfoNCE, fresh warm-up and schedule; model name -thenlabE)")
     parser.add_argument("--labelled-only", action="store_true",
                         help="baseline: InfoNCE on the labelled pairs only (no synthetic data)")
     parser.add_argument("--allow-missing-synthetic", action="store_true",
@@ -88,6 +93,7 @@ def variant_of(args: argparse.Namespace) -> Stage1Variant:
         negative_filter=args.filter_negatives,
         labelled_weight=args.labelled_weight,
         negative_source=args.negatives,
+        then_labelled=args.then_labelled,
     )
 
 
@@ -134,9 +140,18 @@ def main() -> None:
         "example_counts": counts,
         "only_queries_of": portable(args.only_queries_of.resolve()) if args.only_queries_of else None,
     }
-    card = train(model, dataset, make_loss(model, variant), settings, out_dir, card, overwrite=args.overwrite)
+    then: tuple[Phase, ...] = ()
+    if variant.then_labelled:
+        labelled = Stage1Variant(use_cot=False, use_synthetic=False)
+        pairs, _ = build_examples(train_split, model, labelled, None)
+        then = (Phase("labelled", pairs, make_loss(model, labelled),
+                      replace(settings, epochs=variant.then_labelled)),)
+    card = train(model, dataset, make_loss(model, variant), settings, out_dir, card, overwrite=args.overwrite,
+                 then=then)
     print(f"saved {out_dir}: {card['steps']} steps in {card['train_seconds']} s "
-          f"({card['examples_per_s']} examples/s), final loss {card['final_train_loss']}")
+          f"({card['examples_per_s']} examples/s), final loss {card['final_train_loss']}"
+          + "".join(f"; then {p['phase']}: {p['steps']} steps in {p['train_seconds']} s, final loss "
+                    f"{p['final_train_loss']}" for p in card.get("then", [])))
     dev = " --split dev" if args.train_split == TRAIN_NODEV else ""
     print(f"evaluate with: python evaluate.py {name} {args.dataset}{dev}")
 

@@ -5,7 +5,8 @@ A trained model is named after its encoder and what trained it, and saved in
 
 - stage 1: ``<encoder>-sft`` (:func:`stage1_name`); its ablations add a suffix per part turned
   off or option added (``-sft-nocot``, ``-sft-nosyn``, ``-sft-noverify``, ``-sft-neg<filter>``,
-  ``-sft-pull<W>``, ``-sft-negrelated``; :func:`stage1_suffix`); labelled pairs only:
+  ``-sft-pull<W>``, ``-sft-negrelated``, ``-sft-thenlab<E>``; :func:`stage1_suffix`); labelled
+  pairs only:
   ``<encoder>-labelled``; synthetic data of a prompt version or LLM other than the profiles'
   defaults (:data:`DEFAULT_PROMPT_VERSION`, :data:`UNTAGGED_LLMS`) then add ``-<version>`` and
   ``-<llm>`` (:func:`data_tag`, e.g. ``minilm-sft-v2-qwen1.5b``);
@@ -31,6 +32,7 @@ from syntriever.prompts import PROMPT_VERSION as DEFAULT_PROMPT_VERSION
 
 SFT, FINAL, LABELLED, NODEV = "sft", "final", "labelled", "nodev"
 NO_COT, NO_SYNTHETIC, NO_VERIFY = "nocot", "nosyn", "noverify"
+THEN_LABELLED = "thenlab"  # stage 1 followed by epochs on the labelled pairs alone (-thenlab<E>)
 PL_LOSS, BT_LOSS = "pl", "bt"  # stage 2's own loss (unnamed) and the paper's ablation
 STAGE2_LOSSES = (PL_LOSS, BT_LOSS)
 DEFAULT_TEACHER = "judge"  # stage 2's own teacher (syntriever.teachers); others name the model
@@ -52,9 +54,11 @@ def negative_filter_suffix(criterion: str) -> str:
 def stage1_suffix(
     use_cot: bool = True, use_synthetic: bool = True, use_verification: bool = True,
     negative_filter: str | None = None, labelled_weight: float = 0.0, negative_source: str = "synthetic",
+    then_labelled: float = 0.0,
 ) -> str:
     """``sft``, ``sft-nocot``, ``sft-nosyn``, ``sft-noverify``, ``sft-negcopies``, ``sft-pull0.5``,
-    ``sft-negrelated`` (combined in this order), ``labelled`` without any synthetic data."""
+    ``sft-negrelated``, ``sft-thenlab3`` (combined in this order), ``labelled`` without any
+    synthetic data."""
     if not (use_cot or use_synthetic):
         return LABELLED
     parts = [SFT]
@@ -64,6 +68,7 @@ def stage1_suffix(
     parts += [negative_filter_suffix(negative_filter)] if negative_filter else []
     parts += [f"pull{labelled_weight:g}"] if labelled_weight else []
     parts += [negative_filter_suffix(negative_source)] if negative_source != "synthetic" else []
+    parts += [f"{THEN_LABELLED}{then_labelled:g}"] if then_labelled else []
     return "-".join(parts)
 
 
@@ -116,7 +121,8 @@ _FLOAT = r"\d+(?:\.\d+)?(?:e[+-]\d+)?"  # a float as f"{w:g}" writes it
 _STAGE1 = re.compile(
     rf"(?P<encoder>.+?)-{SFT}(?P<nocot>-{NO_COT})?(?P<nosyn>-{NO_SYNTHETIC})?(?P<noverify>-{NO_VERIFY})?"
     rf"(?:-neg(?P<filter>{'|'.join(NEGATIVE_FILTERS)}))?(?:-pull(?P<pull>{_FLOAT}))?"
-    rf"(?:-neg(?P<source>{'|'.join(NEGATIVE_SOURCES[1:])}))?(?:-(?P<version>v\d+))?(?:-(?P<llm>.+))?"
+    rf"(?:-neg(?P<source>{'|'.join(NEGATIVE_SOURCES[1:])}))?(?:-{THEN_LABELLED}(?P<thenlab>{_FLOAT}))?"
+    rf"(?:-(?P<version>v\d+))?(?:-(?P<llm>.+))?"
 )
 _STAGE2 = re.compile(
     rf"(?P<base>.+)-{FINAL}(?:-(?P<teacher>{'|'.join(TEACHERS[1:])}))?(?:-(?P<loss>{'|'.join(STAGE2_LOSSES[1:])}))?"
@@ -140,12 +146,12 @@ def stage1_args(name: str) -> list[str] | None:
     source = match["source"] or NEGATIVE_SOURCES[0]
     switches = {"--no-cot": "nocot", "--no-synthetic": "nosyn", "--no-verify": "noverify"}
     options = {"--filter-negatives": "filter", "--labelled-weight": "pull", "--negatives": "source",
-               "--prompt-version": "version", "--llm-model": "llm"}
+               "--then-labelled": "thenlab", "--prompt-version": "version", "--llm-model": "llm"}
     args = [match["encoder"].replace("__", "/")]
     args += [flag for flag, group in switches.items() if match[group]]
     args += [part for flag, group in options.items() if match[group] for part in (flag, match[group])]
     suffix = stage1_suffix(not match["nocot"], not match["nosyn"], not match["noverify"], match["filter"],
-                           weight, source)
+                           weight, source, float(match["thenlab"] or 0.0))
     again = stage1_name(args[0], suffix, nodev=nodev, llm_model=match["llm"], prompt_version=match["version"])
     return [*args, *split] if again == name else None
 

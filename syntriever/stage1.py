@@ -40,6 +40,7 @@ class Stage1Variant:
     negative_filter: str | None = None  # not in the paper: see keep_negative()
     labelled_weight: float = 0.0  # not in the paper: SyntrieverClusterLoss(labelled_weight=...)
     negative_source: str = "synthetic"  # not in the paper: "related", see related_negatives()
+    then_labelled: float = 0.0  # not in the paper: epochs on the labelled pairs alone afterwards
 
     def __post_init__(self) -> None:
         if self.negative_filter not in (None, *NEGATIVE_FILTERS):
@@ -48,6 +49,9 @@ class Stage1Variant:
             raise ValueError("a negative filter needs the synthetic passages")
         if self.labelled_weight < 0 or (self.labelled_weight and not self.uses_llm_data):
             raise UserError("a labelled-pair weight must be >= 0 and needs synthetic data")
+        if self.then_labelled < 0 or (self.then_labelled and not self.uses_llm_data):
+            raise UserError("--then-labelled takes a number of epochs >= 0 and needs synthetic data "
+                            "(without it, train --labelled-only with more --epochs)")
         if self.negative_source not in NEGATIVE_SOURCES or (
                 self.negative_source != "synthetic" and not self.use_synthetic):
             raise UserError(f"the negative source must be one of {NEGATIVE_SOURCES} and needs the "

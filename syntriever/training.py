@@ -157,25 +157,21 @@ def save_model(model: SentenceTransformer, out_dir: Path, card: dict[str, Any]) 
     shutil.rmtree(old, ignore_errors=True)
 
 
-def train(
-    model: SentenceTransformer,
-    dataset: Dataset,
-    loss: nn.Module,
-    settings: TrainSettings,
-    out_dir: Path,
-    card: dict[str, Any],
-    *,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` with ``loss``; save it to ``out_dir`` (:func:`save_model`);
-    return the card. A model already in ``out_dir`` made otherwise is kept unless ``overwrite``
-    (:func:`check_overwrite`, before training starts).
+@dataclass(frozen=True)
+class Phase:
+    """A later training phase of the same model (e.g. stage 1's ``--then-labelled``)."""
 
-    ``settings.max_seq_length`` applies to training only: the saved model keeps the encoder's
-    own maximum length, so evaluation is not silently truncated to the training length."""
-    check_overwrite(out_dir, {**card, "settings": asdict(settings)}, overwrite)
-    encoder_max_length = model.max_seq_length
-    model.max_seq_length = settings.max_seq_length
+    name: str
+    dataset: Dataset
+    loss: nn.Module
+    settings: TrainSettings
+
+
+def fit(
+    model: SentenceTransformer, dataset: Dataset, loss: nn.Module, settings: TrainSettings
+) -> dict[str, Any]:
+    """Train ``model`` in place on ``dataset`` with ``loss``; return what the card records of it
+    (settings, steps, seconds, throughput, loss history). Nothing is saved."""
     scratch = Path(tempfile.mkdtemp(prefix="syntriever-train-"))
     # several CPU processes (torchrun without GPUs): transformers needs gloo and use_cpu for DDP
     cpu_ddp = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -211,18 +207,22 @@ def train(
     warning = warmup_warning(settings, len(dataset), args.world_size)
     if warning:
         logger.warning(warning)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    encoder_max_length = model.max_seq_length
+    model.max_seq_length = settings.max_seq_length
     start = time.perf_counter()
-    output = trainer.train()
+    try:
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+        output = trainer.train()
+    finally:
+        model.max_seq_length = encoder_max_length
+        shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - start
-    shutil.rmtree(scratch, ignore_errors=True)
     steps = int(output.global_step)
     examples_seen = min(len(dataset), steps * settings.batch_size) if settings.max_steps > 0 else int(
         round(len(dataset) * settings.epochs))
-    card = {
-        **card,
-        "syntriever_version": __version__,
+    return {
         "world_size": args.world_size,
+        "main_process": trainer.is_world_process_zero(),
         "settings": asdict(settings),
         "examples": len(dataset),
         "steps": steps,
@@ -235,10 +235,36 @@ def train(
         "loss": type(loss).__name__,
         "loss_config": loss.get_config_dict() if hasattr(loss, "get_config_dict") else {},
     }
-    card = with_commands(card)
-    model.max_seq_length = encoder_max_length
-    if trainer.is_world_process_zero():
+
+
+def train(
+    model: SentenceTransformer,
+    dataset: Dataset,
+    loss: nn.Module,
+    settings: TrainSettings,
+    out_dir: Path,
+    card: dict[str, Any],
+    *,
+    overwrite: bool = False,
+    then: tuple[Phase, ...] = (),
+) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` with ``loss`` (:func:`fit`), then on each later phase of
+    ``then`` in turn; save it to ``out_dir`` (:func:`save_model`); return the card (its top level
+    describes the first phase, ``then`` the later ones). A model already in ``out_dir`` made
+    otherwise is kept unless ``overwrite`` (:func:`check_overwrite`, before training starts).
+
+    ``settings.max_seq_length`` applies to training only: the saved model keeps the encoder's
+    own maximum length, so evaluation is not silently truncated to the training length."""
+    check_overwrite(out_dir, {**card, "settings": asdict(settings)}, overwrite)
+    stats = fit(model, dataset, loss, settings)
+    later = [{"phase": phase.name, **fit(model, phase.dataset, phase.loss, phase.settings)} for phase in then]
+    main_process = stats.pop("main_process") and all(phase.pop("main_process") for phase in later)
+    card = with_commands({"syntriever_version": __version__, **card, **stats,
+                          **({"then": later} if later else {})})
+    if main_process:
         save_model(model, out_dir, card)
-        logger.info("saved %s (%d steps, %.0f s, %.2f examples/s)", out_dir, steps, seconds,
-                    card["examples_per_s"] or 0)
+        seconds = stats["train_seconds"] + sum(phase["train_seconds"] for phase in later)
+        logger.info("saved %s (%d steps, %.0f s, %.2f examples/s)", out_dir,
+                    stats["steps"] + sum(phase["steps"] for phase in later), seconds,
+                    stats["examples_per_s"] or 0)
     return card

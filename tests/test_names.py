@@ -54,6 +54,8 @@ STAGE1_FLAGS = [
     *(["--filter-negatives", f] for f in names.NEGATIVE_FILTERS), ["--labelled-weight", "0.5"],
     ["--negatives", "related"],
     ["--filter-negatives", "coverage", "--labelled-weight", "1e-05", "--negatives", "related"],
+    ["--then-labelled", "1.5"], ["--labelled-weight", "1", "--negatives", "related", "--then-labelled", "3"],
+    ["--labelled-only", "--then-labelled", "3"],  # refused: nothing before the labelled epochs
 ]
 DATA_FLAGS = [[], ["--prompt-version", "v2"], ["--llm-model", "qwen1.5b"],
               ["--prompt-version", "v2", "--llm-model", "qwen1.5b"], ["--llm-model", "gpt-4o"]]
