@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the synthetic positive of the most similar other training query (model -negrelated)")
     parser.add_argument("--then-labelled", type=float, default=0.0, metavar="EPOCHS",
                         help="not in the paper: after the stage-1 epochs, train EPOCHS more on the labelled "
-                        "pairs alone (InfoNCE, fresh warm-up and schedule; model name -thenlabE)")
+                        "pairs alone (InfoNCE, fresh warm-up and schedule; model name -thenlabE); "
+                        "--max-steps, if given, bounds each phase instead")
     parser.add_argument("--labelled-only", action="store_true",
                         help="baseline: InfoNCE on the labelled pairs only (no synthetic data)")
     parser.add_argument("--allow-missing-synthetic", action="store_true",
@@ -133,7 +134,10 @@ def main() -> None:
                                      source=str(synthetic_file))
     settings = settings_from_args(args)
     card = {
-        "stage": 1, "base_model": args.model, "dataset": args.dataset, "split": args.train_split,
+        "stage": 1, "base_model": args.model,
+        # a trained folder as the start: its card's commands come first in this model's
+        "base_model_path": portable(Path(args.model).resolve()) if Path(args.model).is_dir() else None,
+        "dataset": args.dataset, "split": args.train_split,
         "variant": variant.__dict__,
         "synthetic_file": portable(synthetic_file.resolve()) if synthetic_file else None,
         "prompt_version": next(iter(synthetic.values())).get("prompt_version") if synthetic else None,

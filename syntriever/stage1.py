@@ -10,6 +10,7 @@ the paper's Table 3 drop columns; with no synthetic data at all it is InfoNCE on
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,12 @@ class Stage1Variant:
             raise ValueError(f"negative_filter must be one of {NEGATIVE_FILTERS} or None")
         if self.negative_filter and not self.use_synthetic:
             raise ValueError("a negative filter needs the synthetic passages")
-        if self.labelled_weight < 0 or (self.labelled_weight and not self.uses_llm_data):
-            raise UserError("a labelled-pair weight must be >= 0 and needs synthetic data")
-        if self.then_labelled < 0 or (self.then_labelled and not self.uses_llm_data):
-            raise UserError("--then-labelled takes a number of epochs >= 0 and needs synthetic data "
+        if not math.isfinite(self.labelled_weight) or self.labelled_weight < 0 or (
+                self.labelled_weight and not self.uses_llm_data):
+            raise UserError("a labelled-pair weight must be a finite number >= 0 and needs synthetic data")
+        if not math.isfinite(self.then_labelled) or self.then_labelled < 0 or (
+                self.then_labelled and not self.uses_llm_data):
+            raise UserError("--then-labelled takes a finite number of epochs >= 0 and needs synthetic data "
                             "(without it, train --labelled-only with more --epochs)")
         if self.negative_source not in NEGATIVE_SOURCES or (
                 self.negative_source != "synthetic" and not self.use_synthetic):

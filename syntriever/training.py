@@ -1,9 +1,10 @@
 """Fine-tuning a bi-encoder with the sentence-transformers trainer (both stages).
 
-One function, :func:`train`, runs ``SentenceTransformerTrainer`` with the paper's optimiser
-settings (AdamW, lr 2e-5, weight decay 0.01, cosine schedule with warm-up), a batch sampler that
-never puts the same text (hence the same query) twice in a batch, and saves a SentenceTransformer
-folder with a ``syntriever.json`` card listing the data and the settings. Under ``torchrun`` or
+:func:`fit` runs ``SentenceTransformerTrainer`` with the paper's optimiser
+settings (AdamW, lr 2e-5, weight decay 0.01, cosine schedule with warm-up) and a batch sampler that
+never puts the same text (hence the same query) twice in a batch; :func:`train` fits one phase or
+several in turn (:class:`Phase`) and saves a SentenceTransformer folder with a ``syntriever.json``
+card listing the data and the settings. Under ``torchrun`` or
 ``accelerate launch`` the trainer runs data-parallel on several processes/GPUs unchanged.
 """
 
@@ -128,6 +129,12 @@ def check_overwrite(out_dir: Path, card: dict[str, Any], overwrite: bool = False
         )
 
 
+def without_loss_history(card: dict[str, Any]) -> dict[str, Any]:
+    """The card without the loss histories (its own and its later phases'), for the README."""
+    return {key: [without_loss_history(phase) for phase in value] if key == "then" else value
+            for key, value in card.items() if key != "loss_history"}
+
+
 def save_model(model: SentenceTransformer, out_dir: Path, card: dict[str, Any]) -> None:
     """Save ``model``, its card and the card in its README to ``out_dir`` atomically: everything
     goes to a hidden sibling folder first, which then takes ``out_dir``'s place, so a crash while
@@ -142,7 +149,7 @@ def save_model(model: SentenceTransformer, out_dir: Path, card: dict[str, Any]) 
         write_json(scratch / CARD_NAME, card)
         with open(scratch / "README.md", "a", encoding="utf-8") as fh:
             fh.write("\n\n## Syntriever training record\n\n```json\n")
-            fh.write(json.dumps({k: v for k, v in card.items() if k != "loss_history"}, indent=2))
+            fh.write(json.dumps(without_loss_history(card), indent=2))
             fh.write("\n```\n")
         if out_dir.exists():
             out_dir.rename(old)
@@ -209,14 +216,14 @@ def fit(
         logger.warning(warning)
     encoder_max_length = model.max_seq_length
     model.max_seq_length = settings.max_seq_length
-    start = time.perf_counter()
     try:
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+        start = time.perf_counter()
         output = trainer.train()
+        seconds = time.perf_counter() - start
     finally:
         model.max_seq_length = encoder_max_length
         shutil.rmtree(scratch, ignore_errors=True)
-    seconds = time.perf_counter() - start
     steps = int(output.global_step)
     examples_seen = min(len(dataset), steps * settings.batch_size) if settings.max_steps > 0 else int(
         round(len(dataset) * settings.epochs))
@@ -258,13 +265,13 @@ def train(
     check_overwrite(out_dir, {**card, "settings": asdict(settings)}, overwrite)
     stats = fit(model, dataset, loss, settings)
     later = [{"phase": phase.name, **fit(model, phase.dataset, phase.loss, phase.settings)} for phase in then]
-    main_process = stats.pop("main_process") and all(phase.pop("main_process") for phase in later)
+    main_process = all([stats.pop("main_process"), *(phase.pop("main_process") for phase in later)])
     card = with_commands({"syntriever_version": __version__, **card, **stats,
                           **({"then": later} if later else {})})
     if main_process:
         save_model(model, out_dir, card)
-        seconds = stats["train_seconds"] + sum(phase["train_seconds"] for phase in later)
-        logger.info("saved %s (%d steps, %.0f s, %.2f examples/s)", out_dir,
-                    stats["steps"] + sum(phase["steps"] for phase in later), seconds,
-                    stats["examples_per_s"] or 0)
+        for phase in [stats, *later]:
+            logger.info("%s: %d steps, %.0f s, %.2f examples/s", phase.get("phase", "training"),
+                        phase["steps"], phase["train_seconds"], phase["examples_per_s"] or 0)
+        logger.info("saved %s", out_dir)
     return card

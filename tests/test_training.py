@@ -43,6 +43,8 @@ def test_a_later_phase_trains_the_saved_model_and_the_card_records_it(tiny_st_mo
     assert card["final_train_loss"] == alone["final_train_loss"]  # the same first phase
     saved = json.loads((tmp_path / "two" / "syntriever.json").read_text())
     assert saved["then"][0]["steps"] == 3 and saved["settings"]["max_steps"] == 2
+    readme = (tmp_path / "two" / "README.md").read_text().split("## Syntriever training record")[1]
+    assert '"phase": "labelled"' in readme and "loss_history" not in readme
     two, one = weights(tmp_path / "two"), weights(tmp_path / "one")
     assert any(not torch.equal(two[key], one[key]) for key in one)  # the later phase moved the weights
     assert tiny_st_model.max_seq_length == encoder_length  # the training length is not saved
@@ -51,7 +53,10 @@ def test_a_later_phase_trains_the_saved_model_and_the_card_records_it(tiny_st_mo
 def test_then_labelled_needs_synthetic_data_and_names_the_model() -> None:
     with pytest.raises(UserError, match="needs synthetic data"):
         Stage1Variant(use_cot=False, use_synthetic=False, then_labelled=3)
-    with pytest.raises(UserError, match=">= 0"):
-        Stage1Variant(then_labelled=-1)
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(UserError, match="finite number of epochs >= 0"):
+            Stage1Variant(then_labelled=bad)
+    with pytest.raises(UserError, match="finite number >= 0"):
+        Stage1Variant(labelled_weight=float("nan"))
     variant = Stage1Variant(labelled_weight=1, negative_source="related", then_labelled=3)
     assert variant.suffix() == "sft-pull1-negrelated-thenlab3"
