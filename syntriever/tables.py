@@ -37,6 +37,8 @@ NOVERIFY_FINAL = "self-verification off (full pipeline)"
 NOVERIFY_SFT = "self-verification off (stage 1; not in paper)"
 NEGFILTER_SFT = "stage 1, filtered synthetic negatives (not in paper)"
 ZERO_SHOT = "zero-shot (not in paper)"
+THEN_LABELLED_SFT = "stage 1, then labelled epochs (not in paper)"
+STAGE2_OTHER = "stage 2, other teacher (control; not in paper)"
 
 # nDCG@10 x 100 reported in the paper, per dataset and row. Table 1 gives BM25, E5 fine-tuned and
 # Syntriever for all seven datasets; Table 3 gives the ablation rows (its base row equals E5_FT and
@@ -77,16 +79,20 @@ MODEL_ROWS: list[tuple[str, int, str]] = [
     ("minilm", 1, ZERO_SHOT),
     ("e5", 1, ZERO_SHOT),
     ("contriever", 1, ZERO_SHOT),
+    # stage 2 first: its names hold the stage-1 name (e.g. minilm-labelled-L256-final-oracle)
+    (f"*-{FINAL}", 5, SYNTRIEVER),
+    (f"*-{FINAL}-bt", 5, BT),
+    (f"*-{FINAL}-{NO_VERIFY}", 5, NOVERIFY_FINAL),
+    (f"*-{FINAL}-*", 5, STAGE2_OTHER),
     (f"*-{LABELLED}", 2, E5_FT),
+    (f"*-{LABELLED}-*", 2, E5_FT),  # with other settings, e.g. minilm-labelled-L256-6ep
     ("*-sup", 2, E5_FT),
+    (f"*-{SFT}*-then*", 4, THEN_LABELLED_SFT),  # --then-labelled (-thenlabE)
     (f"*-{SFT}-{NO_SYNTHETIC}", 3, COT_ONLY),
     (f"*-{SFT}-{NO_COT}", 3, SYN_ONLY),
     (f"*-{SFT}-{NO_VERIFY}", 3, NOVERIFY_SFT),
     (f"*-{SFT}-neg*", 3, NEGFILTER_SFT),
     (f"*-{SFT}", 4, STAGE1),
-    (f"*-{FINAL}", 5, SYNTRIEVER),
-    (f"*-{FINAL}-bt", 5, BT),
-    (f"*-{FINAL}-{NO_VERIFY}", 5, NOVERIFY_FINAL),
 ]
 UNKNOWN_GROUP = 99
 

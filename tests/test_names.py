@@ -33,6 +33,12 @@ def test_every_name_finds_its_paper_row() -> None:
     rows = [tables.paper_row(names.stage1_name("minilm", v.suffix())) for v in variants]
     assert rows == [tables.SYN_ONLY, tables.COT_ONLY, tables.NOVERIFY_SFT, tables.NEGFILTER_SFT]
     assert tables.paper_row(names.final_name("minilm-sft", "bt")) == tables.BT
+    thenlab = names.stage1_name("minilm", Stage1Variant(labelled_weight=1, then_labelled=3).suffix())
+    assert tables.paper_row(thenlab) == tables.THEN_LABELLED_SFT
+    assert tables.paper_row(names.final_name(thenlab)) == tables.SYNTRIEVER  # the pipeline's stage 2
+    assert tables.paper_row(names.final_name(thenlab, teacher="oracle")) == tables.STAGE2_OTHER
+    assert tables.paper_row("minilm-labelled-L256-final-oracle-nodev") == tables.STAGE2_OTHER
+    assert tables.paper_row("minilm-labelled-L256-6ep") == tables.E5_FT
 
 
 def test_model_dir_is_where_the_encoder_lookup_finds_a_model(
