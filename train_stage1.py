@@ -17,7 +17,7 @@ from pathlib import Path
 
 from syntriever.cli import add_train_args, run, settings_from_args, setup_logging
 from syntriever.data import TRAIN_NODEV, load_dataset
-from syntriever.encoders import load_encoder
+from syntriever.encoders import open_encoder
 from syntriever.errors import UserError
 from syntriever.jsonl import DataError
 from syntriever.llm.local import DEFAULT_PRESET
@@ -25,6 +25,7 @@ from syntriever.names import model_dir, stage1_name
 from syntriever.paths import portable
 from syntriever.profiles import describe_training
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS
+from syntriever.provenance import CARD_NAME
 from syntriever.stage1 import (
     NEGATIVE_FILTERS,
     NEGATIVE_SOURCES,
@@ -128,15 +129,15 @@ def main() -> None:
                             f"datasets/parse_synthetic.py {args.dataset} --llm-model {args.llm_model} "
                             f"--prompt-version {args.prompt_version}`")
         synthetic = load_synthetic(synthetic_file)
-    model = load_encoder(args.model)
+    model, source = open_encoder(args.model)
     dataset, counts = build_examples(train_split, model, variant, synthetic,
                                      allow_missing=args.allow_missing_synthetic,
                                      source=str(synthetic_file))
     settings = settings_from_args(args)
     card = {
         "stage": 1, "base_model": args.model,
-        # a trained folder as the start: its card's commands come first in this model's
-        "base_model_path": portable(Path(args.model).resolve()) if Path(args.model).is_dir() else None,
+        # a trained model as the start: its card's commands come first in this model's
+        "base_model_path": portable(Path(source)) if (Path(source) / CARD_NAME).is_file() else None,
         "dataset": args.dataset, "split": args.train_split,
         "variant": variant.__dict__,
         "synthetic_file": portable(synthetic_file.resolve()) if synthetic_file else None,

@@ -48,17 +48,20 @@ class Stage1Variant:
             raise ValueError(f"negative_filter must be one of {NEGATIVE_FILTERS} or None")
         if self.negative_filter and not self.use_synthetic:
             raise ValueError("a negative filter needs the synthetic passages")
-        if not math.isfinite(self.labelled_weight) or self.labelled_weight < 0 or (
-                self.labelled_weight and not self.uses_llm_data):
+        if self._invalid_amount(self.labelled_weight):
             raise UserError("a labelled-pair weight must be a finite number >= 0 and needs synthetic data")
-        if not math.isfinite(self.then_labelled) or self.then_labelled < 0 or (
-                self.then_labelled and not self.uses_llm_data):
+        if self._invalid_amount(self.then_labelled):
             raise UserError("--then-labelled takes a finite number of epochs >= 0 and needs synthetic data "
                             "(without it, train --labelled-only with more --epochs)")
         if self.negative_source not in NEGATIVE_SOURCES or (
                 self.negative_source != "synthetic" and not self.use_synthetic):
             raise UserError(f"the negative source must be one of {NEGATIVE_SOURCES} and needs the "
                             "synthetic passages")
+
+    def _invalid_amount(self, value: float) -> bool:
+        """Whether an option's amount (a weight, epochs) is not a finite number >= 0, or is set for
+        a variant without synthetic data."""
+        return not math.isfinite(value) or value < 0 or bool(value and not self.uses_llm_data)
 
     @property
     def uses_llm_data(self) -> bool:

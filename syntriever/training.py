@@ -164,6 +164,11 @@ def save_model(model: SentenceTransformer, out_dir: Path, card: dict[str, Any]) 
     shutil.rmtree(old, ignore_errors=True)
 
 
+def main_process() -> bool:
+    """Whether this process saves: the only one, or rank 0 of a data-parallel run."""
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
 @dataclass(frozen=True)
 class Phase:
     """A later training phase of the same model (e.g. stage 1's ``--then-labelled``)."""
@@ -229,7 +234,6 @@ def fit(
         round(len(dataset) * settings.epochs))
     return {
         "world_size": args.world_size,
-        "main_process": trainer.is_world_process_zero(),
         "settings": asdict(settings),
         "examples": len(dataset),
         "steps": steps,
@@ -265,10 +269,9 @@ def train(
     check_overwrite(out_dir, {**card, "settings": asdict(settings)}, overwrite)
     stats = fit(model, dataset, loss, settings)
     later = [{"phase": phase.name, **fit(model, phase.dataset, phase.loss, phase.settings)} for phase in then]
-    main_process = all([stats.pop("main_process"), *(phase.pop("main_process") for phase in later)])
     card = with_commands({"syntriever_version": __version__, **card, **stats,
                           **({"then": later} if later else {})})
-    if main_process:
+    if main_process():
         save_model(model, out_dir, card)
         for phase in [stats, *later]:
             logger.info("%s: %d steps, %.0f s, %.2f examples/s", phase.get("phase", "training"),
