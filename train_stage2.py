@@ -9,11 +9,13 @@ triples over the pairs stage2/parse_comparison.py had the judge compare (the top
 retrieval file of --pairs-from, default MODEL-sft itself). The --teacher decides each pair
 (syntriever/teachers.py): the judge (the paper), its confident pairs (|d| threshold calibrated on
 the training queries' labelled pairs), the train qrels (oracle), the retrieval order (identity),
-or the judge's margin plus the retrieval score gap. Only the queries of --train-split give
-triples (train-nodev: never a dev query; the default for a -nodev stage-1 model). Saves
-output/<MODEL>-final[-<teacher>][-bt][-nodev]-<DATASET>, where <MODEL> is MODEL-sft without
-"-sft" (syntriever/names.py); the model card holds the teacher's report (pairs kept, judge and
-retrieval-order accuracy on the label-checkable pairs, position bias, threshold).
+or the judge's margin plus the retrieval score gap. With --pairs-from another model, "the
+retrieval order" is MODEL's own: it re-scores the pairs (syntriever.stage2.rescore_pairs). Only
+the queries of --train-split give triples (train-nodev: never a dev query; the default for a
+-nodev stage-1 model). Saves output/<MODEL>-final[-<teacher>][-bt][-nodev]-<DATASET>, where
+<MODEL> is MODEL-sft without "-sft" (syntriever/names.py); the model card holds the teacher's
+report (pairs kept, judge and retrieval-order accuracy on the label-checkable pairs, position
+bias, threshold).
 """
 
 import argparse
@@ -24,14 +26,18 @@ from syntriever.cli import add_train_args, run, settings_from_args, setup_loggin
 from syntriever.data import TRAIN_NODEV
 from syntriever.encoders import load_encoder, resolve
 from syntriever.jsonl import DataError
-from syntriever.judge import preferences_path
-from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss
 from syntriever.names import BT_LOSS, DEFAULT_TEACHER, PL_LOSS, final_name, model_dir
 from syntriever.paths import check_name, file_safe, portable
 from syntriever.profiles import describe_training
-from syntriever.stage2 import build_preference_examples, load_preferences, stage1_split, teacher_preferences
+from syntriever.stage2 import (
+    build_preference_examples,
+    load_preferences,
+    pairs_preferences,
+    stage1_split,
+    teacher_preferences,
+)
 from syntriever.teachers import JUDGE, TEACHERS
 from syntriever.training import train
 
@@ -87,21 +93,23 @@ def main() -> None:
         parser.error("--preferences is used as is: only with --teacher judge and --train-split train")
     name = args.output_name or default_name(args, split)
     out_dir = model_dir(name, args.dataset)
-    judge_config = LLMConfig(model=args.llm_model)
-    pairs_model = args.pairs_from or args.model
-    pref_file = args.preferences or preferences_path(args.dataset, judge_config, pairs_model)
+    pairs_model, pref_file = pairs_preferences(args.dataset, args.model, args.pairs_from, args.llm_model)
+    pref_file = args.preferences or pref_file
     if not pref_file.is_file():
         make = f"python stage2/parse_comparison.py {pairs_model} {args.dataset} --llm-model {args.llm_model}"
         raise DataError(f"{pref_file}: preferences not found; make them with `{make}`")
+    model = load_encoder(args.model, args.dataset)
     if args.preferences:
         triples, report = load_preferences(pref_file), {"teacher": JUDGE, "split": split}
     else:
-        triples, report = teacher_preferences(args.dataset, pref_file, pairs_model, args.teacher, split)
+        # pairs of another model: the retrieval order the teachers and reports use is MODEL's own
+        order_model = model if file_safe(pairs_model) != file_safe(args.model) else None
+        triples, report = teacher_preferences(args.dataset, pref_file, pairs_model, args.teacher, split,
+                                              order_model=order_model)
     if not triples:
         raise DataError(f"teacher {args.teacher} kept no pair of {pref_file}")
     summary_file = pref_file.with_suffix(".summary.json")
     judge = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    model = load_encoder(args.model, args.dataset)
     dataset = build_preference_examples(triples, model)
     settings = settings_from_args(args, stage=2)
     card = {

@@ -7,9 +7,10 @@
 For each teacher (syntriever/teachers.py) trains stage 2 from STAGE1_MODEL over the same judged
 pairs (`train_stage2.py STAGE1_MODEL DATASET --teacher T --pairs-from P`), evaluates it
 (`evaluate.py NAME DATASET --split S`) and the stage-1 model, and writes
-benchmarks/results/stage2_teachers-<STAGE1_MODEL>-<DATASET>-<split>.json: nDCG@10 with its 95%
-bootstrap CI, the paired bootstrap test against the stage-1 model, and each teacher's report
-(pairs kept, judge and retrieval-order accuracy on the label-checkable pairs, threshold).
+benchmarks/results/stage2_teachers-<STAGE1_MODEL>-<DATASET>-<split>-<loss>.json: nDCG@10 with its
+95% bootstrap CI, the paired bootstrap test against the stage-1 model, and each teacher's report
+(pairs kept, judge and retrieval-order accuracy on the label-checkable pairs, threshold). With
+--pairs-from another model, "the retrieval order" (identity, the reports) is STAGE1_MODEL's own.
 
 Resumable: a trained model (its card exists) is not trained again, an evaluation newer than the
 model is not run again; the JSON is rewritten after every teacher. Choices are made on the dev
@@ -32,15 +33,12 @@ from syntriever.cli import run, setup_logging
 from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.jsonl import write_json
-from syntriever.judge import preferences_path
-from syntriever.llm.config import LLMConfig
-from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.metrics import bootstrap_ci, paired_bootstrap
 from syntriever.names import final_name, model_dir
 from syntriever.paths import file_safe, portable
 from syntriever.provenance import CARD_NAME
 from syntriever.result_files import HEADLINE, result_path
-from syntriever.stage2 import stage1_split
+from syntriever.stage2 import pairs_preferences, stage1_split
 from syntriever.teachers import CONFIDENT, IDENTITY, JUDGE, ORACLE, TEACHERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,8 +99,7 @@ def check_card(card: dict[str, Any], path: Path, teacher: str, args: argparse.Na
               if value is not None and recorded.get(key) != value]
     if card.get("teacher") != teacher or card.get("stage2_loss") != args.loss:
         differ.append(f"teacher/loss {card.get('teacher')}/{card.get('stage2_loss')}")
-    judge = LLMConfig(model=DEFAULT_JUDGE_PRESET)  # train_stage2.py's default judge, as run here
-    pairs = preferences_path(args.dataset, judge, args.pairs_from or args.model)
+    _, pairs = pairs_preferences(args.dataset, args.model, args.pairs_from)  # as train_stage2.py runs
     if card.get("preferences_file") != portable(pairs.resolve()):
         differ.append(f"pairs {card.get('preferences_file')}")
     if differ:
@@ -152,7 +149,7 @@ def main() -> None:
         if value is not None:
             flags += [flag, str(value)]
     out = ROOT / "benchmarks" / "results" / (
-        f"stage2_teachers-{file_safe(args.model)}-{args.dataset}-{args.split}.json")
+        f"stage2_teachers-{file_safe(args.model)}-{args.dataset}-{args.split}-{args.loss}.json")
     base = evaluated(args.model, args.dataset, args.split)
     report: dict[str, Any] = {
         "stage1_model": args.model, "dataset": args.dataset, "split": args.split,

@@ -23,25 +23,38 @@ with repeated query tokens, as a second guard.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 
 from syntriever.data import TRAIN_NODEV, load_dataset
 from syntriever.encoders import add_prefix
 from syntriever.jsonl import DataError, read_jsonl_numbered
-from syntriever.judge import ComparisonSettings, answered, answers_path, attach_texts, judged_pairs
+from syntriever.judge import (
+    ComparisonSettings,
+    answered,
+    answers_path,
+    attach_texts,
+    judged_pairs,
+    preferences_path,
+)
+from syntriever.llm.config import LLMConfig
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.llm.requests import load_results
 from syntriever.names import NODEV
 from syntriever.paths import file_safe, portable
+from syntriever.precision import resolve_precision
 from syntriever.provenance import CARD_NAME
-from syntriever.retrieval import load_retrieval, retrieval_path
-from syntriever.teachers import MIN_CALIBRATION_PAIRS, teach
+from syntriever.retrieval import encode, load_retrieval, retrieval_path
+from syntriever.teachers import MIN_CALIBRATION_PAIRS, Pair, teach
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +92,15 @@ def build_preference_examples(triples: list[dict[str, Any]], model: SentenceTran
     return Dataset.from_dict(rows)
 
 
+def pairs_preferences(
+    dataset: str, model: str, pairs_from: str | None = None, llm_model: str = DEFAULT_JUDGE_PRESET,
+) -> tuple[str, Path]:
+    """The stage-1 model whose judged pairs stage 2 of ``model`` uses (``pairs_from``, else
+    ``model`` itself) and the preferences file the judge ``llm_model`` wrote for it."""
+    pairs_model = pairs_from or model
+    return pairs_model, preferences_path(dataset, LLMConfig(model=llm_model), pairs_model)
+
+
 def stage1_split(model: str, folder: Path) -> str:
     """The split a stage-1 model was trained on: its card's ``split``; without a card,
     ``train-nodev`` for a ``-nodev`` name, else ``train``. Stage 2 trains on the same split."""
@@ -87,13 +109,40 @@ def stage1_split(model: str, folder: Path) -> str:
     return split or (TRAIN_NODEV if file_safe(model).endswith(f"-{NODEV}") else "train")
 
 
+def rescore_pairs(pairs: Sequence[Pair], model: SentenceTransformer, precision: str = "auto") -> list[Pair]:
+    """``pairs`` with their retrieval scores replaced by ``model``'s cosine similarities (query
+    vs each full passage text, encoded as retrieval does), so that "the retrieval order" is this
+    model's order; ranks stay those of the retrieval file the pairs came from. ``precision``:
+    as :func:`syntriever.precision.resolve_precision` (bf16 cosines agree with fp32 to ~1e-4)."""
+    if not pairs:
+        return []
+    precision = resolve_precision(precision, model.device.type)
+    queries = list({p.query_id: p.query for p in pairs}.items())
+    passages = list({d: t for p in pairs for d, t in zip(p.ids, p.texts, strict=True)}.items())
+    q_emb = encode(model, [q for _, q in queries], "query", progress=False, precision=precision)
+    d_emb = encode(model, [t for _, t in passages], "document", precision=precision)
+    q_row = {qid: i for i, (qid, _) in enumerate(queries)}
+    d_row = {d: i for i, (d, _) in enumerate(passages)}
+    rescored = []
+    for p in pairs:
+        q = q_emb[q_row[p.query_id]]
+        scores = tuple(float(np.dot(q, d_emb[d_row[d]])) for d in p.ids)
+        rescored.append(dataclasses.replace(p, retrieval_scores=scores))
+    return rescored
+
+
 def teacher_preferences(
     dataset: str, preferences: Path, pairs_model: str, teacher: str, split: str = "train",
-    min_pairs: int = MIN_CALIBRATION_PAIRS,
+    min_pairs: int = MIN_CALIBRATION_PAIRS, order_model: SentenceTransformer | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The ``teacher``'s triples over the pairs the judge compared for ``pairs_model`` (whose
     comparison run wrote ``preferences`` and its summary), for the queries of ``split``, and
-    the teacher's report (:func:`syntriever.teachers.teacher_report`)."""
+    the teacher's report (:func:`syntriever.teachers.teacher_report`).
+
+    ``order_model``: the stage-1 model being trained when it is not ``pairs_model``; its own
+    scores of the pairs (:func:`rescore_pairs`) then give "the retrieval order" (the identity
+    teacher, judge-retriever's score gap, the confident judge's calibration and the report's
+    order accuracies) instead of the retrieval file's scores."""
     summary_file = preferences.with_suffix(".summary.json")
     make = f"python stage2/parse_comparison.py {pairs_model} {dataset}"
     if not summary_file.is_file():
@@ -111,8 +160,12 @@ def teacher_preferences(
                         f"`python retrieval.py {pairs_model} {dataset}`")
     records = attach_texts(records, dataset, settings.k)
     pairs = answered(judged_pairs(records, load_results(answers), settings))
+    if order_model is not None:
+        pairs = rescore_pairs(pairs, order_model)
     triples, report = teach(pairs, teacher, qrels, min_pairs)
     report.update(split=split, queries=len(records), pairs_model=pairs_model,
+                  order_from="the trained stage-1 model's scores" if order_model is not None
+                  else "the retrieval file's scores",
                   retrieval_file=portable(source.resolve()), answers_file=portable(answers.resolve()),
                   judge_settings=judged["settings"], judge=judged.get("llm"))
     logger.info("teacher %s on %s: %d triples of %d compared pairs (%s dropped)%s", teacher, split,

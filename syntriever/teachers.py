@@ -9,8 +9,9 @@ query in the retrieval file, every pair the judge answered). A teacher turns eac
   on the labelled pairs of the training queries (:func:`calibrate_threshold`), never fixed;
 - ``oracle``: the training qrels; a labelled-relevant passage beats an unlabelled one, pairs
   where both or neither are labelled are dropped (and counted);
-- ``identity``: the retrieval file's order (the higher retrieval score wins; ties dropped), the
-  control that teaches the stage-1 order back;
+- ``identity``: the retrieval order (the higher retrieval score wins; ties dropped), the control
+  that teaches the stage-1 order back (pairs of another model are first re-scored by the stage-1
+  model being trained: :func:`syntriever.stage2.rescore_pairs`);
 - ``judge-retriever``: the sign of ``d / sd(d) + gap / sd(gap)``, the judge's margin and the
   retrieval score gap (A's score minus B's, A ranked higher), each in units of its spread over
   the pairs (not centred: zero stays "no preference").

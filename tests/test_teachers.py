@@ -3,6 +3,7 @@ calibration), judge + retrieval score; the per-run report; train-nodev keeps dev
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -24,7 +25,7 @@ from syntriever.judge import (
 )
 from syntriever.llm.config import LLMConfig
 from syntriever.names import final_name
-from syntriever.stage2 import stage1_split, teacher_preferences
+from syntriever.stage2 import rescore_pairs, stage1_split, teacher_preferences
 from syntriever.teachers import (
     CONFIDENT,
     IDENTITY,
@@ -230,6 +231,37 @@ def test_judge_teacher_rebuilds_the_preferences_file_and_its_label_check(toy: di
     assert check["label_checkable_pairs"] == 8 and check["judge_decided_checkable_pairs"] == 8
     assert check["judge_accuracy_checkable"] == 0.25 + 0.125  # q2: 2, q1: (d1 > d2) 1
     assert report["judge_accuracy_checkable"] == check["judge_accuracy_checkable"]
+
+
+def test_rescore_pairs_gives_the_models_own_cosines(tiny_st_model) -> None:
+    texts = [("the cat is on the tree", "water causes fire"), ("a dog and a river", "gene protein cell")]
+    pairs = [dataclasses.replace(pair(f"q{i}", 1.0), query="what causes disease", texts=t)
+             for i, t in enumerate(texts)]
+    rescored = rescore_pairs(pairs, tiny_st_model, precision="fp32")
+    for old, new in zip(pairs, rescored, strict=True):
+        q, a, b = tiny_st_model.encode([old.query, *old.texts], normalize_embeddings=True)
+        assert new.retrieval_scores == pytest.approx((float(q @ a), float(q @ b)), abs=1e-5)
+        assert abs(float(q @ a) - float(q @ b)) > 1e-3  # a swap of A and B would show
+        assert (new.ids, new.ranks, new.verdict) == (old.ids, old.ranks, old.verdict)
+
+
+def test_identity_with_an_order_model_teaches_that_models_order(toy: dict[str, Any], tiny_st_model) -> None:
+    words = ["cat", "water causes fire", "the sun and the moon"]  # distinct to the tiny model
+    corpus = Path(os.environ["SYNTRIEVER_DATA"]) / "toy" / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": w}) + "\n"
+                              for i, w in enumerate(words)))
+    from_file, report = teacher_preferences("toy", toy["prefs"], "m-sft", IDENTITY, "train")
+    assert report["order_from"] == "the retrieval file's scores"
+    assert all(t["winner_id"] < t["loser_id"] for t in from_file)  # the file ranks d0 > d1 > d2
+    own, report = teacher_preferences("toy", toy["prefs"], "m-sft", IDENTITY, "train",
+                                      order_model=tiny_st_model)
+    assert report["order_from"] == "the trained stage-1 model's scores"
+    query, win, lose = (tiny_st_model.encode([t[k] for t in own], normalize_embeddings=True)
+                        for k in ("query", "winner", "loser"))
+    gaps = (query * win).sum(axis=1) - (query * lose).sum(axis=1)
+    assert len(own) == len(from_file) and (gaps > -1e-2).all()  # bf16 may flip near-ties only
+    winners = [{(t["query_id"], t["winner_id"], t["loser_id"]) for t in ts} for ts in (own, from_file)]
+    assert winners[0] != winners[1]
 
 
 def test_missing_answers_is_a_one_line_error_naming_the_command(toy: dict[str, Any]) -> None:
