@@ -14,7 +14,12 @@ machine load falls on all alike. Configurations:
 - ``no-prefix-cache``: the same requests with ``cache_prompt: false`` (what prefix reuse saves);
 - ``poll0``: ``--poll 0`` (threads sleep instead of spinning while waiting for work);
 - ``flash-attn``: ``-fa on``;
-- ``max-tokens-4``: answers cut after 4 tokens ("Passage #1" ends at the digit).
+- ``gen-1-thread``: one thread for generating the answer tokens (``-t 1``), all cores for the
+  prompt (``-tb``): a single-token step waits at every layer for all its threads, which a busy
+  machine delays;
+- ``max-tokens-4``: answers cut after 4 tokens ("Passage #1" ends at the digit);
+- ``chars-1500``, ``whole-passages``: longer passages in the prompt (1,500 characters; no cut),
+  to state what the judge's longer reading costs (their answers differ by design).
 
 Per configuration: requests/s, prompt tokens/s (usage), the server's own split of the time
 (prompt processing vs generation, tokens processed vs taken from the cache), and whether the
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -63,6 +69,7 @@ class Config:
     name: str
     server_args: tuple[str, ...] = ()
     body: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # ComparisonSettings changes (the prompt)
 
 
 CONFIGS = (
@@ -70,7 +77,10 @@ CONFIGS = (
     Config("no-prefix-cache", body={"cache_prompt": False}),
     Config("poll0", server_args=("--poll", "0")),
     Config("flash-attn", server_args=("-fa", "on")),
+    Config("gen-1-thread", server_args=("-t", "1", "-tb", str(os.cpu_count() or 2))),
     Config("max-tokens-4", body={"max_tokens": 4}),
+    Config("chars-1500", settings={"max_chars": 1500}),
+    Config("whole-passages", settings={"max_chars": None}),
 )
 
 
@@ -135,7 +145,8 @@ def make_report(
     """The benchmark's JSON over the queries done so far."""
     base = results[configs[0].name]
     report = {
-        "what": "embedded stage-2 judge, SciFact, K=3, both orders, 600 characters, 1 slot, "
+        "what": "embedded stage-2 judge, SciFact, K=3, both orders, 600 characters unless a "
+                "configuration changes it, 1 slot, "
                 "requests one at a time in the library's order (shared prefix consecutive)",
         "llm": llm.provenance(), "threads": args.threads or os.cpu_count(), "queries": len(blocks),
         "benchmark_niceness": os.nice(0), "cpu_cores": os.cpu_count(),
@@ -145,6 +156,7 @@ def make_report(
         "background_load_before": load_before, "background_load_after": background_load(),
         "configs": {
             c.name: {"server_args": list(c.server_args), "request_changes": c.body,
+                     "settings_changes": c.settings,
                      **summarise(rows[c.name]), "vs_current": compare(results[c.name], base),
                      "vs_committed": compare({k: results[c.name][k] for k in base if k in committed},
                                              {k: v for k, v in committed.items() if k in base})}
@@ -161,6 +173,7 @@ def main() -> None:
     parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET)
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: all cores)")
     parser.add_argument("--configs", default=",".join(c.name for c in CONFIGS))
+    parser.add_argument("--out", type=Path, default=OUT, help=f"result JSON (default: {OUT.name})")
     args = parser.parse_args()
     setup_logging()
     configs = [c for c in CONFIGS if c.name in args.configs.split(",")]
@@ -169,6 +182,8 @@ def main() -> None:
     records = attach_texts(load_retrieval(retrieval_path("scifact", "minilm-sft"))[:args.queries],
                            "scifact", settings.k)
     blocks = [comparison_requests([rec], llm, settings) for rec in records]
+    config_blocks = {c.name: [comparison_requests([rec], llm, dataclasses.replace(settings, **c.settings))
+                              for rec in records] for c in configs}
     load_before = background_load()
     committed = load_results(answers_path(comparison_dir("scifact", llm, "minilm-sft"), settings))
     rows: dict[str, list[dict[str, Any]]] = {c.name: [] for c in configs}
@@ -178,10 +193,10 @@ def main() -> None:
         servers = {c.name: stack.enter_context(LocalServer(
             model=args.llm_model, parallel=1, threads=args.threads, extra_args=c.server_args))
             for c in configs}
-        for index, block in enumerate(blocks):
+        for index in range(len(blocks)):
             turn = configs[index % len(configs):] + configs[:index % len(configs)]
             for config in turn:
-                for request in block:
+                for request in config_blocks[config.name][index]:
                     res, seconds = send(servers[config.name].base_url, request, config)
                     results[config.name][request["custom_id"]] = res
                     body = res["response"]["body"]
@@ -189,12 +204,12 @@ def main() -> None:
                                               "timings": body.get("timings") or {}})
             report = make_report(configs, rows, results, committed, blocks[:index + 1], llm, args, start,
                                  load_before)
-            write_json(OUT, report)  # after every query: a stopped run keeps what it measured
+            write_json(args.out, report)  # after every query: a stopped run keeps what it measured
             print(f"query {index + 1}/{len(blocks)} done", file=sys.stderr, flush=True)
     print(json.dumps({name: {k: v for k, v in c.items() if k in ("requests_per_s", "prompt_tokens_per_s",
                                                                   "vs_current")}
                       for name, c in report["configs"].items()}, indent=2))
-    print(f"wrote {OUT}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
