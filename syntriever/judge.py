@@ -36,6 +36,7 @@ is sent again.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import time
 from collections import Counter
@@ -52,7 +53,7 @@ from syntriever.errors import UserError
 from syntriever.jsonl import DataError, JsonlAppender, read_jsonl_numbered, write_json, write_jsonl
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import chat_request, load_results, usage
-from syntriever.llm.runner import execute_requests
+from syntriever.llm.runner import Sent, execute_requests
 from syntriever.names import limited_name
 from syntriever.paths import file_safe, generated_dir, portable
 from syntriever.profiles import JUDGE, PAPER, check_profile, resolve
@@ -302,6 +303,19 @@ def save_answers(results_path: Path, answers: Path, requests: list[dict[str, Any
     return len(order)
 
 
+def earlier_sent(summary_file: Path, settings: ComparisonSettings) -> Sent:
+    """What the earlier runs behind an output sent, from its summary (``sent_all_runs``, else
+    ``sent_this_run``), so that a rebuild from committed answers keeps that record; nothing
+    when there is no summary or it was made with other settings."""
+    if not summary_file.is_file():
+        return Sent()
+    old = json.loads(summary_file.read_text(encoding="utf-8"))
+    if old.get("settings") != asdict(settings):
+        return Sent()
+    record = old.get("sent_all_runs") or old.get("sent_this_run") or {}
+    return Sent(*(int(record.get(key, 0)) for key in ("requests", "prompt_tokens", "completion_tokens")))
+
+
 def run_comparisons(
     dataset: str, model_name: str, config: LLMConfig, settings: ComparisonSettings,
     retrieval_file: Path | None = None, limit: int | None = None,
@@ -330,10 +344,12 @@ def run_comparisons(
     if results is None:
         return None
     triples, summary = build_preferences(records, results, config, settings, qrels)
+    out = preferences_path(dataset, config, model_name, limit)
+    earlier = earlier_sent(out.with_suffix(".summary.json"), settings)
     summary.update(answers_seeded_from_file=seeded, sent_this_run=asdict(sent),
+                   sent_all_runs=asdict(sent + earlier),
                    retrieval_file=portable(source.resolve()), stage1_model=model_name,
                    requests=len(requests), seconds=round(time.perf_counter() - start, 1))
-    out = preferences_path(dataset, config, model_name, limit)
     write_jsonl(out, triples)
     write_json(out.with_suffix(".summary.json"), with_commands(summary))
     logger.info("wrote %d preference triples (%d of %d pairs decided) to %s", len(triples),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from sentence_transformers import SentenceTransformer
 
 from syntriever import paths
 from syntriever.cli import add_train_args, settings_from_args
-from syntriever.jsonl import read_jsonl, write_jsonl
+from syntriever.jsonl import read_jsonl, write_json, write_jsonl
 from syntriever.judge import (
     ComparisonSettings,
     answers_path,
@@ -344,6 +344,26 @@ def test_compact_answers_judge_alike_and_replay_without_the_llm(tmp_generated: P
     with pytest.raises(IncompleteRun, match="1 of 6 requests have no result"):
         run_comparisons("toy", "m", OFFLINE, settings)
     assert len(list(read_jsonl(answers_path(folder, settings)))) == 5  # kept on failure too
+
+
+def test_a_rebuild_from_committed_answers_keeps_what_earlier_runs_sent(tmp_generated: Path) -> None:
+    records = [retrieval_record("q1", 2)]
+    write_jsonl(tmp_generated / "toy" / "retrieval-m.jsonl", records)
+    settings = ComparisonSettings(k=2, judge_mode="logprobs")
+    requests = comparison_requests(records, OFFLINE, settings)
+    out = preferences_path("toy", OFFLINE, "m")
+    write_jsonl(answers_path(out.parent, settings),
+                [compact_answer(answer(r["custom_id"], "1", -0.2, -1.5)) for r in requests])
+    earlier = {"requests": 954, "prompt_tokens": 300_000, "completion_tokens": 5_000}
+    write_json(out.with_suffix(".summary.json"), {"settings": asdict(settings), "sent_this_run": earlier})
+    for _ in range(2):  # a rebuild of a rebuild keeps it too
+        run_comparisons("toy", "m", OFFLINE, settings)
+        summary = json.loads(out.with_suffix(".summary.json").read_text())
+        assert summary["sent_this_run"]["requests"] == 0 and summary["sent_all_runs"] == earlier
+    other = ComparisonSettings(k=2, judge_mode="logprobs", max_chars=1500)  # another run's record
+    write_json(out.with_suffix(".summary.json"), {"settings": asdict(other), "sent_this_run": earlier})
+    run_comparisons("toy", "m", OFFLINE, settings)
+    assert json.loads(out.with_suffix(".summary.json").read_text())["sent_all_runs"]["requests"] == 0
 
 
 def test_limited_run_keeps_every_committed_answer(tmp_generated: Path) -> None:
