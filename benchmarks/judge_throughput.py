@@ -181,9 +181,10 @@ def main() -> None:
     llm = LLMConfig(backend="local", model=args.llm_model)
     records = attach_texts(load_retrieval(retrieval_path("scifact", "minilm-sft"))[:args.queries],
                            "scifact", settings.k)
-    blocks = [comparison_requests([rec], llm, settings) for rec in records]
+    # per configuration, the requests of each query (a configuration may change the prompt)
     config_blocks = {c.name: [comparison_requests([rec], llm, dataclasses.replace(settings, **c.settings))
                               for rec in records] for c in configs}
+    blocks = config_blocks[configs[0].name]  # the baseline's: the report's query and request counts
     load_before = background_load()
     committed = load_results(answers_path(comparison_dir("scifact", llm, "minilm-sft"), settings))
     rows: dict[str, list[dict[str, Any]]] = {c.name: [] for c in configs}
