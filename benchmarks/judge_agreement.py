@@ -1,6 +1,7 @@
 """Benchmark: how often an LLM judge prefers the labelled-relevant passage of a pair.
 
     python benchmarks/judge_agreement.py [--pairs 40] [--llm-model qwen0.5b] [--judge-mode logprobs]
+        [--judge-max-chars 600,1500]
 
 Pairs come from SciFact's train split and the stage-1 retrieval file
 (generated/scifact/retrieval-minilm-sft.jsonl): for each of the first N queries with a labelled
@@ -9,6 +10,11 @@ non-relevant one. The judge sees them with the same prompt, truncation and order
 stage2/parse_comparison.py. Reported: the share of decided pairs where the judge prefers the
 labelled passage (0.5 = chance), the same share for the stage-1 ranking, position bias, tokens
 and time. Writes benchmarks/results/judge_agreement-<llm>-<mode>.json.
+
+Several passage lengths (``--judge-max-chars 600,1500``; 0 = whole passages) ask the judge about the
+same pairs once per length and add a paired comparison of the first two lengths: pairs right under
+both, under one only, under neither, and the exact McNemar p-value of the disagreements. The file
+then is ``judge_agreement-<llm>-<mode>-chars<A>-<B>.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from scipy.stats import binomtest
 
 from syntriever.cli import parse_llm_cli, run
 from syntriever.data import load_dataset
@@ -52,41 +61,86 @@ def labelled_pairs(dataset: str, model: str, n: int) -> list[dict]:
     return out
 
 
+def parse_lengths(value: str) -> list[int | None]:
+    """``600,1500`` -> [600, 1500]; 0 means whole passages (None)."""
+    try:
+        lengths = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated integers, got {value!r}") from None
+    if any(n < 0 for n in lengths) or len(set(lengths)) != len(lengths):
+        raise argparse.ArgumentTypeError(f"distinct non-negative integers, got {value!r}")
+    return [n or None for n in lengths]
+
+
+def judge_run(records: list[dict], config: Any, settings: ComparisonSettings) -> dict[str, Any] | None:
+    """Ask the judge about ``records`` under ``settings``: accuracy, bias, tokens, time, per-pair verdicts."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        requests = comparison_requests(records, config, settings)
+        desc = f"judge agreement, {settings.max_chars or 'whole'} chars"
+        results, _ = execute_requests(config, Path(tmp), "judge", requests, desc=desc)
+    if results is None:
+        return None
+    seconds = time.perf_counter() - start
+    triples, summary = build_preferences(records, results, config, settings)
+    relevant = {r["query_id"]: r["relevant"] for r in records}
+    right = {t["query_id"]: t["winner_id"] == relevant[t["query_id"]] for t in triples}
+    return {
+        "max_chars": settings.max_chars, "decided": len(triples),
+        "judge_prefers_relevant": sum(right.values()),
+        "judge_accuracy": round(sum(right.values()) / len(triples), 3) if triples else None,
+        **{k: summary[k] for k in ("text_answers", "position_bias_rate", "score_inconsistent_share",
+                                   "prompt_tokens", "completion_tokens") if k in summary},
+        "seconds": round(seconds, 1), "requests_per_s": round(len(requests) / seconds, 4),
+        "right_by_query": right,
+    }
+
+
+def paired(a: dict[str, bool], b: dict[str, bool]) -> dict[str, Any]:
+    """Pairs decided under both runs: right under both, one only, neither; exact McNemar p."""
+    both = [q for q in a if q in b]
+    only_a = sum(a[q] and not b[q] for q in both)
+    only_b = sum(b[q] and not a[q] for q in both)
+    disagree = only_a + only_b
+    return {"pairs": len(both), "both_right": sum(a[q] and b[q] for q in both), "only_first_right": only_a,
+            "only_second_right": only_b, "both_wrong": sum(not a[q] and not b[q] for q in both),
+            "mcnemar_exact_p": round(binomtest(only_a, disagree).pvalue, 4) if disagree else 1.0}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--dataset", default="scifact")
     parser.add_argument("--model", default="minilm-sft", help="stage-1 model of the retrieval file")
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--judge-mode", choices=["text", "logprobs"], default="logprobs")
-    parser.add_argument("--judge-max-chars", type=int, default=JUDGE[EMBEDDED]["max_chars"])
+    parser.add_argument("--judge-max-chars", type=parse_lengths, default=[JUDGE[EMBEDDED]["max_chars"]],
+                        help="passage length(s) in the judge's prompt, comma-separated; 0 = whole passages")
     args, config = parse_llm_cli(parser, local_concurrency=2)
     records = labelled_pairs(args.dataset, args.model, args.pairs)
-    settings = ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=args.judge_max_chars)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        requests = comparison_requests(records, config, settings)
-        results, _ = execute_requests(config, Path(tmp), "judge", requests, desc="judge agreement")
-    seconds = time.perf_counter() - start
-    if results is None:
-        return
-    triples, summary = build_preferences(records, results, config, settings)
-    relevant = {r["query_id"]: r["relevant"] for r in records}
-    judge_right = sum(t["winner_id"] == relevant[t["query_id"]] for t in triples)
+    runs = []
+    for max_chars in args.judge_max_chars:
+        settings = ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=max_chars)
+        run_ = judge_run(records, config, settings)
+        if run_ is None:
+            return
+        runs.append(run_)
     stage1_right = sum(r["doc_ids"][0] == r["relevant"] for r in records)
+    first = {k: v for k, v in runs[0].items() if k != "right_by_query"}
     report = {
-        "dataset": args.dataset, "retrieval_model": args.model, "pairs": len(records),
-        "decided": len(triples), "judge_prefers_relevant": judge_right,
-        "judge_accuracy": round(judge_right / len(triples), 3) if triples else None,
+        "dataset": args.dataset, "retrieval_model": args.model, "pairs": len(records), **first,
         "stage1_ranks_relevant_first": stage1_right,
         "stage1_accuracy": round(stage1_right / len(records), 3),
-        **{k: summary[k] for k in ("text_answers", "position_bias_rate", "score_inconsistent_share",
-                                   "prompt_tokens", "completion_tokens") if k in summary},
-        "seconds": round(seconds, 1), "llm": config.provenance(), "settings": vars(settings),
+        "llm": config.provenance(),
+        "settings": vars(ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=runs[0]["max_chars"])),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    name = f"judge_agreement-{file_safe(config.model_tag())}-{args.judge_mode}.json"
-    write_json(Path(__file__).parent / "results" / name, report)
-    print(json.dumps(report, indent=2))
+    name = f"judge_agreement-{file_safe(config.model_tag())}-{args.judge_mode}"
+    if len(runs) > 1:
+        report["lengths"] = runs
+        report["paired_first_two"] = paired(runs[0]["right_by_query"], runs[1]["right_by_query"])
+        name += "-chars" + "-".join(str(r["max_chars"] or "whole") for r in runs)
+    write_json(Path(__file__).parent / "results" / f"{name}.json", report)
+    print(json.dumps({k: v for k, v in report.items() if k != "lengths"}, indent=2))
 
 
 if __name__ == "__main__":

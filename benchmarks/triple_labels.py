@@ -1,6 +1,7 @@
 """Benchmark: which stage-2 triples pull an unlabelled passage toward its query, per loss.
 
     python benchmarks/triple_labels.py [--dataset scifact] [--preferences FILE]
+        [--model STAGE1_MODEL [--pairs-from minilm-sft] [--batch-size 32]]
 
 Partial Plackett-Luce (the paper) ranks ``c+`` first and ``c-`` second among the in-batch
 passages, so it raises both passages of a triple above the other queries' passages;
@@ -10,27 +11,113 @@ oracle teacher would see them), i.e. how often PL's second term pulls a passage 
 non-relevant toward the query. Writes benchmarks/results/triple_labels-<dataset>.json.
 Rebuild the (git-ignored) preferences file first with ``stage2/parse_comparison.py`` (0 requests
 with the committed answers).
+
+With ``--model``, it also measures which way each loss moves the loser at the start of stage 2
+from that stage-1 model, for the judge's and the oracle's triples over the same pairs: the
+triples are cut into batches of distinct queries (seeded, as the trainer's no-duplicates
+sampler does), each loss's gradient with respect to the loser's embedding is taken by autograd
+on the loss functions the trainer uses, and its first-order effect on cos(query, loser) is
+``-g . (q - cos * c)``. Reported per teacher and loss: the share of triples whose loser a
+gradient step moves toward its own query, overall and by the loser's label. At the embedding
+level only (the encoder is shared, so a real step also moves the query and other passages).
+The file then is ``triple_labels-<dataset>-<model>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
 
 from syntriever.cli import run
 from syntriever.data import load_dataset
+from syntriever.encoders import open_encoder
 from syntriever.jsonl import read_jsonl_numbered, write_json
+from syntriever.losses import bradley_terry_loss, partial_plackett_luce_loss
+from syntriever.retrieval import encode
+from syntriever.stage2 import teacher_preferences
+from syntriever.teachers import JUDGE, ORACLE
 
 LABEL = {True: "labelled", False: "unlabelled"}
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PREFERENCES = "generated/{dataset}/comparison-v1-qwen1.5b-minilm-sft/{dataset}_preferences.jsonl"
 
 
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "pl": partial_plackett_luce_loss, "bt": bradley_terry_loss}
+
+
+def distinct_query_batches(triples: list[dict[str, Any]], size: int, seed: int = 42) -> list[list[int]]:
+    """Indices of ``triples`` shuffled and cut into batches of at most ``size`` with distinct queries
+    (a triple whose query the open batch holds waits for the next one), as no-duplicates sampling does."""
+    order = list(range(len(triples)))
+    random.Random(seed).shuffle(order)
+    batches: list[list[int]] = []
+    while order:
+        batch: list[int] = []
+        seen: set[str] = set()
+        rest = []
+        for i in order:
+            if len(batch) < size and triples[i]["query_id"] not in seen:
+                batch.append(i)
+                seen.add(triples[i]["query_id"])
+            else:
+                rest.append(i)
+        batches.append(batch)
+        order = rest
+    return batches
+
+
+def loser_pull(q: torch.Tensor, winner: torch.Tensor, loser: torch.Tensor,
+               loss: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """Per row, the first-order change of cos(q_i, loser_i) under a gradient-descent step of
+    ``loss`` on the loser embeddings (unit rows): ``-g_i . (q_i - cos_i * loser_i)``."""
+    loser = loser.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(q, winner, loser), loser)
+    cos = (q * loser.detach()).sum(dim=1, keepdim=True)
+    return -(grad * (q - cos * loser.detach())).sum(dim=1)
+
+
+def loss_directions(
+    triples: list[dict[str, Any]], model: Any, qrels: dict[str, dict[str, int]], batch_size: int
+) -> dict[str, Any]:
+    """Per loss, how many losers a step moves toward their query, overall and by the loser's label."""
+    queries = list({t["query_id"]: t["query"] for t in triples}.items())
+    texts = list({d: t for tr in triples for d, t in ((tr["winner_id"], tr["winner"]),
+                                                      (tr["loser_id"], tr["loser"]))}.items())
+    q_emb = dict(zip([q for q, _ in queries], encode(model, [t for _, t in queries], "query"), strict=True))
+    d_emb = dict(zip([d for d, _ in texts], encode(model, [t for _, t in texts], "document"), strict=True))
+    labelled = [qrels.get(t["query_id"], {}).get(t["loser_id"], 0) >= 1 for t in triples]
+    out: dict[str, Any] = {"triples": len(triples), "losers_labelled": sum(labelled)}
+    for name, loss in LOSSES.items():
+        toward = [False] * len(triples)
+        for batch in distinct_query_batches(triples, batch_size):
+            q, w, lo = (torch.from_numpy(np.stack([emb[triples[i][key]] for i in batch]))
+                        for emb, key in ((q_emb, "query_id"), (d_emb, "winner_id"), (d_emb, "loser_id")))
+            for i, pull in zip(batch, loser_pull(q, w, lo, loss).tolist(), strict=True):
+                toward[i] = pull > 0
+        by_label = {}
+        for flag, label in ((True, "loser_labelled"), (False, "loser_unlabelled")):
+            rows = [t for t, lab in zip(toward, labelled, strict=True) if lab == flag]
+            by_label[label] = {"triples": len(rows), "pulled_toward_query": sum(rows)}
+        out[name] = {"pulled_toward_query": sum(toward), "share": round(sum(toward) / len(triples), 4),
+                     **by_label}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--dataset", default="scifact")
     parser.add_argument("--preferences", type=Path, default=None)
+    parser.add_argument("--model", help="stage-1 model: also measure which way PL and BT move the losers")
+    parser.add_argument("--pairs-from", default="minilm-sft", help="stage-1 model whose pairs were judged")
+    parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     path = args.preferences or ROOT / DEFAULT_PREFERENCES.format(dataset=args.dataset)
     qrels = load_dataset(args.dataset, "train").qrels
@@ -49,7 +136,15 @@ def main() -> None:
             sum(v for k, v in counts.items() if k.endswith("loser_unlabelled")) / total, 4),
         "both_pulled_unlabelled": round(counts["winner_unlabelled_loser_unlabelled"] / total, 4),
     }
-    out = ROOT / "benchmarks" / "results" / f"triple_labels-{args.dataset}.json"
+    name = f"triple_labels-{args.dataset}"
+    if args.model:
+        model, _ = open_encoder(args.model, args.dataset)
+        report["model"], report["batch_size"] = args.model, args.batch_size
+        for teacher in (JUDGE, ORACLE):
+            triples, _ = teacher_preferences(args.dataset, path, args.pairs_from, teacher, order_model=model)
+            report[f"loser_direction_{teacher}"] = loss_directions(triples, model, qrels, args.batch_size)
+        name += f"-{args.model}"
+    out = ROOT / "benchmarks" / "results" / f"{name}.json"
     write_json(out, report)
     print(report)
 

@@ -1,7 +1,10 @@
-"""Builders of hand-made LLM results for the parser tests."""
+"""Builders of hand-made LLM results for the parser tests; loading a benchmark script."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from syntriever.llm.requests import result_line
@@ -23,3 +26,12 @@ def result(cid: str, tokens: list[tuple[str, dict[str, float]]], prompt_tokens: 
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens)},
     }
     return result_line(cid, body)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The module of ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -47,7 +47,7 @@ from syntriever.verdicts import (
     order_stats,
     parse_choice,
 )
-from tests.helpers import result
+from tests.helpers import load_benchmark, result
 
 JUDGE = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1")
 OFFLINE = replace(JUDGE, max_retries=0)  # unreachable, gives up at once: only committed answers count
@@ -626,3 +626,39 @@ def test_retrieval_script_encodes_in_fp32_and_evaluate_in_auto() -> None:
     evaluate = argparse.ArgumentParser()
     add_search_args(evaluate)  # as evaluate.py does
     assert evaluate.parse_args([]).precision == "auto"
+
+
+def test_judge_agreement_pairs_two_lengths_on_the_same_pairs() -> None:
+    bench = load_benchmark("judge_agreement")
+    assert bench.parse_lengths("600,1500,0") == [600, 1500, None]
+    for bad in ("600,600", "-1", "long"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.parse_lengths(bad)
+    short = {"q1": True, "q2": True, "q3": False, "q4": False, "q5": True}
+    long = {"q1": True, "q2": False, "q3": True, "q4": True, "q6": True}  # q5, q6 undecided in one run
+    assert bench.paired(short, long) == {
+        "pairs": 4, "both_right": 1, "only_first_right": 1, "only_second_right": 2, "both_wrong": 0,
+        "mcnemar_exact_p": 1.0,
+    }
+    assert bench.paired({f"q{i}": False for i in range(8)}, {f"q{i}": True for i in range(8)})[
+        "mcnemar_exact_p"] == round(2 * 0.5**8, 4)
+
+
+def test_triple_directions_bt_always_pushes_the_loser_pl_can_pull_it() -> None:
+    bench = load_benchmark("triple_labels")
+    triples = [{"query_id": q} for q in "aabbbc"]
+    batches = bench.distinct_query_batches(triples, size=2)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert all(len({triples[i]["query_id"] for i in b}) == len(b) <= 2 for b in batches)
+
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(0)
+    unit = lambda x: torch.nn.functional.normalize(x, dim=1)  # noqa: E731
+    q = unit(torch.randn(4, 8, generator=gen))
+    winner = unit(q + 0.1 * torch.randn(4, 8, generator=gen))
+    near_loser = unit(q + 0.3 * torch.randn(4, 8, generator=gen))  # close to its query
+    far_loser = unit(torch.randn(4, 8, generator=gen) - q)  # below the other queries' passages
+    for loser in (near_loser, far_loser):
+        assert (bench.loser_pull(q, winner, loser, bench.LOSSES["bt"]) < 0).all()
+    # PL's second pick asks the loser to beat the in-batch passages: a far loser is pulled in.
+    assert (bench.loser_pull(q, winner, far_loser, bench.LOSSES["pl"]) > 0).all()

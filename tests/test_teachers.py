@@ -4,7 +4,6 @@ calibration), judge + retrieval score; the per-run report; train-nodev keeps dev
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -37,7 +36,7 @@ from syntriever.teachers import (
     teach,
 )
 from syntriever.verdicts import Judgement
-from tests.helpers import result
+from tests.helpers import load_benchmark, result
 
 JUDGE_LLM = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1")
 
@@ -276,18 +275,10 @@ def test_missing_answers_is_a_one_line_error_naming_the_command(toy: dict[str, A
 # --------------------------------------------------------------------------------------------
 
 
-def _bench() -> Any:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "stage2_teachers.py"
-    spec = importlib.util.spec_from_file_location("stage2_teachers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_teacher_rows_are_paired_against_stage1_and_evaluations_resume(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bench = _bench()
+    bench = load_benchmark("stage2_teachers")
     base = {"model": "s1", "num_queries": 4, "created": "t",
             "per_query": {"NDCG@10": {"a": 0.5, "b": 0.5, "c": 0.0, "d": 1.0}}}
     better = {**base, "model": "s2", "per_query": {"NDCG@10": {"a": 0.7, "b": 0.6, "c": 0.1, "d": 1.0}}}
@@ -314,7 +305,7 @@ def test_teacher_benchmark_keeps_earlier_rows_and_refuses_other_flags(tmp_path: 
 
     from syntriever.errors import UserError
 
-    bench = _bench()
+    bench = load_benchmark("stage2_teachers")
     report = {"stage1_model": "s1", "split": "dev", "pairs_from": "p", "train_flags": ["--loss", "pl"]}
     out = tmp_path / "report.json"
     assert bench.previous_report(out, report) == {}
