@@ -14,20 +14,26 @@ and time. Writes benchmarks/results/judge_agreement-<llm>-<mode>.json.
 Several passage lengths (``--judge-max-chars 600,1500``; 0 = whole passages) ask the judge about the
 same pairs once per length and add a paired comparison of the first two lengths: pairs right under
 both, under one only, under neither, and the exact McNemar p-value of the disagreements. The file
-then is ``judge_agreement-<llm>-<mode>-chars<A>-<B>.json``.
+then is ``judge_agreement-<llm>-<mode>-chars<A>-<B>.json`` (``whole`` for 0; a single length other
+than the default: ``...-chars<A>.json``); its top-level fields are the first length's, ``lengths``
+holds each.
+
+Resumable: the judge's answers are kept per setting under
+``$SYNTRIEVER_CACHE/benchmarks/judge_agreement/``; the same command again sends only the requests
+that have no answer yet (``seconds`` and ``requests_per_s`` then cover this run's requests).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from scipy.stats import binomtest
 
+from syntriever import prompts
 from syntriever.cli import parse_llm_cli, run
 from syntriever.data import load_dataset
 from syntriever.jsonl import write_json
@@ -37,8 +43,9 @@ from syntriever.judge import (
     build_preferences,
     comparison_requests,
 )
+from syntriever.llm.config import LLMConfig
 from syntriever.llm.runner import execute_requests
-from syntriever.paths import file_safe
+from syntriever.paths import cache_root, file_safe
 from syntriever.profiles import EMBEDDED, JUDGE
 from syntriever.retrieval import load_retrieval, retrieval_path
 
@@ -72,13 +79,16 @@ def parse_lengths(value: str) -> list[int | None]:
     return [n or None for n in lengths]
 
 
-def judge_run(records: list[dict], config: Any, settings: ComparisonSettings) -> dict[str, Any] | None:
-    """Ask the judge about ``records`` under ``settings``: accuracy, bias, tokens, time, per-pair verdicts."""
+def judge_run(
+    records: list[dict], config: LLMConfig, settings: ComparisonSettings, folder: Path
+) -> dict[str, Any] | None:
+    """Ask the judge about ``records`` under ``settings`` (answers kept in ``folder``): accuracy,
+    bias, tokens, this run's time, per-pair verdicts."""
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        requests = comparison_requests(records, config, settings)
-        desc = f"judge agreement, {settings.max_chars or 'whole'} chars"
-        results, _ = execute_requests(config, Path(tmp), "judge", requests, desc=desc)
+    folder.mkdir(parents=True, exist_ok=True)
+    requests = comparison_requests(records, config, settings)
+    desc = f"judge agreement, {settings.max_chars or 'whole'} chars"
+    results, sent = execute_requests(config, folder, "judge", requests, desc=desc)
     if results is None:
         return None
     seconds = time.perf_counter() - start
@@ -91,7 +101,8 @@ def judge_run(records: list[dict], config: Any, settings: ComparisonSettings) ->
         "judge_accuracy": round(sum(right.values()) / len(triples), 3) if triples else None,
         **{k: summary[k] for k in ("text_answers", "position_bias_rate", "score_inconsistent_share",
                                    "prompt_tokens", "completion_tokens") if k in summary},
-        "seconds": round(seconds, 1), "requests_per_s": round(len(requests) / seconds, 4),
+        "sent_this_run": sent.requests, "seconds": round(seconds, 1),
+        "requests_per_s": round(sent.requests / seconds, 4) if sent.requests else None,
         "right_by_query": right,
     }
 
@@ -107,6 +118,14 @@ def paired(a: dict[str, bool], b: dict[str, bool]) -> dict[str, Any]:
             "mcnemar_exact_p": round(binomtest(only_a, disagree).pvalue, 4) if disagree else 1.0}
 
 
+def result_name(model_tag: str, judge_mode: str, lengths: list[int | None]) -> str:
+    """The result file's name: the historical one for the default length alone, else with the lengths."""
+    name = f"judge_agreement-{file_safe(model_tag)}-{judge_mode}"
+    if lengths != [JUDGE[EMBEDDED]["max_chars"]]:
+        name += "-chars" + "-".join(str(n or "whole") for n in lengths)
+    return f"{name}.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--dataset", default="scifact")
@@ -120,26 +139,28 @@ def main() -> None:
     runs = []
     for max_chars in args.judge_max_chars:
         settings = ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=max_chars)
-        run_ = judge_run(records, config, settings)
-        if run_ is None:
-            return
-        runs.append(run_)
+        folder = cache_root() / "benchmarks" / "judge_agreement" / file_safe(
+            f"{prompts.COMPARE_VERSION}-{config.model_tag()}-{args.dataset}-{args.model}-{args.pairs}-{settings.tag()}")
+        run_ = judge_run(records, config, settings, folder)
+        if run_ is not None:  # None: a dry run, which only estimates
+            runs.append(run_)
+    if len(runs) < len(args.judge_max_chars):
+        return
     stage1_right = sum(r["doc_ids"][0] == r["relevant"] for r in records)
     first = {k: v for k, v in runs[0].items() if k != "right_by_query"}
     report = {
         "dataset": args.dataset, "retrieval_model": args.model, "pairs": len(records), **first,
         "stage1_ranks_relevant_first": stage1_right,
-        "stage1_accuracy": round(stage1_right / len(records), 3),
-        "llm": config.provenance(),
+        "stage1_accuracy": round(stage1_right / len(records), 3) if records else None,
+        "llm": config.provenance(), "prompt_version": prompts.COMPARE_VERSION,
         "settings": vars(ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=runs[0]["max_chars"])),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    name = f"judge_agreement-{file_safe(config.model_tag())}-{args.judge_mode}"
     if len(runs) > 1:
         report["lengths"] = runs
         report["paired_first_two"] = paired(runs[0]["right_by_query"], runs[1]["right_by_query"])
-        name += "-chars" + "-".join(str(r["max_chars"] or "whole") for r in runs)
-    write_json(Path(__file__).parent / "results" / f"{name}.json", report)
+    name = result_name(config.model_tag(), args.judge_mode, args.judge_max_chars)
+    write_json(Path(__file__).parent / "results" / name, report)
     print(json.dumps({k: v for k, v in report.items() if k != "lengths"}, indent=2))
 
 

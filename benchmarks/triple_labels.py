@@ -40,13 +40,14 @@ from syntriever.data import load_dataset
 from syntriever.encoders import open_encoder
 from syntriever.jsonl import read_jsonl_numbered, write_json
 from syntriever.losses import bradley_terry_loss, partial_plackett_luce_loss
+from syntriever.paths import file_safe
 from syntriever.retrieval import encode
-from syntriever.stage2 import teacher_preferences
+from syntriever.stage2 import stage1_split, teacher_preferences
 from syntriever.teachers import JUDGE, ORACLE
 
 LABEL = {True: "labelled", False: "unlabelled"}
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PREFERENCES = "generated/{dataset}/comparison-v1-qwen1.5b-minilm-sft/{dataset}_preferences.jsonl"
+DEFAULT_PREFERENCES = "generated/{dataset}/comparison-v1-qwen1.5b-{pairs_from}/{dataset}_preferences.jsonl"
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
@@ -55,18 +56,21 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
 
 def distinct_query_batches(triples: list[dict[str, Any]], size: int, seed: int = 42) -> list[list[int]]:
     """Indices of ``triples`` shuffled and cut into batches of at most ``size`` with distinct queries
-    (a triple whose query the open batch holds waits for the next one), as no-duplicates sampling does."""
+    (a triple whose query or a passage of it the open batch holds waits for the next one), as
+    no-duplicates sampling does."""
     order = list(range(len(triples)))
     random.Random(seed).shuffle(order)
     batches: list[list[int]] = []
     while order:
         batch: list[int] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         rest = []
         for i in order:
-            if len(batch) < size and triples[i]["query_id"] not in seen:
+            t = triples[i]
+            keys = {("q", t["query_id"]), ("d", t["winner_id"]), ("d", t["loser_id"])}
+            if len(batch) < size and not keys & seen:
                 batch.append(i)
-                seen.add(triples[i]["query_id"])
+                seen |= keys
             else:
                 rest.append(i)
         batches.append(batch)
@@ -106,7 +110,8 @@ def loss_directions(
         for flag, label in ((True, "loser_labelled"), (False, "loser_unlabelled")):
             rows = [t for t, lab in zip(toward, labelled, strict=True) if lab == flag]
             by_label[label] = {"triples": len(rows), "pulled_toward_query": sum(rows)}
-        out[name] = {"pulled_toward_query": sum(toward), "share": round(sum(toward) / len(triples), 4),
+        out[name] = {"pulled_toward_query": sum(toward),
+                     "share": round(sum(toward) / len(triples), 4) if triples else None,
                      **by_label}
     return out
 
@@ -119,7 +124,8 @@ def main() -> None:
     parser.add_argument("--pairs-from", default="minilm-sft", help="stage-1 model whose pairs were judged")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    path = args.preferences or ROOT / DEFAULT_PREFERENCES.format(dataset=args.dataset)
+    path = args.preferences or ROOT / DEFAULT_PREFERENCES.format(dataset=args.dataset,
+                                                                 pairs_from=file_safe(args.pairs_from))
     qrels = load_dataset(args.dataset, "train").qrels
     counts: Counter[str] = Counter()
     for _, triple in read_jsonl_numbered(path):
@@ -138,12 +144,14 @@ def main() -> None:
     }
     name = f"triple_labels-{args.dataset}"
     if args.model:
-        model, _ = open_encoder(args.model, args.dataset)
-        report["model"], report["batch_size"] = args.model, args.batch_size
+        model, source = open_encoder(args.model, args.dataset)
+        split = stage1_split(args.model, Path(source))  # the split stage 2 from this model trains on
+        report.update(model=args.model, pairs_from=args.pairs_from, split=split, batch_size=args.batch_size)
         for teacher in (JUDGE, ORACLE):
-            triples, _ = teacher_preferences(args.dataset, path, args.pairs_from, teacher, order_model=model)
+            triples, _ = teacher_preferences(args.dataset, path, args.pairs_from, teacher, split,
+                                             order_model=model)
             report[f"loser_direction_{teacher}"] = loss_directions(triples, model, qrels, args.batch_size)
-        name += f"-{args.model}"
+        name += f"-{file_safe(args.model)}"
     out = ROOT / "benchmarks" / "results" / f"{name}.json"
     write_json(out, report)
     print(report)

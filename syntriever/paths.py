@@ -57,7 +57,7 @@ def splits_root() -> Path:
 
 
 def cache_root() -> Path:
-    """Per-machine cache: built llama-server, assembled GGUF files."""
+    """Per-machine cache: built llama-server, assembled GGUF files, benchmark answers."""
     return Path(os.environ.get("SYNTRIEVER_CACHE", Path.home() / ".cache" / "syntriever"))
 
 

@@ -642,16 +642,27 @@ def test_judge_agreement_pairs_two_lengths_on_the_same_pairs() -> None:
     }
     assert bench.paired({f"q{i}": False for i in range(8)}, {f"q{i}": True for i in range(8)})[
         "mcnemar_exact_p"] == round(2 * 0.5**8, 4)
+    # the default length alone keeps the committed file's name; other lengths never overwrite it
+    assert bench.result_name("qwen1.5b", "logprobs", [600]) == "judge_agreement-qwen1.5b-logprobs.json"
+    assert bench.result_name("qwen1.5b", "logprobs", [None]) == (
+        "judge_agreement-qwen1.5b-logprobs-charswhole.json")
+    assert bench.result_name("qwen1.5b", "logprobs", [600, 1500]) == (
+        "judge_agreement-qwen1.5b-logprobs-chars600-1500.json")
 
 
 def test_triple_directions_bt_always_pushes_the_loser_pl_can_pull_it() -> None:
-    bench = load_benchmark("triple_labels")
-    triples = [{"query_id": q} for q in "aabbbc"]
-    batches = bench.distinct_query_batches(triples, size=2)
-    assert sorted(i for b in batches for i in b) == list(range(6))
-    assert all(len({triples[i]["query_id"] for i in b}) == len(b) <= 2 for b in batches)
+    import torch
 
-    torch = pytest.importorskip("torch")
+    bench = load_benchmark("triple_labels")
+    triples = [{"query_id": q, "winner_id": w, "loser_id": lo}
+               for q, w, lo in ("a12", "a13", "b45", "b46", "b47", "c18", "d92")]
+    batches = bench.distinct_query_batches(triples, size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(triples)))
+    for b in batches:  # no query, and no passage, twice in a batch (c18 shares passage 1 with a12, a13)
+        queries = [triples[i]["query_id"] for i in b]
+        passages = [triples[i][k] for i in b for k in ("winner_id", "loser_id")]
+        assert len(b) <= 3 and len(set(queries)) == len(queries) and len(set(passages)) == len(passages)
+
     gen = torch.Generator().manual_seed(0)
     unit = lambda x: torch.nn.functional.normalize(x, dim=1)  # noqa: E731
     q = unit(torch.randn(4, 8, generator=gen))
