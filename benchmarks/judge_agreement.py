@@ -136,9 +136,10 @@ def main() -> None:
                         help="passage length(s) in the judge's prompt, comma-separated; 0 = whole passages")
     args, config = parse_llm_cli(parser, local_concurrency=2)
     records = labelled_pairs(args.dataset, args.model, args.pairs)
+    settings_per_length = [ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=n)
+                           for n in args.judge_max_chars]
     runs = []
-    for max_chars in args.judge_max_chars:
-        settings = ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=max_chars)
+    for settings in settings_per_length:
         folder = cache_root() / "benchmarks" / "judge_agreement" / file_safe(
             f"{prompts.COMPARE_VERSION}-{config.model_tag()}-{args.dataset}-{args.model}-{args.pairs}-{settings.tag()}")
         run_ = judge_run(records, config, settings, folder)
@@ -153,7 +154,7 @@ def main() -> None:
         "stage1_ranks_relevant_first": stage1_right,
         "stage1_accuracy": round(stage1_right / len(records), 3) if records else None,
         "llm": config.provenance(), "prompt_version": prompts.COMPARE_VERSION,
-        "settings": vars(ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=runs[0]["max_chars"])),
+        "settings": vars(settings_per_length[0]),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if len(runs) > 1:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sentence_transformers import SentenceTransformer
 
 from syntriever.cli import run
 from syntriever.data import load_dataset
@@ -88,22 +89,31 @@ def loser_pull(q: torch.Tensor, winner: torch.Tensor, loser: torch.Tensor,
     return -(grad * (q - cos * loser.detach())).sum(dim=1)
 
 
+def embeddings(
+    triples: list[dict[str, Any]], model: SentenceTransformer
+) -> dict[tuple[str, str], np.ndarray]:
+    """Each query (``("q", id)``) and passage (``("d", id)``) of ``triples``, encoded once."""
+    queries = {("q", t["query_id"]): t["query"] for t in triples}
+    texts = {("d", d): x for t in triples
+             for d, x in ((t["winner_id"], t["winner"]), (t["loser_id"], t["loser"]))}
+    q_emb = encode(model, list(queries.values()), "query")
+    d_emb = encode(model, list(texts.values()), "document")
+    return {**dict(zip(queries, q_emb, strict=True)), **dict(zip(texts, d_emb, strict=True))}
+
+
 def loss_directions(
-    triples: list[dict[str, Any]], model: Any, qrels: dict[str, dict[str, int]], batch_size: int
+    triples: list[dict[str, Any]], emb: dict[tuple[str, str], np.ndarray], qrels: dict[str, dict[str, int]],
+    batch_size: int,
 ) -> dict[str, Any]:
-    """Per loss, how many losers a step moves toward their query, overall and by the loser's label."""
-    queries = list({t["query_id"]: t["query"] for t in triples}.items())
-    texts = list({d: t for tr in triples for d, t in ((tr["winner_id"], tr["winner"]),
-                                                      (tr["loser_id"], tr["loser"]))}.items())
-    q_emb = dict(zip([q for q, _ in queries], encode(model, [t for _, t in queries], "query"), strict=True))
-    d_emb = dict(zip([d for d, _ in texts], encode(model, [t for _, t in texts], "document"), strict=True))
+    """Per loss, how many losers a step moves toward their query, overall and by the loser's label
+    (``emb``: :func:`embeddings` of these triples)."""
     labelled = [qrels.get(t["query_id"], {}).get(t["loser_id"], 0) >= 1 for t in triples]
     out: dict[str, Any] = {"triples": len(triples), "losers_labelled": sum(labelled)}
     for name, loss in LOSSES.items():
         toward = [False] * len(triples)
         for batch in distinct_query_batches(triples, batch_size):
-            q, w, lo = (torch.from_numpy(np.stack([emb[triples[i][key]] for i in batch]))
-                        for emb, key in ((q_emb, "query_id"), (d_emb, "winner_id"), (d_emb, "loser_id")))
+            q, w, lo = (torch.from_numpy(np.stack([emb[kind, triples[i][key]] for i in batch]))
+                        for kind, key in (("q", "query_id"), ("d", "winner_id"), ("d", "loser_id")))
             for i, pull in zip(batch, loser_pull(q, w, lo, loss).tolist(), strict=True):
                 toward[i] = pull > 0
         by_label = {}
@@ -147,10 +157,11 @@ def main() -> None:
         model, source = open_encoder(args.model, args.dataset)
         split = stage1_split(args.model, Path(source))  # the split stage 2 from this model trains on
         report.update(model=args.model, pairs_from=args.pairs_from, split=split, batch_size=args.batch_size)
-        for teacher in (JUDGE, ORACLE):
-            triples, _ = teacher_preferences(args.dataset, path, args.pairs_from, teacher, split,
-                                             order_model=model)
-            report[f"loser_direction_{teacher}"] = loss_directions(triples, model, qrels, args.batch_size)
+        taught = {teacher: teacher_preferences(args.dataset, path, args.pairs_from, teacher, split,
+                                               order_model=model)[0] for teacher in (JUDGE, ORACLE)}
+        emb = embeddings([t for triples in taught.values() for t in triples], model)
+        for teacher, triples in taught.items():
+            report[f"loser_direction_{teacher}"] = loss_directions(triples, emb, qrels, args.batch_size)
         name += f"-{file_safe(args.model)}"
     out = ROOT / "benchmarks" / "results" / f"{name}.json"
     write_json(out, report)
