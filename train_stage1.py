@@ -22,6 +22,7 @@ from syntriever.errors import UserError
 from syntriever.jsonl import DataError
 from syntriever.llm.local import DEFAULT_PRESET
 from syntriever.names import model_dir, stage1_name
+from syntriever.passage_queries import load_passage_queries
 from syntriever.paths import portable
 from syntriever.profiles import describe_training
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS
@@ -66,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="not in the paper: after the stage-1 epochs, train EPOCHS more on the labelled "
                         "pairs alone (InfoNCE, fresh warm-up and schedule; model name -thenlabE); "
                         "--max-steps, if given, bounds each phase instead")
+    parser.add_argument("--passage-queries", type=Path, default=None, metavar="JSONL",
+                        help="not in the paper: (synthetic query, corpus passage) pairs of "
+                        "datasets/parse_passage_queries.py, added to the labelled pairs wherever they are "
+                        "trained with InfoNCE alone (--labelled-only, the --then-labelled phase); needs "
+                        "--output-name, holding -pq<N> for the tables (e.g. minilm-labelled-pq800-L256)")
     parser.add_argument("--labelled-only", action="store_true",
                         help="baseline: InfoNCE on the labelled pairs only (no synthetic data)")
     parser.add_argument("--allow-missing-synthetic", action="store_true",
@@ -112,6 +118,11 @@ def main() -> None:
     if args.only_queries_of and not args.output_name:
         raise UserError("--only-queries-of trains on a subset of the queries: name the model with "
                         "--output-name")
+    if args.passage_queries and not args.output_name:
+        raise UserError("--passage-queries adds training pairs: name the model with --output-name")
+    if args.passage_queries and variant.uses_llm_data and not variant.then_labelled:
+        raise UserError("--passage-queries joins the InfoNCE pairs: use it with --labelled-only or "
+                        "--then-labelled")
     name = args.output_name or default_name(args)
     out_dir = model_dir(name, args.dataset)
     train_split = load_dataset(args.dataset, args.train_split)
@@ -129,10 +140,13 @@ def main() -> None:
                             f"datasets/parse_synthetic.py {args.dataset} --llm-model {args.llm_model} "
                             f"--prompt-version {args.prompt_version}`")
         synthetic = load_synthetic(synthetic_file)
+    extra = (load_passage_queries(args.passage_queries, train_split)
+             if args.passage_queries else None)
     model, source = open_encoder(args.model)
     dataset, counts = build_examples(train_split, model, variant, synthetic,
                                      allow_missing=args.allow_missing_synthetic,
-                                     source=str(synthetic_file))
+                                     source=str(synthetic_file),
+                                     passage_queries=None if variant.uses_llm_data else extra)
     settings = settings_from_args(args)
     card = {
         "stage": 1, "base_model": args.model,
@@ -144,11 +158,13 @@ def main() -> None:
         "prompt_version": next(iter(synthetic.values())).get("prompt_version") if synthetic else None,
         "example_counts": counts,
         "only_queries_of": portable(args.only_queries_of.resolve()) if args.only_queries_of else None,
+        "passage_queries": portable(args.passage_queries.resolve()) if args.passage_queries else None,
     }
     then: tuple[Phase, ...] = ()
     if variant.then_labelled:
         labelled = Stage1Variant(use_cot=False, use_synthetic=False)
-        pairs, _ = build_examples(train_split, model, labelled, None)
+        pairs, card["then_example_counts"] = build_examples(train_split, model, labelled, None,
+                                                            passage_queries=extra)
         then = (Phase("labelled", pairs, make_loss(model, labelled),
                       replace(settings, epochs=variant.then_labelled)),)
     card = train(model, dataset, make_loss(model, variant), settings, out_dir, card, overwrite=args.overwrite,

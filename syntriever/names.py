@@ -32,6 +32,7 @@ from syntriever.prompts import PROMPT_VERSION as DEFAULT_PROMPT_VERSION
 
 SFT, FINAL, LABELLED, NODEV = "sft", "final", "labelled", "nodev"
 NO_COT, NO_SYNTHETIC, NO_VERIFY = "nocot", "nosyn", "noverify"
+PASSAGE_QUERIES = "pq"  # labelled pairs plus LLM queries for corpus passages (-labelled-pq<N>)
 THEN_LABELLED = "thenlab"  # stage 1 followed by epochs on the labelled pairs alone (-thenlab<E>)
 PL_LOSS, BT_LOSS = "pl", "bt"  # stage 2's own loss (unnamed) and the paper's ablation
 STAGE2_LOSSES = (PL_LOSS, BT_LOSS)

@@ -122,3 +122,40 @@ def verify(query: str, passage: str) -> list[dict[str, str]]:
 def compare(query: str, first: str, second: str) -> list[dict[str, str]]:
     """Pairwise preference: which of two passages is more relevant? (#1/#2)."""
     return messages(COMPARE_USER.format(query=query, first=first, second=second))
+
+
+# Synthetic queries for passages of the collection (InPars/GPL-style; not in the paper): the LLM
+# reads a real passage and writes a query it answers, in the style of example training queries.
+# Its own version names its folders.
+PASSAGE_QUERY_VERSION = "v1"
+
+PASSAGE_QUERY_SYSTEM = (
+    "You write search queries for a document collection. Queries of this collection look like these "
+    "examples:\n{examples}\n\nGiven a passage of the collection, write one new {kind} in the style of "
+    "the examples that this passage {answers}. Use the passage's own terms; do not copy its title. "
+    "Reply with the {kind} only."
+)
+
+PASSAGE_QUERY_USER = "Passage: {passage}\n\n{label}:"
+# Small models asked for "a query" write questions even when every example is a claim: the kind
+# is named, by what most examples end with.
+PASSAGE_QUERY_KINDS = {
+    "question": {"answers": "answers", "label": "Question"},
+    "claim": {"answers": "gives evidence for (one sentence stating a finding of the passage, not a "
+                         "question)", "label": "Claim"},
+}
+
+
+def query_kind(examples: list[str]) -> str:
+    """``question`` when most examples end with a question mark, else ``claim``."""
+    questions = sum(e.strip().endswith("?") for e in examples)
+    return "question" if 2 * questions > len(examples) else "claim"
+
+
+def passage_query(passage: str, examples: list[str]) -> list[dict[str, str]]:
+    """A query of the collection's kind (shown by ``examples``) that ``passage`` answers."""
+    shown = "\n".join(f"- {e}" for e in examples)
+    kind = query_kind(examples)
+    words = PASSAGE_QUERY_KINDS[kind]
+    return messages(PASSAGE_QUERY_USER.format(passage=passage, label=words["label"]),
+                    PASSAGE_QUERY_SYSTEM.format(examples=shown, kind=kind, answers=words["answers"]))

@@ -177,6 +177,7 @@ def build_examples(
     *,
     allow_missing: bool = False,
     source: str = "the synthetic data",
+    passage_queries: list[tuple[str, str]] | None = None,
 ) -> tuple[Dataset, dict[str, int]]:
     """Columns (query, positive[, synthetic][, cot][, synthetic_negative][, label]) and counts.
     With a negative filter the label is ``[verification flag, keep negative]``. (Not named
@@ -185,7 +186,10 @@ def build_examples(
     Training queries without a synthetic record (in ``source``) are an error: the synthesis
     did not finish, or ran with ``--limit``. With ``allow_missing`` their pairs are left out
     and counted in a warning. An empty synthetic positive (the LLM wrote nothing, or only sentences
-    about the prompt: :mod:`syntriever.meta_text`) is left out of L1 (``empty_synthetic``)."""
+    about the prompt: :mod:`syntriever.meta_text`) is left out of L1 (``empty_synthetic``).
+
+    ``passage_queries`` (not in the paper): (synthetic query, doc id) pairs of
+    :mod:`syntriever.passage_queries`, added to the labelled pairs of an InfoNCE-only variant."""
     if variant.uses_llm_data and synthetic is None:
         raise ValueError("this variant needs synthetic data")
     if variant.uses_llm_data:
@@ -243,6 +247,14 @@ def build_examples(
                     counts["empty_cot"] += 1
                     cot = train.queries[qid]
                 rows["cot"].append(cot)
+    if passage_queries:
+        if variant.uses_llm_data:
+            raise UserError("synthetic queries for passages join the labelled pairs of InfoNCE: train them "
+                            "with --labelled-only or in the --then-labelled phase")
+        for query, doc_id in passage_queries:
+            rows["query"].append(query)
+            rows["positive"].append(train.passage_text(doc_id))
+        counts["passage_query_pairs"] = len(passage_queries)
     if not rows["query"]:
         raise ValueError("no training examples: is the synthetic file for this dataset?")
     rows["query"] = add_prefix(model, rows["query"], "query")

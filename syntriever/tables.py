@@ -16,7 +16,7 @@ from typing import Any
 from .data import headline_split
 from .jsonl import DataError, write_bytes
 from .metrics import bootstrap_ci, paired_bootstrap
-from .names import FINAL, LABELLED, NO_COT, NO_SYNTHETIC, NO_VERIFY, SFT, without_nodev
+from .names import FINAL, LABELLED, NO_COT, NO_SYNTHETIC, NO_VERIFY, PASSAGE_QUERIES, SFT, without_nodev
 from .result_files import HEADLINE, check_comparable, load_result_files, precision_note, results_dir
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ NEGFILTER_SFT = "stage 1, filtered synthetic negatives (not in paper)"
 ZERO_SHOT = "zero-shot (not in paper)"
 THEN_LABELLED_SFT = "stage 1, then labelled epochs (not in paper)"
 STAGE2_OTHER = "stage 2, other teacher (control; not in paper)"
+PASSAGE_QUERIES_SFT = "labelled pairs + LLM queries for corpus passages (not in paper)"
 
 # nDCG@10 x 100 reported in the paper, per dataset and row. Table 1 gives BM25, E5 fine-tuned and
 # Syntriever for all seven datasets; Table 3 gives the ablation rows (its base row equals E5_FT and
@@ -84,9 +85,11 @@ MODEL_ROWS: list[tuple[str, int, str]] = [
     (f"*-{FINAL}-bt", 5, BT),
     (f"*-{FINAL}-{NO_VERIFY}", 5, NOVERIFY_FINAL),
     (f"*-{FINAL}-*", 5, STAGE2_OTHER),
+    (f"*-{LABELLED}-{PASSAGE_QUERIES}*", 4, PASSAGE_QUERIES_SFT),  # --passage-queries
     (f"*-{LABELLED}", 2, E5_FT),
     (f"*-{LABELLED}-*", 2, E5_FT),  # with other settings, e.g. minilm-labelled-L256-6ep
     ("*-sup", 2, E5_FT),
+    (f"*-{SFT}*-then*-{PASSAGE_QUERIES}*", 4, PASSAGE_QUERIES_SFT),
     (f"*-{SFT}*-then*", 4, THEN_LABELLED_SFT),  # --then-labelled (-thenlabE)
     (f"*-{SFT}-{NO_SYNTHETIC}", 3, COT_ONLY),
     (f"*-{SFT}-{NO_COT}", 3, SYN_ONLY),
