@@ -21,7 +21,7 @@ from syntriever.encoders import open_encoder
 from syntriever.errors import UserError
 from syntriever.jsonl import DataError
 from syntriever.llm.local import DEFAULT_PRESET
-from syntriever.names import model_dir, stage1_name
+from syntriever.names import PASSAGE_QUERIES, has_passage_queries, model_dir, stage1_name
 from syntriever.passage_queries import load_passage_queries
 from syntriever.paths import portable
 from syntriever.profiles import describe_training
@@ -118,8 +118,10 @@ def main() -> None:
     if args.only_queries_of and not args.output_name:
         raise UserError("--only-queries-of trains on a subset of the queries: name the model with "
                         "--output-name")
-    if args.passage_queries and not args.output_name:
-        raise UserError("--passage-queries adds training pairs: name the model with --output-name")
+    if args.passage_queries and not has_passage_queries(args.output_name or ""):
+        raise UserError(f"--passage-queries adds training pairs: name the model with --output-name "
+                        f"holding -{PASSAGE_QUERIES}<N> (N passages), e.g. "
+                        f"minilm-labelled-{PASSAGE_QUERIES}500-L256")
     if args.passage_queries and variant.uses_llm_data and not variant.then_labelled:
         raise UserError("--passage-queries joins the InfoNCE pairs: use it with --labelled-only or "
                         "--then-labelled")

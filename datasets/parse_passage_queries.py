@@ -24,7 +24,7 @@ def main() -> None:
                         help="corpus passages to sample (seeded)")
     parser.add_argument("--examples", type=positive_int, default=DEFAULTS.examples,
                         help="training queries shown in the prompt as examples of the collection's queries")
-    parser.add_argument("--examples-split", default=TRAIN_NODEV,
+    parser.add_argument("--examples-split", default=TRAIN_NODEV, choices=[TRAIN_NODEV, "train"],
                         help="split the example queries come from (train-nodev keeps the dev queries "
                         "out; the passages are sampled from the whole corpus either way)")
     parser.add_argument("--max-chars", type=positive_int, default=DEFAULTS.max_chars,

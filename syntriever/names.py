@@ -130,11 +130,18 @@ _STAGE2 = re.compile(
 )
 
 
+def has_passage_queries(name: str) -> bool:
+    """Whether ``name`` carries the ``-pq<N>`` part that ``--passage-queries`` models must have."""
+    return re.search(rf"-{PASSAGE_QUERIES}\d+(?:-|$)", name) is not None
+
+
 def stage1_args(name: str) -> list[str] | None:
     """The ``train_stage1.py`` arguments whose default output name is ``name``
     (``minilm-sft-nocot-nodev`` -> ``minilm --no-cot --train-split train-nodev``; the dataset
     left out), or None for a name the script never gives by default."""
     core, nodev = without_nodev(name), name.endswith(f"-{NODEV}")
+    if has_passage_queries(core):  # --passage-queries needs --output-name: never a default name
+        return None
     split = ["--train-split", TRAIN_NODEV] if nodev else []
     if core.endswith(f"-{LABELLED}"):
         encoder = core.removesuffix(f"-{LABELLED}")

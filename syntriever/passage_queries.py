@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from syntriever import prompts
-from syntriever.data import BeirDataset
+from syntriever.data import TRAIN_NODEV, BeirDataset, relevant_query_ids
 from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_jsonl_numbered, write_json, write_jsonl
 from syntriever.llm.config import LLMConfig
@@ -81,7 +81,7 @@ def sample_passages(ds: BeirDataset, n: int, seed: int) -> list[str]:
 
 def example_queries(train: BeirDataset, n: int, seed: int) -> list[str]:
     """``n`` queries of the training split that have a relevant passage, drawn with ``seed``."""
-    ids = sorted(q for q, docs in train.qrels.items() if any(s >= 1 for s in docs.values()))
+    ids = sorted(relevant_query_ids(train.qrels))
     if not ids:
         raise UserError(f"{train.name}/{train.split} has no labelled queries to show as examples")
     return [train.queries[q] for q in random.Random(seed).sample(ids, min(n, len(ids)))]
@@ -91,8 +91,8 @@ def cut(text: str, max_chars: int) -> str:
     """``text`` cut to at most ``max_chars`` characters at a word boundary."""
     if len(text) <= max_chars:
         return text
-    head = text[:max_chars]
-    return head[: head.rfind(" ")] if " " in head else head
+    head = text[: max_chars + 1]  # one more: a space right after the limit ends a whole word
+    return head[: head.rfind(" ")] if " " in head else head[:max_chars]
 
 
 def requests_for(
@@ -150,18 +150,23 @@ def build_records(
 PROMPT_FILE = "prompt_settings.json"
 
 
-def check_prompt_settings(folder: Path, prompt: dict[str, Any]) -> None:
+def check_prompt_settings(folder: Path, prompt: dict[str, Any], record: bool) -> None:
     """A run folder keeps the answers of one prompt set-up (examples, cut, sampling): the first run
-    records it, a later run with another one is refused (its answers would be mixed in)."""
+    that asks records it (``record``; a dry run does not), a later run with another one is refused
+    (its answers would be mixed in)."""
     path = folder / PROMPT_FILE
     if path.is_file():
-        before = json.loads(path.read_text())
+        try:
+            before = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{err.lineno}: not JSON ({err.msg}); restore it with `git checkout "
+                            f"{path}`, or move the folder away to start anew") from None
         if before != prompt:
             changed = sorted(k for k in prompt.keys() | before.keys() if prompt.get(k) != before.get(k))
             raise UserError(f"{path}: this folder holds answers to another prompt set-up "
                             f"({', '.join(changed)} differ); run with the recorded settings, or move the "
                             "folder away to start anew")
-    else:
+    elif record:
         write_json(path, prompt)
 
 
@@ -174,7 +179,8 @@ def run_passage_queries(
     doc_ids = sample_passages(ds, settings.passages, settings.seed)
     examples = example_queries(ds, settings.examples, settings.seed)
     prompt = {k: v for k, v in asdict(settings).items() if k not in ("passages", "chunk")}
-    check_prompt_settings(folder, {**prompt, "examples_split": ds.split, "examples_shown": examples})
+    check_prompt_settings(folder, {**prompt, "examples_split": ds.split, "examples_shown": examples},
+                          record=not config.dry_run)
     chunk = settings.chunk if config.backend != "batch" else len(doc_ids)  # one batch job
     results: dict[str, dict[str, Any]] = {}
     sent = Sent()
@@ -198,11 +204,34 @@ def run_passage_queries(
     return out
 
 
+def make_command(path: Path, dataset: str) -> str:
+    """The command that makes the passage-query file ``path``: its model and passage count are read
+    from the run folder's name and the file's ``.n<N>`` suffix when they have that form."""
+    command = f"python datasets/parse_passage_queries.py {dataset}"
+    count = re.search(r"\.n(\d+)\.jsonl$", path.name)
+    if count:
+        command += f" --passages {count.group(1)}"
+    model = re.fullmatch(r"passage-queries-[^-]+-(.+)", path.parent.name)
+    if model:
+        command += f" --llm-model {model.group(1)}"
+    return f"`{command}`"
+
+
 def load_passage_queries(path: Path, ds: BeirDataset) -> list[tuple[str, str]]:
-    """(query, doc id) pairs of a ``*_passage_queries.*.jsonl`` file of ``ds``; every line checked."""
-    make = f"`python datasets/parse_passage_queries.py {ds.name}`"
+    """(query, doc id) pairs of a ``*_passage_queries.*.jsonl`` file of ``ds``; every line checked.
+
+    A model trained on ``train-nodev`` refuses a file whose example queries came from another split
+    (the dev queries may have been shown to the LLM)."""
+    make = make_command(path, ds.name)
     if not path.is_file():
         raise DataError(f"{path}: no such file; make it with {make}")
+    summary = path.with_suffix(".summary.json")
+    if ds.split == TRAIN_NODEV and summary.is_file():
+        shown = json.loads(summary.read_text()).get("examples_split")
+        if shown != TRAIN_NODEV:
+            raise DataError(f"{summary}: the prompt showed example queries of {shown!r}, which holds dev "
+                            f"queries; for a {TRAIN_NODEV} model move its folder away and make it anew "
+                            f"with {make} (examples from {TRAIN_NODEV} by default)")
     pairs = []
     for line, rec in read_jsonl_numbered(path):
         for key in ("doc_id", "query"):

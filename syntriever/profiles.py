@@ -3,6 +3,8 @@ a GPU) and ``embedded`` (the embedded llama.cpp LLMs and a 2-core CPU). Each sta
 dataclass takes its defaults from here (``SynthesisSettings.for_profile``,
 ``ComparisonSettings.for_profile``, ``TrainSettings.for_profile``) and the scripts' flags replace
 single values (:func:`resolve`). This is the only place that spells out a profile's values.
+Settings the same in both profiles keep their defaults in their own dataclass
+(``passage_queries.PassageQuerySettings``, not in the paper).
 
 Which profile applies: the LLM steps use ``embedded`` when the embedded server answers
 (``--llm-backend local``), else ``paper``; training uses ``paper`` on a GPU or with ``--paper``,

@@ -89,7 +89,7 @@ MODEL_ROWS: list[tuple[str, int, str]] = [
     (f"*-{LABELLED}", 2, E5_FT),
     (f"*-{LABELLED}-*", 2, E5_FT),  # with other settings, e.g. minilm-labelled-L256-6ep
     ("*-sup", 2, E5_FT),
-    (f"*-{SFT}*-then*-{PASSAGE_QUERIES}*", 4, PASSAGE_QUERIES_SFT),
+    (f"*-{SFT}*-then*-{PASSAGE_QUERIES}*", 4, f"stage 1, then {PASSAGE_QUERIES_SFT}"),
     (f"*-{SFT}*-then*", 4, THEN_LABELLED_SFT),  # --then-labelled (-thenlabE)
     (f"*-{SFT}-{NO_SYNTHETIC}", 3, COT_ONLY),
     (f"*-{SFT}-{NO_COT}", 3, SYN_ONLY),

@@ -14,16 +14,20 @@ from syntriever.jsonl import DataError, JsonlAppender, read_jsonl, write_jsonl
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import result_line
 from syntriever.llm.runner import IncompleteRun
+from syntriever.names import has_passage_queries, stage1_args
 from syntriever.passage_queries import (
     PassageQuerySettings,
     build_records,
+    check_prompt_settings,
     cut,
     example_queries,
     load_passage_queries,
+    make_command,
     run_passage_queries,
     sample_passages,
 )
 from syntriever.stage1 import Stage1Variant, build_examples
+from syntriever.tables import PASSAGE_QUERIES_SFT, paper_row
 
 CONFIG = LLMConfig(backend="online", model="test-model", base_url="http://127.0.0.1:9/v1")
 
@@ -66,6 +70,7 @@ def test_examples_come_from_labelled_queries_and_name_the_kind() -> None:
 def test_cut_at_a_word_boundary() -> None:
     assert cut("alpha beta gamma", 100) == "alpha beta gamma"
     assert cut("alpha beta gamma", 12) == "alpha beta"
+    assert cut("alpha beta gamma", 10) == "alpha beta"  # the limit falls right at a word's end
     assert cut("abcdefghij", 4) == "abcd"
 
 
@@ -156,3 +161,41 @@ def test_pairs_join_the_labelled_pairs_of_infonce_only(tiny_st_model) -> None:
         build_examples(ds, tiny_st_model, Stage1Variant(use_synthetic=False), {
             q: {"cot": "c", "positive": "", "negative": "", "verdict": "yes"} for q in ds.queries},
             passage_queries=[("New claim.", "d5")])
+
+
+def test_a_dry_run_records_no_prompt_set_up_and_a_broken_record_is_named(tmp_path: Path) -> None:
+    check_prompt_settings(tmp_path, {"max_chars": 800}, record=False)
+    assert not (tmp_path / "prompt_settings.json").exists()
+    check_prompt_settings(tmp_path, {"max_chars": 50}, record=True)
+    check_prompt_settings(tmp_path, {"max_chars": 50}, record=True)
+    with pytest.raises(UserError, match="max_chars"):
+        check_prompt_settings(tmp_path, {"max_chars": 800}, record=False)
+    (tmp_path / "prompt_settings.json").write_text('{"max_chars": ')
+    with pytest.raises(DataError, match=r"prompt_settings.json:1: not JSON"):
+        check_prompt_settings(tmp_path, {"max_chars": 50}, record=True)
+
+
+def test_the_next_command_makes_the_missing_file_and_dev_examples_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "passage-queries-v1-qwen1.5b" / "toy_passage_queries.n500.jsonl"
+    assert make_command(path, "toy") == (
+        "`python datasets/parse_passage_queries.py toy --passages 500 --llm-model qwen1.5b`")
+    assert make_command(tmp_path / "pq.jsonl", "toy") == "`python datasets/parse_passage_queries.py toy`"
+    write_jsonl(path, [{"doc_id": "d1", "query": "Q one."}])
+    path.with_suffix(".summary.json").write_text(json.dumps({"examples_split": "train"}))
+    nodev = BeirDataset("toy", "train-nodev", toy_dataset().corpus, {}, {})
+    with pytest.raises(DataError, match=r"summary.json: .* of 'train', which holds dev queries"):
+        load_passage_queries(path, nodev)
+    assert load_passage_queries(path, toy_dataset()) == [("Q one.", "d1")]  # a train model may
+    path.with_suffix(".summary.json").write_text(json.dumps({"examples_split": "train-nodev"}))
+    assert load_passage_queries(path, nodev) == [("Q one.", "d1")]
+
+
+def test_passage_query_names_are_never_default_names_and_get_their_own_rows() -> None:
+    assert has_passage_queries("minilm-labelled-pq500-L256-bf16-nodev")
+    assert has_passage_queries("minilm-sft-thenlab3-pq500")
+    assert not has_passage_queries("minilm-sft-L256-pq") and not has_passage_queries("minilm-sft-qwen1.5b")
+    assert stage1_args("minilm-sft-thenlab3-pq500") is None  # not read as --llm-model pq500
+    assert stage1_args("minilm-sft-thenlab3") is not None
+    assert paper_row("minilm-labelled-pq500-L256-bf16") == PASSAGE_QUERIES_SFT
+    assert paper_row("minilm-sft-L256-thenlab3-pq500-bf16-nodev") == f"stage 1, then {PASSAGE_QUERIES_SFT}"
+    assert paper_row("minilm-labelled-L256-6ep") != PASSAGE_QUERIES_SFT
