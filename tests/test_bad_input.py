@@ -464,3 +464,13 @@ def test_error_line_is_one_line_and_names_the_rerun() -> None:
     line = error_line(DataError("x.tsv:3: bad\nscore"), ["evaluate.py", "bm25", "my data"])
     assert line == "error: x.tsv:3: bad score; once fixed, run again: python evaluate.py bm25 'my data'"
     assert error_line(DataError("f: missing; make it with `python a.py`"), ["b.py"]).endswith("`python a.py`")
+
+
+def test_stage1_refuses_passage_queries_without_a_pq_name_or_an_infonce_phase() -> None:
+    base = ["train_stage1.py", "minilm", "scifact", "--passage-queries", "missing.jsonl"]
+    unnamed = script(*base, "--labelled-only", "--output-name", "minilm-labelled-L256")
+    assert unnamed.returncode != 0
+    assert any("-pq<N>" in line for line in error_lines(unnamed)), unnamed.stderr[-500:]
+    no_infonce = script(*base, "--output-name", "minilm-sft-pq500")
+    assert no_infonce.returncode != 0
+    assert any("--labelled-only or --then-labelled" in line for line in error_lines(no_infonce))
