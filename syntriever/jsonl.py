@@ -129,6 +129,17 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
+def read_json(path: str | Path, fix: str) -> Any:
+    """One JSON document; a broken one raises a ``DataError`` naming ``path``, the line and ``fix``
+    (what to do about it)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        line = f":{err.lineno}" if isinstance(err, json.JSONDecodeError) else ""
+        reason = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8"
+        raise DataError(f"{path}{line}: not JSON ({reason}); {fix}") from None
+
+
 def _parses(line: bytes) -> bool:
     try:
         return isinstance(json.loads(line.decode("utf-8")), dict)

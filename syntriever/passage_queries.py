@@ -14,7 +14,6 @@ GPL and InPars).
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -26,7 +25,7 @@ from typing import Any
 from syntriever import prompts
 from syntriever.data import TRAIN_NODEV, BeirDataset, relevant_query_ids
 from syntriever.errors import UserError
-from syntriever.jsonl import DataError, read_jsonl_numbered, write_json, write_jsonl
+from syntriever.jsonl import DataError, read_json, read_jsonl_numbered, write_json, write_jsonl
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import answer_text, chat_request, finish_reason, usage
 from syntriever.llm.runner import Sent, execute_requests
@@ -41,6 +40,7 @@ logger = logging.getLogger(__name__)
 # Answers that talk about the passage ("The passage supports the claim that ...") are dropped.
 _ABOUT_PASSAGE = re.compile(r"\b(?:the|this) (?:passage|text|abstract)\b", re.IGNORECASE)
 ID_PREFIX = "pq-"  # query ids of the synthetic queries: pq-<doc_id>
+RUN_PREFIX = "passage-queries"  # run folders: passage-queries-<prompt version>-<model tag>
 
 
 @dataclass
@@ -63,7 +63,7 @@ class PassageQuerySettings:
 
 def run_dir(dataset: str, config: LLMConfig) -> Path:
     """Folder of one run: dataset, prompt version and answering model."""
-    return generated_dir(dataset) / f"passage-queries-{prompts.PASSAGE_QUERY_VERSION}-{config.model_tag()}"
+    return generated_dir(dataset) / f"{RUN_PREFIX}-{prompts.PASSAGE_QUERY_VERSION}-{config.model_tag()}"
 
 
 def output_path(dataset: str, config: LLMConfig, passages: int) -> Path:
@@ -156,11 +156,8 @@ def check_prompt_settings(folder: Path, prompt: dict[str, Any], record: bool) ->
     (its answers would be mixed in)."""
     path = folder / PROMPT_FILE
     if path.is_file():
-        try:
-            before = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{err.lineno}: not JSON ({err.msg}); restore it with `git checkout "
-                            f"{path}`, or move the folder away to start anew") from None
+        before = read_json(path, f"restore it with `git checkout {path}`, or move the folder away to "
+                           "start anew")
         if before != prompt:
             changed = sorted(k for k in prompt.keys() | before.keys() if prompt.get(k) != before.get(k))
             raise UserError(f"{path}: this folder holds answers to another prompt set-up "
@@ -211,7 +208,7 @@ def make_command(path: Path, dataset: str) -> str:
     count = re.search(r"\.n(\d+)\.jsonl$", path.name)
     if count:
         command += f" --passages {count.group(1)}"
-    model = re.fullmatch(r"passage-queries-[^-]+-(.+)", path.parent.name)
+    model = re.fullmatch(rf"{RUN_PREFIX}-[^-]+-(.+)", path.parent.name)
     if model:
         command += f" --llm-model {model.group(1)}"
     return f"`{command}`"
@@ -227,7 +224,7 @@ def load_passage_queries(path: Path, ds: BeirDataset) -> list[tuple[str, str]]:
         raise DataError(f"{path}: no such file; make it with {make}")
     summary = path.with_suffix(".summary.json")
     if ds.split == TRAIN_NODEV and summary.is_file():
-        shown = json.loads(summary.read_text()).get("examples_split")
+        shown = read_json(summary, f"make it anew with {make}").get("examples_split")
         if shown != TRAIN_NODEV:
             raise DataError(f"{summary}: the prompt showed example queries of {shown!r}, which holds dev "
                             f"queries; for a {TRAIN_NODEV} model move its folder away and make it anew "

@@ -6,7 +6,6 @@ and :func:`load_results` write and read them. :mod:`syntriever.tables` renders t
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -15,7 +14,7 @@ from typing import Any
 
 from syntriever import paths
 from syntriever.data import headline_split
-from syntriever.jsonl import DataError, write_json
+from syntriever.jsonl import DataError, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -169,10 +168,7 @@ def load_result_files(
     for path in sorted(folder.glob("*.json")):
         if path.name.startswith("."):
             continue
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DataError(f"{path}: not valid JSON ({err})") from None
+        record = read_json(path, "mend it, or move it away and run its evaluate.py command again")
         if not isinstance(record, dict) or ("model" not in record and "metrics" not in record):
             logger.debug("skipping %s: not a result file", path)
             continue

@@ -188,6 +188,9 @@ def test_the_next_command_makes_the_missing_file_and_dev_examples_are_refused(tm
     assert load_passage_queries(path, toy_dataset()) == [("Q one.", "d1")]  # a train model may
     path.with_suffix(".summary.json").write_text(json.dumps({"examples_split": "train-nodev"}))
     assert load_passage_queries(path, nodev) == [("Q one.", "d1")]
+    path.with_suffix(".summary.json").write_text('{\n"examples_split": ')
+    with pytest.raises(DataError, match=r"n500.summary.json:2: not JSON .*make it anew with `python"):
+        load_passage_queries(path, nodev)
 
 
 def test_passage_query_names_are_never_default_names_and_get_their_own_rows() -> None:

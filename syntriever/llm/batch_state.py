@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from syntriever.jsonl import DataError, write_json
+from syntriever.jsonl import DataError, read_json, write_json
 from syntriever.llm.requests import CHAT_URL, load_requests, load_results
 
 STATE_VERSION = 1
@@ -35,11 +35,8 @@ def _load_state(path: Path, requests_path: Path) -> dict[str, Any]:
             "batches": [],
             "permanent_failures": {},
         }
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: malformed batch state ({err.msg}); it records paid batches, fix it "
-                        "by hand rather than deleting it") from None
+    state = read_json(path, "a malformed batch state; it records paid batches, fix it by hand rather "
+                            "than deleting it")
     if not isinstance(state, dict) or not isinstance(state.get("batches"), list):
         raise DataError(f"{path}: not a batch state file (no 'batches' list)")
     state.setdefault("permanent_failures", {})
