@@ -1,7 +1,8 @@
 """Stage 2 (alignment): continue the stage-1 model on LLM preference triples.
 
     python train_stage2.py MODEL-sft DATASET [--loss pl|bt] [--teacher judge|judge-confident|oracle|
-        identity|judge-retriever] [--train-split train|train-nodev] [--pairs-from MODEL] [training flags]
+        identity|judge-retriever|oracle-judge] [--train-split train|train-nodev] [--pairs-from MODEL]
+        [training flags]
 
 Loads the stage-1 model (output/<MODEL-sft>-<DATASET>) and trains it with the partial
 Plackett-Luce loss (pl, the paper) or Bradley-Terry (bt, the paper's ablation) on preference

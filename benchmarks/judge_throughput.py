@@ -11,6 +11,8 @@ share its pages) and the configurations take turns query by query, in a rotating
 machine load falls on all alike. Configurations:
 
 - ``current``: the library's server and requests (the baseline);
+- ``current-again``: the same again, on a second server: how far two identical configurations'
+  rates differ in one run, the yardstick a "faster" configuration has to clear;
 - ``no-prefix-cache``: the same requests with ``cache_prompt: false`` (what prefix reuse saves);
 - ``poll0``: ``--poll 0`` (threads sleep instead of spinning while waiting for work);
 - ``flash-attn``: ``-fa on``;
@@ -21,7 +23,8 @@ machine load falls on all alike. Configurations:
 - ``chars-1500``, ``whole-passages``: longer passages in the prompt (1,500 characters; no cut),
   to state what the judge's longer reading costs (their answers differ by design).
 
-Per configuration: requests/s, prompt tokens/s (usage), the server's own split of the time
+Per configuration: requests/s, the speed against the baseline (its wall time over this one's, on the
+same queries), prompt tokens/s (usage), the server's own split of the time
 (prompt processing vs generation, tokens processed vs taken from the cache), and whether the
 answers are identical to the baseline's (compact form, and the digit log-prob margins) and to the
 committed answers. Writes benchmarks/results/judge_throughput.json, with the machine's load.
@@ -74,6 +77,7 @@ class Config:
 
 CONFIGS = (
     Config("current"),
+    Config("current-again"),
     Config("no-prefix-cache", body={"cache_prompt": False}),
     Config("poll0", server_args=("--poll", "0")),
     Config("flash-attn", server_args=("-fa", "on")),
@@ -157,7 +161,10 @@ def make_report(
         "configs": {
             c.name: {"server_args": list(c.server_args), "request_changes": c.body,
                      "settings_changes": c.settings,
-                     **summarise(rows[c.name]), "vs_current": compare(results[c.name], base),
+                     **summarise(rows[c.name]),
+                     "speed_vs_current": round(sum(r["seconds"] for r in rows[configs[0].name])
+                                               / sum(r["seconds"] for r in rows[c.name]), 3),
+                     "vs_current": compare(results[c.name], base),
                      "vs_committed": compare({k: results[c.name][k] for k in base if k in committed},
                                              {k: v for k, v in committed.items() if k in base})}
             for c in configs

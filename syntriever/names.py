@@ -12,8 +12,8 @@ A trained model is named after its encoder and what trained it, and saved in
   ``-<llm>`` (:func:`data_tag`, e.g. ``minilm-sft-v2-qwen1.5b``);
 - stage 2: the stage-1 name with ``-sft`` replaced by ``-final`` (other stage-1 names:
   ``-final`` appended), plus ``-<teacher>`` for a teacher other than the judge
-  (``-oracle``, ``-identity``, ``-judge-confident``, ``-judge-retriever``) and ``-bt`` for the
-  Bradley-Terry ablation (:func:`final_name`);
+  (``-oracle``, ``-identity``, ``-judge-confident``, ``-judge-retriever``, ``-oracle-judge``) and
+  ``-bt`` for the Bradley-Terry ablation (:func:`final_name`);
 - trained without the dev queries (split ``train-nodev``): any of these plus ``-nodev``.
 
 :func:`train_command` reads a name back into the command that trains the model (None for a name
@@ -37,7 +37,7 @@ THEN_LABELLED = "thenlab"  # stage 1 followed by epochs on the labelled pairs al
 PL_LOSS, BT_LOSS = "pl", "bt"  # stage 2's own loss (unnamed) and the paper's ablation
 STAGE2_LOSSES = (PL_LOSS, BT_LOSS)
 DEFAULT_TEACHER = "judge"  # stage 2's own teacher (syntriever.teachers); others name the model
-TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-retriever")
+TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-retriever", "oracle-judge")
 NEGATIVE_FILTERS = ("copies", "coverage", "judge")  # see syntriever.stage1.keep_negative
 # Where a query's hard negative comes from: the LLM's "irrelevant" passage (the paper), or the
 # synthetic positive of the most similar other training query (syntriever.stage1.related_negatives)

@@ -24,7 +24,6 @@ with repeated query tokens, as a second guard.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from sentence_transformers import SentenceTransformer
 
 from syntriever.data import TRAIN_NODEV, load_dataset
 from syntriever.encoders import add_prefix
-from syntriever.jsonl import DataError, read_jsonl_numbered
+from syntriever.jsonl import DataError, read_json, read_jsonl_numbered
 from syntriever.judge import (
     ComparisonSettings,
     answered,
@@ -105,7 +104,8 @@ def stage1_split(model: str, folder: Path) -> str:
     """The split a stage-1 model was trained on: its card's ``split``; without a card,
     ``train-nodev`` for a ``-nodev`` name, else ``train``. Stage 2 trains on the same split."""
     card = folder / CARD_NAME
-    split = json.loads(card.read_text()).get("split") if card.is_file() else None
+    fix = "restore the model folder, or train the stage-1 model again"
+    split = read_json(card, fix).get("split") if card.is_file() else None
     return split or (TRAIN_NODEV if file_safe(model).endswith(f"-{NODEV}") else "train")
 
 
@@ -147,7 +147,8 @@ def teacher_preferences(
     make = f"python stage2/parse_comparison.py {pairs_model} {dataset}"
     if not summary_file.is_file():
         raise DataError(f"{summary_file}: comparison summary not found; make it with `{make}`")
-    judged = json.loads(summary_file.read_text())
+    restore = f"git checkout -- {portable(summary_file)}"
+    judged = read_json(summary_file, f"restore it (`{restore}`) or make it with `{make}`")
     settings = ComparisonSettings(**judged["settings"])
     answers = answers_path(preferences.parent, settings)
     if not answers.is_file():

@@ -14,7 +14,11 @@ query in the retrieval file, every pair the judge answered). A teacher turns eac
   model being trained: :func:`syntriever.stage2.rescore_pairs`);
 - ``judge-retriever``: the sign of ``d / sd(d) + gap / sd(gap)``, the judge's margin and the
   retrieval score gap (A's score minus B's, A ranked higher), each in units of its spread over
-  the pairs (not centred: zero stays "no preference").
+  the pairs (not centred: zero stays "no preference");
+- ``oracle-judge``: the training qrels where they decide (the oracle's triples), the judge's
+  verdict where neither passage is labelled (both labelled: dropped, as by the oracle). Its
+  triples are the oracle's plus the judge's on the pairs labels cannot check, so oracle against
+  oracle-judge measures what the judge adds where labels say nothing.
 
 :func:`teacher_report` says per run how many pairs were kept and why others were dropped, how
 often the judge and the retrieval order are right on the *label-checkable* pairs (exactly one
@@ -34,7 +38,7 @@ from syntriever.errors import UserError
 from syntriever.names import TEACHERS
 from syntriever.verdicts import Judgement, order_stats
 
-JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER = TEACHERS  # named in syntriever.names
+JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER, ORACLE_JUDGE = TEACHERS  # named in syntriever.names
 # the confident judge's threshold rule (recorded in every report that uses it)
 CRITERION = ("smallest |d| threshold t such that, on the label-checkable training pairs with "
              "|d| >= t (at least min_pairs of them), the judge's accuracy is at least the "
@@ -149,7 +153,7 @@ def teacher_winners(
         gap_scale = _spread([p.retrieval_scores[0] - p.retrieval_scores[1] for p in scored])
     for pair in pairs:
         winner: str | None
-        if teacher == ORACLE:
+        if teacher == ORACLE or (teacher == ORACLE_JUDGE and any(pair.relevant(qrels))):
             rel_a, rel_b = pair.relevant(qrels)
             winner = pair.checkable_truth(qrels)
             if winner is None:
@@ -168,7 +172,7 @@ def teacher_winners(
                 winner = None if combined == 0 else ("a" if combined > 0 else "b")
                 if winner is None:
                     dropped["tied_combined_score"] += 1
-        else:  # judge, judge-confident
+        else:  # judge, judge-confident, oracle-judge on the pairs without a labelled passage
             winner = pair.verdict.winner
             if winner is None:
                 dropped[f"judge_{pair.verdict.status}"] += 1

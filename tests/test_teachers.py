@@ -14,7 +14,7 @@ import pytest
 from syntriever import data, paths
 from syntriever.data import TRAIN_NODEV, write_qrels
 from syntriever.errors import UserError
-from syntriever.jsonl import write_json, write_jsonl
+from syntriever.jsonl import DataError, write_json, write_jsonl
 from syntriever.judge import (
     ComparisonSettings,
     answers_path,
@@ -31,6 +31,7 @@ from syntriever.teachers import (
     JUDGE,
     JUDGE_RETRIEVER,
     ORACLE,
+    ORACLE_JUDGE,
     Pair,
     calibrate_threshold,
     teach,
@@ -66,6 +67,22 @@ def test_oracle_keeps_one_relevant_pairs_and_counts_both_and_neither() -> None:
     assert (report["pairs_compared"], report["pairs_kept"], report["label_checkable_pairs"]) == (4, 2, 2)
     assert report["teacher_accuracy_checkable"] == 1.0 and triples[0]["teacher"] == ORACLE
     assert report["kept_pairs_without_labelled_passage"] == 0
+
+
+def test_oracle_judge_adds_the_judges_verdicts_where_no_passage_is_labelled() -> None:
+    # q1/q2: labels decide (against the judge on q1); q3: both labelled, dropped as by the oracle;
+    # q4, q5: neither labelled, the judge decides; q6: neither labelled, judge unparseable
+    pairs = [pair("q1", 1.0), pair("q2", 1.0), pair("q3", 1.0), pair("q4", -1.0), pair("q5", 0.5),
+             pair("q6", None)]
+    qrels = labels(q1="b", q2="a", q3="ab", q4="", q5="", q6="")
+    triples, report = teach(pairs, ORACLE_JUDGE, qrels)
+    oracle, _ = teach(pairs, ORACLE, qrels)
+    assert [(t["query_id"], t["winner_id"]) for t in triples] == [
+        ("q1", "q1-b"), ("q2", "q2-a"), ("q4", "q4-b"), ("q5", "q5-a")]
+    assert [t["winner_id"] for t in oracle] == [t["winner_id"] for t in triples[:2]]
+    assert report["pairs_dropped"] == {"both_relevant": 1, "judge_unparseable": 1}
+    assert report["kept_pairs_without_labelled_passage"] == 2
+    assert report["teacher_accuracy_checkable"] == 1.0
 
 
 def test_identity_follows_the_retrieval_scores_not_the_judge() -> None:
@@ -144,6 +161,7 @@ def test_stage2_names_distinguish_teachers_and_nodev() -> None:
     assert final_name("minilm-sft") == "minilm-final"
     assert final_name("minilm-sft", teacher=ORACLE) == "minilm-final-oracle"
     assert final_name("minilm-sft", "bt", IDENTITY) == "minilm-final-identity-bt"
+    assert final_name("minilm-sft", "bt", ORACLE_JUDGE) == "minilm-final-oracle-judge-bt"
     assert final_name("minilm-sft-nodev", nodev=True) == "minilm-final-nodev"
     assert final_name("minilm-labelled-L256-nodev", teacher=CONFIDENT, nodev=True) == (
         "minilm-labelled-L256-final-judge-confident-nodev")
@@ -203,7 +221,7 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return {"prefs": prefs, "triples": triples, "summary": summary}
 
 
-@pytest.mark.parametrize("teacher", [JUDGE, ORACLE, IDENTITY, JUDGE_RETRIEVER])
+@pytest.mark.parametrize("teacher", [JUDGE, ORACLE, IDENTITY, JUDGE_RETRIEVER, ORACLE_JUDGE])
 def test_train_nodev_gives_no_dev_query_any_triple(toy: dict[str, Any], teacher: str) -> None:
     triples, report = teacher_preferences("toy", toy["prefs"], "m-sft", teacher, TRAIN_NODEV)
     assert {t["query_id"] for t in triples} <= {"q1", "q2", "q3"} and triples
@@ -267,6 +285,14 @@ def test_missing_answers_is_a_one_line_error_naming_the_command(toy: dict[str, A
     settings = ComparisonSettings(k=3, judge_mode="logprobs")
     answers_path(toy["prefs"].parent, settings).unlink()
     with pytest.raises(UserError, match="parse_comparison.py m-sft toy"):
+        teacher_preferences("toy", toy["prefs"], "m-sft", JUDGE, "train")
+
+
+def test_a_broken_comparison_summary_names_its_line_and_the_fix(toy: dict[str, Any]) -> None:
+    summary = toy["prefs"].with_suffix(".summary.json")
+    summary.write_text('{"settings": {"k": 3},\n  "pairs": oops}\n')
+    fix = r"summary.json:2: not JSON .*restore it .*parse_comparison.py m-sft toy"
+    with pytest.raises(DataError, match=fix):
         teacher_preferences("toy", toy["prefs"], "m-sft", JUDGE, "train")
 
 
