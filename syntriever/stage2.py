@@ -148,7 +148,7 @@ def teacher_preferences(
     if not summary_file.is_file():
         raise DataError(f"{summary_file}: comparison summary not found; make it with `{make}`")
     restore = f"git checkout -- {portable(summary_file)}"
-    judged = read_json(summary_file, f"restore it (`{restore}`) or make it with `{make}`")
+    judged = read_json(summary_file, f"make it anew with `{make}` (if it is committed: `{restore}`)")
     settings = ComparisonSettings(**judged["settings"])
     answers = answers_path(preferences.parent, settings)
     if not answers.is_file():

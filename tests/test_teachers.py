@@ -70,9 +70,10 @@ def test_oracle_keeps_one_relevant_pairs_and_counts_both_and_neither() -> None:
 
 
 def test_oracle_judge_adds_the_judges_verdicts_where_no_passage_is_labelled() -> None:
-    # q1/q2: labels decide (against the judge on q1); q3: both labelled, dropped as by the oracle;
-    # q4, q5: neither labelled, the judge decides; q6: neither labelled, judge unparseable
-    pairs = [pair("q1", 1.0), pair("q2", 1.0), pair("q3", 1.0), pair("q4", -1.0), pair("q5", 0.5),
+    # q1/q2: labels decide (against the judge on q1, without its verdict on q2); q3: both
+    # labelled, dropped as by the oracle; q4, q5: neither labelled, the judge decides; q6:
+    # neither labelled, the judge unparseable
+    pairs = [pair("q1", 1.0), pair("q2", None), pair("q3", 1.0), pair("q4", -1.0), pair("q5", 0.5),
              pair("q6", None)]
     qrels = labels(q1="b", q2="a", q3="ab", q4="", q5="", q6="")
     triples, report = teach(pairs, ORACLE_JUDGE, qrels)
@@ -291,7 +292,7 @@ def test_missing_answers_is_a_one_line_error_naming_the_command(toy: dict[str, A
 def test_a_broken_comparison_summary_names_its_line_and_the_fix(toy: dict[str, Any]) -> None:
     summary = toy["prefs"].with_suffix(".summary.json")
     summary.write_text('{"settings": {"k": 3},\n  "pairs": oops}\n')
-    fix = r"summary.json:2: not JSON .*restore it .*parse_comparison.py m-sft toy"
+    fix = r"summary.json:2: not JSON .*; make it anew with `python stage2/parse_comparison.py m-sft toy"
     with pytest.raises(DataError, match=fix):
         teacher_preferences("toy", toy["prefs"], "m-sft", JUDGE, "train")
 
