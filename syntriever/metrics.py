@@ -177,14 +177,19 @@ def _resampled_means(values: np.ndarray, n_resamples: int, rng: np.random.Genera
 
 
 def bootstrap_ci(
-    values: Sequence[float], n_resamples: int = 10000, alpha: float = 0.05, seed: int = 0
+    values: Sequence[float] | Mapping[str, float], n_resamples: int = 10000, alpha: float = 0.05,
+    seed: int = 0,
 ) -> tuple[float, float, float]:
     """Mean of per-query ``values`` and its percentile-bootstrap ``1 - alpha`` CI: (mean, lo, hi).
 
-    Queries are resampled with replacement using ``numpy.random.default_rng(seed)``.
+    Queries are resampled with replacement using ``numpy.random.default_rng(seed)``. A mapping
+    (query id -> value) is taken in query-id order, so the same result file gives the same CI
+    whatever order its dict was built in.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if isinstance(values, Mapping):
+        values = [values[q] for q in sorted(values)]
     arr = _finite_array(values, "bootstrap_ci")
     means = _resampled_means(arr, n_resamples, np.random.default_rng(seed))
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])

@@ -148,7 +148,7 @@ def _ci(record: Mapping[str, Any], n_resamples: int, seed: int) -> tuple[float, 
     values = _per_query(record)
     if values is None:
         return None
-    _, low, high = bootstrap_ci([values[q] for q in sorted(values)], n_resamples, seed=seed)
+    _, low, high = bootstrap_ci(values, n_resamples, seed=seed)
     return low, high
 
 

@@ -153,11 +153,11 @@ def teacher_winners(
         gap_scale = _spread([p.retrieval_scores[0] - p.retrieval_scores[1] for p in scored])
     for pair in pairs:
         winner: str | None
-        if teacher == ORACLE or (teacher == ORACLE_JUDGE and any(pair.relevant(qrels))):
-            rel_a, rel_b = pair.relevant(qrels)
+        labelled = pair.relevant(qrels)
+        if teacher == ORACLE or (teacher == ORACLE_JUDGE and any(labelled)):
             winner = pair.checkable_truth(qrels)
             if winner is None:
-                dropped["both_relevant" if rel_a else "neither_relevant"] += 1
+                dropped["both_relevant" if labelled[0] else "neither_relevant"] += 1
         elif teacher == IDENTITY:
             winner = pair.order_winner()
             if winner is None:

@@ -150,6 +150,10 @@ def test_bootstrap_ci() -> None:
     assert h2 - l2 < (high - low) / 3
     assert bootstrap_ci(small, n_resamples=500) == bootstrap_ci(small, n_resamples=500)
     assert bootstrap_ci([0.4] * 10, n_resamples=100) == (0.4, 0.4, 0.4)
+    by_query = {f"q{i}": v for i, v in enumerate(small)}
+    shuffled = dict(reversed(list(by_query.items())))
+    assert bootstrap_ci(shuffled, n_resamples=500) == bootstrap_ci(
+        [by_query[q] for q in sorted(by_query)], n_resamples=500)
     with pytest.raises(ValueError):
         bootstrap_ci([])
 
