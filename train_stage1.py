@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which prompt version's synthetic data to use")
     parser.add_argument("--no-cot", action="store_true", help="ablation: without CoT queries")
     parser.add_argument("--no-synthetic", action="store_true", help="ablation: without synthetic passages")
-    parser.add_argument("--no-verify", action="store_true", help="ablation: ignore self-verification")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="ablation: ignore self-verification (reads the run's unverified file of "
+                        "parse_synthetic.py --skip-verification when it has no verified one)")
     parser.add_argument("--filter-negatives", choices=NEGATIVE_FILTERS, default=None,
                         help="not in the paper: drop synthetic negatives that copy the query "
                         "(copies), hold >= 80%% of its content words (coverage) or that the judge rates "
@@ -111,6 +113,23 @@ def default_name(args: argparse.Namespace) -> str:
                        llm_model=args.llm_model, prompt_version=args.prompt_version)
 
 
+def synthetic_input(args: argparse.Namespace) -> Path:
+    """The synthetic JSONL to train on: ``--synthetic``, else the run's verified file; with
+    ``--no-verify`` and no verified file, the run's unverified one (``parse_synthetic.py
+    --skip-verification``)."""
+    if args.synthetic:
+        return args.synthetic
+    from syntriever.llm.config import LLMConfig
+
+    config = LLMConfig(model=args.llm_model)
+    verified = synthetic_path(args.dataset, config, args.prompt_version)
+    if args.no_verify and not verified.is_file():
+        unverified = synthetic_path(args.dataset, config, args.prompt_version, verified=False)
+        if unverified.is_file():
+            return unverified
+    return verified
+
+
 def main() -> None:
     args = build_parser().parse_args()
     setup_logging()
@@ -133,10 +152,7 @@ def main() -> None:
     synthetic_file = None
     synthetic = None
     if variant.uses_llm_data:
-        from syntriever.llm.config import LLMConfig
-
-        synthetic_file = args.synthetic or synthetic_path(
-            args.dataset, LLMConfig(model=args.llm_model), args.prompt_version)
+        synthetic_file = synthetic_input(args)
         if not synthetic_file.is_file():
             raise DataError(f"{synthetic_file}: synthetic data not found; make it with `python "
                             f"datasets/parse_synthetic.py {args.dataset} --llm-model {args.llm_model} "

@@ -41,8 +41,8 @@ def main() -> None:
                         "claims, hard negatives in two steps (see syntriever/prompts.py)")
     parser.add_argument("--skip-verification", action="store_true",
                         help="generation only, written to <dataset>_synthetic.unverified.jsonl (every "
-                        "verdict 'missing'; train with --no-verify --synthetic FILE); run again without "
-                        "it to add the verification")
+                        "verdict 'missing'; train with --no-verify, which reads it while no verified "
+                        "file exists); run again without it to add the verification")
     parser.add_argument("--no-negatives", action="store_true",
                         help="v2: no LLM hard negatives (empty 'negative'); stage 1 then takes another "
                         "training query's synthetic positive (train_stage1.py --negatives related)")

@@ -474,3 +474,29 @@ def test_stage1_refuses_passage_queries_without_a_pq_name_or_an_infonce_phase() 
     no_infonce = script(*base, "--output-name", "minilm-sft-pq500")
     assert no_infonce.returncode != 0
     assert any("--labelled-only or --then-labelled" in line for line in error_lines(no_infonce))
+
+
+def test_stage1_no_verify_falls_back_to_the_unverified_file_only_without_a_verified_one(
+    tmp_generated: Path,
+) -> None:
+    import train_stage1
+    from syntriever.llm.config import LLMConfig
+    from syntriever.synthesis import synthetic_path
+
+    parser = train_stage1.build_parser()
+    config = LLMConfig(model="qwen1.5b")
+    verified = synthetic_path("scifact", config, "v2")
+    unverified = synthetic_path("scifact", config, "v2", verified=False)
+    flags = ["minilm", "scifact", "--prompt-version", "v2", "--llm-model", "qwen1.5b"]
+
+    def chosen(*extra: str) -> Path:
+        return train_stage1.synthetic_input(parser.parse_args([*flags, *extra]))
+
+    assert chosen("--no-verify") == verified  # neither exists: the error names the verified file
+    unverified.parent.mkdir(parents=True)
+    unverified.write_text("")
+    assert chosen("--no-verify") == unverified
+    assert chosen() == verified  # the verification needs the verified file
+    verified.write_text("")
+    assert chosen("--no-verify") == verified
+    assert chosen("--no-verify", "--synthetic", "x.jsonl") == Path("x.jsonl")
