@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-synthetic", action="store_true", help="ablation: without synthetic passages")
     parser.add_argument("--no-verify", action="store_true",
                         help="ablation: ignore self-verification (reads the run's unverified file of "
-                        "parse_synthetic.py --skip-verification when it has no verified one)")
+                        "parse_synthetic.py --skip-verification when the run has no verified "
+                        "<dataset>_synthetic.jsonl)")
     parser.add_argument("--filter-negatives", choices=NEGATIVE_FILTERS, default=None,
                         help="not in the paper: drop synthetic negatives that copy the query "
                         "(copies), hold >= 80%% of its content words (coverage) or that the judge rates "
@@ -116,18 +117,31 @@ def default_name(args: argparse.Namespace) -> str:
 def synthetic_input(args: argparse.Namespace) -> Path:
     """The synthetic JSONL to train on: ``--synthetic``, else the run's verified file; with
     ``--no-verify`` and no verified file, the run's unverified one (``parse_synthetic.py
-    --skip-verification``)."""
+    --skip-verification``). Raises :class:`DataError` naming the file and the command that makes it."""
+    make = (f"python datasets/parse_synthetic.py {args.dataset} --llm-model {args.llm_model} "
+            f"--prompt-version {args.prompt_version}")
     if args.synthetic:
+        if not args.synthetic.is_file():
+            raise DataError(f"{args.synthetic}: synthetic data not found; make it with `{make}`")
         return args.synthetic
     from syntriever.llm.config import LLMConfig
 
     config = LLMConfig(model=args.llm_model)
     verified = synthetic_path(args.dataset, config, args.prompt_version)
-    if args.no_verify and not verified.is_file():
-        unverified = synthetic_path(args.dataset, config, args.prompt_version, verified=False)
-        if unverified.is_file():
+    unverified = synthetic_path(args.dataset, config, args.prompt_version, verified=False)
+    # the judge filter reads the verification margins, which only a verified file has
+    unverified_will_do = args.no_verify and args.filter_negatives != "judge"
+    if verified.is_file():
+        return verified
+    if unverified.is_file():
+        if unverified_will_do:
             return unverified
-    return verified
+        other = "" if args.filter_negatives == "judge" else ", or train with --no-verify"
+        raise DataError(f"{verified}: not verified yet ({unverified.name} holds the generations "
+                        f"only); verify them with `{make}`{other}")
+    if unverified_will_do:
+        make += " --skip-verification"
+    raise DataError(f"{verified}: synthetic data not found; make it with `{make}`")
 
 
 def main() -> None:
@@ -153,10 +167,6 @@ def main() -> None:
     synthetic = None
     if variant.uses_llm_data:
         synthetic_file = synthetic_input(args)
-        if not synthetic_file.is_file():
-            raise DataError(f"{synthetic_file}: synthetic data not found; make it with `python "
-                            f"datasets/parse_synthetic.py {args.dataset} --llm-model {args.llm_model} "
-                            f"--prompt-version {args.prompt_version}`")
         synthetic = load_synthetic(synthetic_file)
     extra = (load_passage_queries(args.passage_queries, train_split)
              if args.passage_queries else None)

@@ -165,7 +165,8 @@ def check_coverage(
             f"{', '.join(missing[:3])}) have no synthetic record in {source}")
     if not allow_missing:
         raise DataError(f"{what}; complete it with `python datasets/parse_synthetic.py {train.name}` "
-                        "(same --llm-model), or train without them with --allow-missing-synthetic")
+                        "(same --llm-model and --prompt-version), or train without them with "
+                        "--allow-missing-synthetic")
     logger.warning("%s: their pairs are left out (--allow-missing-synthetic)", what)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -492,11 +493,21 @@ def test_stage1_no_verify_falls_back_to_the_unverified_file_only_without_a_verif
     def chosen(*extra: str) -> Path:
         return train_stage1.synthetic_input(parser.parse_args([*flags, *extra]))
 
-    assert chosen("--no-verify") == verified  # neither exists: the error names the verified file
+    make = "`python datasets/parse_synthetic.py scifact --llm-model qwen1.5b --prompt-version v2"
+    with pytest.raises(DataError, match=re.escape(f"{verified}: synthetic data not found; make it "
+                                                  f"with {make} --skip-verification`")):
+        chosen("--no-verify")
+    with pytest.raises(DataError, match=re.escape(f"{make}`")):
+        chosen()
     unverified.parent.mkdir(parents=True)
     unverified.write_text("")
     assert chosen("--no-verify") == unverified
-    assert chosen() == verified  # the verification needs the verified file
+    with pytest.raises(DataError, match=r"not verified yet .* or train with --no-verify"):
+        chosen()  # the verification needs the verified file
+    with pytest.raises(DataError, match=r"not verified yet .*`$"):
+        chosen("--no-verify", "--filter-negatives", "judge")  # the judge filter reads its margins
     verified.write_text("")
     assert chosen("--no-verify") == verified
-    assert chosen("--no-verify", "--synthetic", "x.jsonl") == Path("x.jsonl")
+    assert chosen("--no-verify", "--synthetic", str(verified)) == verified
+    with pytest.raises(DataError, match="x.jsonl: synthetic data not found"):
+        chosen("--synthetic", "x.jsonl")
