@@ -114,10 +114,11 @@ def default_name(args: argparse.Namespace) -> str:
                        llm_model=args.llm_model, prompt_version=args.prompt_version)
 
 
-def synthetic_input(args: argparse.Namespace) -> Path:
-    """The synthetic JSONL to train on: ``--synthetic``, else the run's verified file; with
-    ``--no-verify`` and no verified file, the run's unverified one (``parse_synthetic.py
-    --skip-verification``). Raises :class:`DataError` naming the file and the command that makes it."""
+def synthetic_input(args: argparse.Namespace, variant: Stage1Variant) -> Path:
+    """The synthetic JSONL to train on: ``--synthetic``, else the run's verified file; for a variant
+    that reads no verification, the run's unverified one (``parse_synthetic.py
+    --skip-verification``) when there is no verified file. Raises :class:`DataError` naming the file
+    and the command that makes it."""
     make = (f"python datasets/parse_synthetic.py {args.dataset} --llm-model {args.llm_model} "
             f"--prompt-version {args.prompt_version}")
     if args.synthetic:
@@ -129,17 +130,16 @@ def synthetic_input(args: argparse.Namespace) -> Path:
     config = LLMConfig(model=args.llm_model)
     verified = synthetic_path(args.dataset, config, args.prompt_version)
     unverified = synthetic_path(args.dataset, config, args.prompt_version, verified=False)
-    # the judge filter reads the verification margins, which only a verified file has
-    unverified_will_do = args.no_verify and args.filter_negatives != "judge"
     if verified.is_file():
         return verified
     if unverified.is_file():
-        if unverified_will_do:
+        if not variant.reads_verification:
             return unverified
-        other = "" if args.filter_negatives == "judge" else ", or train with --no-verify"
+        no_verify_helps = not replace(variant, use_verification=False).reads_verification
         raise DataError(f"{verified}: not verified yet ({unverified.name} holds the generations "
-                        f"only); verify them with `{make}`{other}")
-    if unverified_will_do:
+                        f"only); verify them with `{make}`"
+                        + (", or train with --no-verify" if no_verify_helps else ""))
+    if not variant.reads_verification:
         make += " --skip-verification"
     raise DataError(f"{verified}: synthetic data not found; make it with `{make}`")
 
@@ -166,7 +166,7 @@ def main() -> None:
     synthetic_file = None
     synthetic = None
     if variant.uses_llm_data:
-        synthetic_file = synthetic_input(args)
+        synthetic_file = synthetic_input(args, variant)
         synthetic = load_synthetic(synthetic_file)
     extra = (load_passage_queries(args.passage_queries, train_split)
              if args.passage_queries else None)

@@ -67,6 +67,12 @@ class Stage1Variant:
     def uses_llm_data(self) -> bool:
         return self.use_cot or self.use_synthetic
 
+    @property
+    def reads_verification(self) -> bool:
+        """Whether training reads the self-verification: its verdicts, or the margins of the judge
+        filter (:func:`keep_negative`)."""
+        return self.use_verification or self.negative_filter == "judge"
+
     def suffix(self) -> str:
         """Model-name suffix: ``sft``, ``sft-nocot``, ``sft-nosyn``, ``sft-noverify``, ``labelled``
         (:func:`syntriever.names.stage1_suffix`)."""

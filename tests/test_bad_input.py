@@ -491,7 +491,8 @@ def test_stage1_no_verify_falls_back_to_the_unverified_file_only_without_a_verif
     flags = ["minilm", "scifact", "--prompt-version", "v2", "--llm-model", "qwen1.5b"]
 
     def chosen(*extra: str) -> Path:
-        return train_stage1.synthetic_input(parser.parse_args([*flags, *extra]))
+        args = parser.parse_args([*flags, *extra])
+        return train_stage1.synthetic_input(args, train_stage1.variant_of(args))
 
     make = "`python datasets/parse_synthetic.py scifact --llm-model qwen1.5b --prompt-version v2"
     with pytest.raises(DataError, match=re.escape(f"{verified}: synthetic data not found; make it "
