@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -148,6 +149,7 @@ def make_report(
 ) -> dict[str, Any]:
     """The benchmark's JSON over the queries done so far."""
     base = results[configs[0].name]
+    base_seconds = sum(r["seconds"] for r in rows[configs[0].name])
     report = {
         "what": "embedded stage-2 judge, SciFact, K=3, both orders, 600 characters unless a "
                 "configuration changes it, 1 slot, "
@@ -162,8 +164,7 @@ def make_report(
             c.name: {"server_args": list(c.server_args), "request_changes": c.body,
                      "settings_changes": c.settings,
                      **summarise(rows[c.name]),
-                     "speed_vs_current": round(sum(r["seconds"] for r in rows[configs[0].name])
-                                               / sum(r["seconds"] for r in rows[c.name]), 3),
+                     "speed_vs_current": round(base_seconds / sum(r["seconds"] for r in rows[c.name]), 3),
                      "vs_current": compare(results[c.name], base),
                      "vs_committed": compare({k: results[c.name][k] for k in base if k in committed},
                                              {k: v for k, v in committed.items() if k in base})}
@@ -184,6 +185,12 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     configs = [c for c in CONFIGS if c.name in args.configs.split(",")]
+    if args.queries % len(configs):
+        # each configuration goes first, second, ... equally often only over whole rotations
+        logging.getLogger("judge_throughput").warning(
+            "--queries %d is not a multiple of the %d configurations: the turns are not balanced "
+            "(use --queries %d)", args.queries, len(configs),
+            len(configs) * max(1, round(args.queries / len(configs))))
     settings = ComparisonSettings.for_profile(EMBEDDED)
     llm = LLMConfig(backend="local", model=args.llm_model)
     records = attach_texts(load_retrieval(retrieval_path("scifact", "minilm-sft"))[:args.queries],
