@@ -1,7 +1,7 @@
 """Benchmark: where the embedded judge's time goes, and which settings make it faster with the
 same answers.
 
-    python benchmarks/judge_throughput.py [--queries 7] [--llm-model qwen1.5b] [--threads 2]
+    python benchmarks/judge_throughput.py [--queries N] [--configs a,b] [--llm-model qwen1.5b]
 
 Sends the real stage-2 judge requests (stage2/parse_comparison.py's embedded defaults: log-prob
 mode, both orders, K = 3, passages cut to 600 characters) of the first N training queries of the
@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from syntriever.cli import run, setup_logging
+from syntriever.errors import UserError
 from syntriever.jsonl import write_json
 from syntriever.judge import (
     ComparisonSettings,
@@ -177,7 +178,9 @@ def make_report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--queries", type=int, default=7, help="training queries (6 requests each)")
+    parser.add_argument("--queries", type=int, default=None,
+                        help="training queries, 6 requests each (default: one per configuration, so "
+                             "each configuration takes each turn once)")
     parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET)
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: all cores)")
     parser.add_argument("--configs", default=",".join(c.name for c in CONFIGS))
@@ -185,6 +188,9 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     configs = [c for c in CONFIGS if c.name in args.configs.split(",")]
+    if not configs:
+        raise UserError(f"--configs {args.configs!r} names none of {', '.join(c.name for c in CONFIGS)}")
+    args.queries = args.queries or len(configs)
     if args.queries % len(configs):
         # each configuration goes first, second, ... equally often only over whole rotations
         logging.getLogger("judge_throughput").warning(
