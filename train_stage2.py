@@ -1,8 +1,8 @@
 """Stage 2 (alignment): continue the stage-1 model on LLM preference triples.
 
     python train_stage2.py MODEL-sft DATASET [--loss pl|bt] [--teacher judge|judge-confident|oracle|
-        identity|judge-retriever|oracle-judge] [--train-split train|train-nodev] [--pairs-from MODEL]
-        [training flags]
+        identity|judge-retriever|oracle-judge|judge-checkable|identity-checkable|oracle-flip-judge|
+        oracle-flip-identity] [--train-split train|train-nodev] [--pairs-from MODEL] [training flags]
 
 Loads the stage-1 model (output/<MODEL-sft>-<DATASET>) and trains it with the partial
 Plackett-Luce loss (pl, the paper) or Bradley-Terry (bt, the paper's ablation) on preference
@@ -10,7 +10,9 @@ triples over the pairs stage2/parse_comparison.py had the judge compare (the top
 retrieval file of --pairs-from, default MODEL-sft itself). The --teacher decides each pair
 (syntriever/teachers.py): the judge (the paper), its confident pairs (|d| threshold calibrated on
 the training queries' labelled pairs), the train qrels (oracle), the retrieval order (identity),
-or the judge's margin plus the retrieval score gap. With --pairs-from another model, "the
+the judge's margin plus the retrieval score gap, or a control that separates a teacher's accuracy
+from where its errors fall (the judge or the order on the labelled pairs only; the oracle with
+as many errors, at random pairs). With --pairs-from another model, "the
 retrieval order" is MODEL's own: it re-scores the pairs (syntriever.stage2.rescore_pairs). Only
 the queries of --train-split give triples (train-nodev: never a dev query; the default for a
 -nodev stage-1 model). Saves output/<MODEL>-final[-<teacher>][-bt][-nodev]-<DATASET>, where

@@ -66,6 +66,8 @@ from syntriever.verdicts import choice_score, compact_answer
 
 OUT = Path(__file__).resolve().parent / "results" / "judge_throughput.json"
 
+logger = logging.getLogger("judge_throughput")
+
 
 @dataclass
 class Config:
@@ -193,7 +195,7 @@ def main() -> None:
     args.queries = args.queries or len(configs)
     if args.queries % len(configs):
         # each configuration goes first, second, ... equally often only over whole rotations
-        logging.getLogger("judge_throughput").warning(
+        logger.warning(
             "--queries %d is not a multiple of the %d configurations: the turns are not balanced "
             "(use --queries %d)", args.queries, len(configs),
             len(configs) * max(1, round(args.queries / len(configs))))

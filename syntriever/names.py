@@ -12,7 +12,9 @@ A trained model is named after its encoder and what trained it, and saved in
   ``-<llm>`` (:func:`data_tag`, e.g. ``minilm-sft-v2-qwen1.5b``);
 - stage 2: the stage-1 name with ``-sft`` replaced by ``-final`` (other stage-1 names:
   ``-final`` appended), plus ``-<teacher>`` for a teacher other than the judge
-  (``-oracle``, ``-identity``, ``-judge-confident``, ``-judge-retriever``, ``-oracle-judge``) and
+  (``-oracle``, ``-identity``, ``-judge-confident``, ``-judge-retriever``, ``-oracle-judge``; the
+  controls ``-judge-checkable``, ``-identity-checkable``, ``-oracle-flip-judge``,
+  ``-oracle-flip-identity``) and
   ``-bt`` for the Bradley-Terry ablation (:func:`final_name`);
 - trained without the dev queries (split ``train-nodev``): any of these plus ``-nodev``.
 
@@ -37,7 +39,8 @@ THEN_LABELLED = "thenlab"  # stage 1 followed by epochs on the labelled pairs al
 PL_LOSS, BT_LOSS = "pl", "bt"  # stage 2's own loss (unnamed) and the paper's ablation
 STAGE2_LOSSES = (PL_LOSS, BT_LOSS)
 DEFAULT_TEACHER = "judge"  # stage 2's own teacher (syntriever.teachers); others name the model
-TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-retriever", "oracle-judge")
+TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-retriever", "oracle-judge",
+            "judge-checkable", "identity-checkable", "oracle-flip-judge", "oracle-flip-identity")
 NEGATIVE_FILTERS = ("copies", "coverage", "judge")  # see syntriever.stage1.keep_negative
 # Where a query's hard negative comes from: the LLM's "irrelevant" passage (the paper), or the
 # synthetic positive of the most similar other training query (syntriever.stage1.related_negatives)

@@ -18,7 +18,14 @@ query in the retrieval file, every pair the judge answered). A teacher turns eac
 - ``oracle-judge``: the training qrels where they decide (the oracle's triples), the judge's
   verdict where neither passage is labelled (both labelled: dropped, as by the oracle). Its
   triples are the oracle's plus the judge's on the pairs labels cannot check, so oracle against
-  oracle-judge measures what the judge adds where labels say nothing.
+  oracle-judge measures what the judge adds where labels say nothing;
+- ``judge-checkable``, ``identity-checkable``: the judge, the retrieval order, on the oracle's
+  pairs only (exactly one passage labelled relevant), each pair decided by that teacher;
+- ``oracle-flip-judge``, ``oracle-flip-identity``: the oracle with a share of its triples turned
+  round at seeded random pairs, the share the judge's (the order's) error rate on those pairs:
+  the same accuracy as that teacher, errors placed by chance instead of by the teacher.
+  Controls, not teachers to use: with the ``-checkable`` ones they tell whether a teacher's
+  accuracy or where its errors fall decides what stage 2 learns.
 
 :func:`teacher_report` says per run how many pairs were kept and why others were dropped, how
 often the judge and the retrieval order are right on the *label-checkable* pairs (exactly one
@@ -27,7 +34,9 @@ passage labelled relevant), the teacher's own accuracy there, and the judge's po
 
 from __future__ import annotations
 
+import logging
 import math
+import random
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -38,11 +47,18 @@ from syntriever.errors import UserError
 from syntriever.names import TEACHERS
 from syntriever.verdicts import Judgement, order_stats
 
-JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER, ORACLE_JUDGE = TEACHERS  # named in syntriever.names
+(JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER, ORACLE_JUDGE,
+ JUDGE_CHECKABLE, IDENTITY_CHECKABLE, ORACLE_FLIP_JUDGE, ORACLE_FLIP_IDENTITY) = TEACHERS  # see names.py
+# the controls' underlying teacher: on the checkable pairs only, or the oracle with flips
+CONTROL_OF = {JUDGE_CHECKABLE: JUDGE, IDENTITY_CHECKABLE: IDENTITY,
+              ORACLE_FLIP_JUDGE: ORACLE, ORACLE_FLIP_IDENTITY: ORACLE}
+FLIP_RATE_OF = {ORACLE_FLIP_JUDGE: JUDGE, ORACLE_FLIP_IDENTITY: IDENTITY}
+FLIP_SEED = 0
 # the confident judge's threshold rule (recorded in every report that uses it)
 CRITERION = ("smallest |d| threshold t such that, on the label-checkable training pairs with "
              "|d| >= t (at least min_pairs of them), the judge's accuracy is at least the "
              "retrieval order's accuracy on the same pairs")
+logger = logging.getLogger(__name__)
 MIN_CALIBRATION_PAIRS = 50  # below this many checkable pairs an accuracy is too noisy to compare
 
 
@@ -147,6 +163,7 @@ def teacher_winners(
         raise UserError(f"unknown teacher {teacher!r}; use one of {', '.join(TEACHERS)}")
     dropped: Counter = Counter()
     winners: list[str | None] = []
+    control, teacher = teacher, CONTROL_OF.get(teacher, teacher)
     if teacher == JUDGE_RETRIEVER:
         scored = [p for p in pairs if p.margin is not None]
         d_scale = _spread([p.margin for p in scored])
@@ -154,7 +171,10 @@ def teacher_winners(
     for pair in pairs:
         winner: str | None
         labelled = pair.relevant(qrels)
-        if teacher == ORACLE or (teacher == ORACLE_JUDGE and any(labelled)):
+        if control in (JUDGE_CHECKABLE, IDENTITY_CHECKABLE) and labelled[0] == labelled[1]:
+            winner = None
+            dropped["not_label_checkable"] += 1
+        elif teacher == ORACLE or (teacher == ORACLE_JUDGE and any(labelled)):
             winner = pair.checkable_truth(qrels)
             if winner is None:
                 dropped["both_relevant" if labelled[0] else "neither_relevant"] += 1
@@ -183,7 +203,23 @@ def teacher_winners(
                     winner = None
                     dropped["below_threshold"] += 1
         winners.append(winner)
+    if control in FLIP_RATE_OF:
+        kept = [i for i, w in enumerate(winners) if w is not None]
+        flips = round(error_rate(pairs, FLIP_RATE_OF[control], qrels) * len(kept))
+        for i in random.Random(FLIP_SEED).sample(kept, flips):
+            winners[i] = "b" if winners[i] == "a" else "a"
     return winners, dropped
+
+
+def error_rate(pairs: Sequence[Pair], teacher: str, qrels: Mapping[str, Mapping[str, int]]) -> float:
+    """The share of the label-checkable pairs the judge (``teacher`` JUDGE) or the retrieval order
+    (IDENTITY) gets wrong, over the pairs it decides; 0.0 when it decides none."""
+    if teacher not in (JUDGE, IDENTITY):
+        raise ValueError(f"error_rate is the judge's or the retrieval order's, not {teacher!r}'s")
+    choices = [(p.verdict.winner if teacher == JUDGE else p.order_winner(), p.checkable_truth(qrels))
+               for p in pairs]
+    decided = [(w, t) for w, t in choices if t is not None and w is not None]
+    return sum(w != t for w, t in decided) / len(decided) if decided else 0.0
 
 
 def _share(hits: int, total: int) -> float | None:
@@ -240,4 +276,12 @@ def teach(
     calibration = calibrate_threshold(pairs, qrels, min_pairs) if teacher == CONFIDENT else None
     winners, dropped = teacher_winners(pairs, teacher, qrels, calibration)
     triples = [p.triple(w, teacher) for p, w in zip(pairs, winners, strict=True) if w is not None]
-    return triples, teacher_report(pairs, winners, teacher, qrels, dropped, calibration)
+    report = teacher_report(pairs, winners, teacher, qrels, dropped, calibration)
+    own, order = report["teacher_accuracy_checkable"], report["order_accuracy_on_kept_checkable"]
+    if own is not None and order is not None and own < order:
+        logger.warning(
+            "teacher %s is right on %.1f%% of the %d label-checkable pairs it keeps, the retrieval "
+            "order on %.1f%%: trained on, it would un-teach pairs the retriever already orders "
+            "right (how accurate a teacher must be: results/scifact/dev/DECISIONS.md)", teacher,
+            100 * own, report["teacher_kept_checkable_pairs"], 100 * order)
+    return triples, report

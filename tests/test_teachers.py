@@ -28,9 +28,13 @@ from syntriever.stage2 import rescore_pairs, stage1_split, teacher_preferences
 from syntriever.teachers import (
     CONFIDENT,
     IDENTITY,
+    IDENTITY_CHECKABLE,
     JUDGE,
+    JUDGE_CHECKABLE,
     JUDGE_RETRIEVER,
     ORACLE,
+    ORACLE_FLIP_IDENTITY,
+    ORACLE_FLIP_JUDGE,
     ORACLE_JUDGE,
     Pair,
     calibrate_threshold,
@@ -84,6 +88,47 @@ def test_oracle_judge_adds_the_judges_verdicts_where_no_passage_is_labelled() ->
     assert report["pairs_dropped"] == {"both_relevant": 1, "judge_unparseable": 1}
     assert report["kept_pairs_without_labelled_passage"] == 2
     assert report["teacher_accuracy_checkable"] == 1.0
+
+
+def test_checkable_controls_keep_the_oracles_pairs_and_their_own_verdicts(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # q1: the judge wrong, the order right; q2: both right; q3: neither labelled; q4: both
+    pairs = [pair("q1", -1.0, (0.9, 0.5)), pair("q2", -2.0, (0.4, 0.7)), pair("q3", 1.0), pair("q4", 1.0)]
+    qrels = labels(q1="a", q2="b", q3="", q4="ab")
+    order, order_report = teach(pairs, IDENTITY_CHECKABLE, qrels)
+    assert not caplog.records
+    judge, judge_report = teach(pairs, JUDGE_CHECKABLE, qrels)
+    # less accurate than the order it would overwrite: said, not silent
+    assert "right on 50.0% of the 2 label-checkable pairs it keeps" in caplog.text
+    assert "order on 100.0%" in caplog.text
+    assert [(t["query_id"], t["winner_id"]) for t in judge] == [("q1", "q1-b"), ("q2", "q2-b")]
+    assert [(t["query_id"], t["winner_id"]) for t in order] == [("q1", "q1-a"), ("q2", "q2-b")]
+    assert judge_report["pairs_dropped"] == order_report["pairs_dropped"] == {"not_label_checkable": 2}
+    assert judge_report["teacher_accuracy_checkable"] == 0.5 and judge[0]["teacher"] == JUDGE_CHECKABLE
+    assert order_report["teacher_accuracy_checkable"] == 1.0
+
+
+def test_flipped_oracle_has_the_teachers_error_rate_at_seeded_random_pairs() -> None:
+    # 21 checkable pairs: the judge decides 20 and is wrong on the first 5 (25%; q20 unparseable),
+    # the order decides all 21 and is wrong on q18, q19 (2/21); 20 unlabelled pairs count in
+    # neither rate (over all 41 pairs the rates would give 3 and 1 flips instead of 5 and 2)
+    pairs = [pair(f"q{i}", -1.0 if i < 5 else 1.0, (0.4, 0.9) if i in (18, 19) else (0.9, 0.4))
+             for i in range(20)] + [pair("q20", None)] + [pair(f"u{i}", -1.0) for i in range(20)]
+    qrels = {f"q{i}": {f"q{i}-a": 1} for i in range(21)}
+    oracle, _ = teach(pairs, ORACLE, qrels)
+
+    def flipped_queries(triples: list[dict[str, Any]]) -> list[str]:
+        return [t["query_id"] for t, o in zip(triples, oracle, strict=True)
+                if t["winner_id"] != o["winner_id"]]
+
+    for control, wrong in ((ORACLE_FLIP_JUDGE, 5), (ORACLE_FLIP_IDENTITY, 2)):  # round(rate * 21)
+        triples, report = teach(pairs, control, qrels)
+        assert len(triples) == len(oracle) == 21 and report["pairs_dropped"] == {"neither_relevant": 20}
+        assert len(flipped_queries(triples)) == wrong
+        assert report["teacher_accuracy_checkable"] == round(1 - wrong / 21, 4)
+        assert teach(pairs, control, qrels)[0] == triples  # seeded: the same pairs every run
+    # at random pairs, not where the judge errs
+    assert flipped_queries(teach(pairs, ORACLE_FLIP_JUDGE, qrels)[0]) != [p.query_id for p in pairs[:5]]
 
 
 def test_identity_follows_the_retrieval_scores_not_the_judge() -> None:
