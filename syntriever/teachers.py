@@ -47,6 +47,8 @@ from syntriever.errors import UserError
 from syntriever.names import TEACHERS
 from syntriever.verdicts import Judgement, order_stats
 
+logger = logging.getLogger(__name__)
+
 (JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER, ORACLE_JUDGE,
  JUDGE_CHECKABLE, IDENTITY_CHECKABLE, ORACLE_FLIP_JUDGE, ORACLE_FLIP_IDENTITY) = TEACHERS  # see names.py
 # the controls' underlying teacher: on the checkable pairs only, or the oracle with flips
@@ -58,7 +60,6 @@ FLIP_SEED = 0
 CRITERION = ("smallest |d| threshold t such that, on the label-checkable training pairs with "
              "|d| >= t (at least min_pairs of them), the judge's accuracy is at least the "
              "retrieval order's accuracy on the same pairs")
-logger = logging.getLogger(__name__)
 MIN_CALIBRATION_PAIRS = 50  # below this many checkable pairs an accuracy is too noisy to compare
 
 
@@ -171,7 +172,7 @@ def teacher_winners(
     for pair in pairs:
         winner: str | None
         labelled = pair.relevant(qrels)
-        if control in (JUDGE_CHECKABLE, IDENTITY_CHECKABLE) and labelled[0] == labelled[1]:
+        if control in (JUDGE_CHECKABLE, IDENTITY_CHECKABLE) and pair.checkable_truth(qrels) is None:
             winner = None
             dropped["not_label_checkable"] += 1
         elif teacher == ORACLE or (teacher == ORACLE_JUDGE and any(labelled)):
