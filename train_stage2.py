@@ -2,7 +2,8 @@
 
     python train_stage2.py MODEL-sft DATASET [--loss pl|bt] [--teacher judge|judge-confident|oracle|
         identity|judge-retriever|oracle-judge|judge-checkable|identity-checkable|oracle-flip-judge|
-        oracle-flip-identity] [--train-split train|train-nodev] [--pairs-from MODEL] [training flags]
+        oracle-flip-identity|oracle-flip-<P>pct] [--train-split train|train-nodev] [--pairs-from MODEL]
+        [training flags]
 
 Loads the stage-1 model (output/<MODEL-sft>-<DATASET>) and trains it with the partial
 Plackett-Luce loss (pl, the paper) or Bradley-Terry (bt, the paper's ablation) on preference
@@ -11,14 +12,14 @@ retrieval file of --pairs-from, default MODEL-sft itself). The --teacher decides
 (syntriever/teachers.py): the judge (the paper), its confident pairs (|d| threshold calibrated on
 the training queries' labelled pairs), the train qrels (oracle), the retrieval order (identity),
 the judge's margin plus the retrieval score gap, or a control that separates a teacher's accuracy
-from where its errors fall (the judge or the order on the labelled pairs only; the oracle with
-as many errors, at random pairs). With --pairs-from another model, "the
-retrieval order" is MODEL's own: it re-scores the pairs (syntriever.stage2.rescore_pairs). Only
-the queries of --train-split give triples (train-nodev: never a dev query; the default for a
--nodev stage-1 model). Saves output/<MODEL>-final[-<teacher>][-bt][-nodev]-<DATASET>, where
-<MODEL> is MODEL-sft without "-sft" (syntriever/names.py); the model card holds the teacher's
-report (pairs kept, judge and retrieval-order accuracy on the label-checkable pairs, position
-bias, threshold).
+from where its errors fall (the judge or the order on the labelled pairs only; the oracle with as
+many errors, at random pairs, or with P% of its triples turned round). With --pairs-from another
+model, "the retrieval order" is MODEL's own: it re-scores the pairs
+(syntriever.stage2.rescore_pairs). Only the queries of --train-split give triples (train-nodev:
+never a dev query; the default for a -nodev stage-1 model). Saves
+output/<MODEL>-final[-<teacher>][-bt][-nodev]-<DATASET>, where <MODEL> is MODEL-sft without "-sft"
+(syntriever/names.py); the model card holds the teacher's report (pairs kept, judge and
+retrieval-order accuracy on the label-checkable pairs, position bias, threshold).
 """
 
 import argparse
@@ -31,7 +32,15 @@ from syntriever.encoders import load_encoder, resolve
 from syntriever.jsonl import DataError
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss
-from syntriever.names import BT_LOSS, DEFAULT_TEACHER, PL_LOSS, final_name, model_dir
+from syntriever.names import (
+    BT_LOSS,
+    DEFAULT_TEACHER,
+    PL_LOSS,
+    final_name,
+    is_teacher,
+    model_dir,
+    teacher_choices,
+)
 from syntriever.paths import check_name, file_safe, portable
 from syntriever.profiles import describe_training
 from syntriever.stage2 import (
@@ -41,10 +50,17 @@ from syntriever.stage2 import (
     stage1_split,
     teacher_preferences,
 )
-from syntriever.teachers import JUDGE, TEACHERS
+from syntriever.teachers import JUDGE
 from syntriever.training import train
 
 LOSSES = {PL_LOSS: PartialPlackettLuceLoss, BT_LOSS: BradleyTerryLoss}
+
+
+def teacher_name(text: str) -> str:
+    """argparse type: a teacher of syntriever/teachers.py."""
+    if not is_teacher(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a teacher; use one of {teacher_choices()}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("dataset")
     parser.add_argument("--loss", choices=sorted(LOSSES), default="pl",
                         help="pl: partial Plackett-Luce (paper); bt: Bradley-Terry (ablation)")
-    parser.add_argument("--teacher", choices=TEACHERS, default=DEFAULT_TEACHER,
-                        help="who decides each compared pair (default: judge, the paper)")
+    parser.add_argument("--teacher", type=teacher_name, default=DEFAULT_TEACHER,
+                        help=f"who decides each compared pair: {teacher_choices()} (default: judge, "
+                        "the paper)")
     parser.add_argument("--train-split", choices=["train", TRAIN_NODEV], default=None,
                         help="queries whose pairs give triples (default: train-nodev for a -nodev "
                         "stage-1 model, else train)")

@@ -1,8 +1,8 @@
 """Benchmark: stage 2 from one stage-1 model with each teacher, evaluated on one split.
 
     python benchmarks/stage2_teachers.py STAGE1_MODEL DATASET [--split dev]
-        [--teachers oracle,identity,judge,judge-confident] [--pairs-from minilm-sft] [--loss pl]
-        [--max-seq-length N] [--batch-size N] [--epochs N]
+        [--teachers oracle,identity,judge,judge-confident,oracle-flip-4pct,...] [--pairs-from minilm-sft]
+        [--loss pl] [--max-seq-length N] [--batch-size N] [--epochs N]
 
 For each teacher (syntriever/teachers.py) trains stage 2 from STAGE1_MODEL over the same judged
 pairs (`train_stage2.py STAGE1_MODEL DATASET --teacher T --pairs-from P`), evaluates it
@@ -34,12 +34,12 @@ from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.jsonl import write_json
 from syntriever.metrics import bootstrap_ci, paired_bootstrap
-from syntriever.names import final_name, model_dir
+from syntriever.names import final_name, is_teacher, model_dir, teacher_choices
 from syntriever.paths import file_safe, portable
 from syntriever.provenance import CARD_NAME
 from syntriever.result_files import HEADLINE, result_path
 from syntriever.stage2 import pairs_preferences, stage1_split
-from syntriever.teachers import CONFIDENT, IDENTITY, JUDGE, ORACLE, TEACHERS
+from syntriever.teachers import CONFIDENT, IDENTITY, JUDGE, ORACLE
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("stage2_teachers")
@@ -47,11 +47,11 @@ DEFAULT_TEACHERS = (ORACLE, IDENTITY, JUDGE, CONFIDENT)
 
 
 def teacher_list(text: str) -> list[str]:
-    """argparse type: teachers separated by commas, each one of :data:`TEACHERS`."""
+    """argparse type: teachers separated by commas, each one of :func:`teacher_choices`."""
     names = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [t for t in names if t not in TEACHERS]
+    unknown = [t for t in names if not is_teacher(t)]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"teachers are {', '.join(TEACHERS)}; got {text!r}")
+        raise argparse.ArgumentTypeError(f"teachers are {teacher_choices()}; got {text!r}")
     return names
 
 

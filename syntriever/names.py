@@ -14,7 +14,7 @@ A trained model is named after its encoder and what trained it, and saved in
   ``-final`` appended), plus ``-<teacher>`` for a teacher other than the judge
   (``-oracle``, ``-identity``, ``-judge-confident``, ``-judge-retriever``, ``-oracle-judge``; the
   controls ``-judge-checkable``, ``-identity-checkable``, ``-oracle-flip-judge``,
-  ``-oracle-flip-identity``) and
+  ``-oracle-flip-identity``, ``-oracle-flip-<P>pct``) and
   ``-bt`` for the Bradley-Terry ablation (:func:`final_name`);
 - trained without the dev queries (split ``train-nodev``): any of these plus ``-nodev``.
 
@@ -41,6 +41,8 @@ STAGE2_LOSSES = (PL_LOSS, BT_LOSS)
 DEFAULT_TEACHER = "judge"  # stage 2's own teacher (syntriever.teachers); others name the model
 TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-retriever", "oracle-judge",
             "judge-checkable", "identity-checkable", "oracle-flip-judge", "oracle-flip-identity")
+# and a family of controls beside them: the oracle with P% of its triples turned round (0 < P <= 50)
+_FLIP_PERCENT = re.compile(r"oracle-flip-(?P<pct>\d+(?:\.\d+)?)pct")
 NEGATIVE_FILTERS = ("copies", "coverage", "judge")  # see syntriever.stage1.keep_negative
 # Where a query's hard negative comes from: the LLM's "irrelevant" passage (the paper), or the
 # synthetic positive of the most similar other training query (syntriever.stage1.related_negatives)
@@ -48,6 +50,23 @@ NEGATIVE_SOURCES = ("synthetic", "related")
 # Synthesis LLMs a stage-1 name does not spell out: each profile's default (embedded, paper)
 UNTAGGED_LLMS = (EMBEDDED_LLM["synthesis"], REMOTE_LLM)
 _MARKERS = {SFT, FINAL, LABELLED, NODEV}  # name parts an encoder or LLM tag never holds
+
+
+def flip_percent(teacher: str) -> float | None:
+    """P of an ``oracle-flip-<P>pct`` teacher (written as ``f"{P:g}"``, 0 < P <= 50), else None."""
+    match = _FLIP_PERCENT.fullmatch(teacher)
+    pct = float(match["pct"]) if match else None
+    return pct if pct is not None and 0 < pct <= 50 and teacher == f"oracle-flip-{pct:g}pct" else None
+
+
+def is_teacher(name: str) -> bool:
+    """Whether ``name`` is a stage-2 teacher: one of :data:`TEACHERS` or ``oracle-flip-<P>pct``."""
+    return name in TEACHERS or flip_percent(name) is not None
+
+
+def teacher_choices() -> str:
+    """The teachers a command accepts, for its help and its refusals."""
+    return f"{', '.join(TEACHERS)} or oracle-flip-<P>pct (0 < P <= 50)"
 
 
 def negative_filter_suffix(criterion: str) -> str:
@@ -129,7 +148,8 @@ _STAGE1 = re.compile(
     rf"(?:-(?P<version>v\d+))?(?:-(?P<llm>.+))?"
 )
 _STAGE2 = re.compile(
-    rf"(?P<base>.+)-{FINAL}(?:-(?P<teacher>{'|'.join(TEACHERS[1:])}))?(?:-(?P<loss>{'|'.join(STAGE2_LOSSES[1:])}))?"
+    rf"(?P<base>.+)-{FINAL}(?:-(?P<teacher>{'|'.join(TEACHERS[1:])}|{_FLIP_PERCENT.pattern}))?"
+    rf"(?:-(?P<loss>{'|'.join(STAGE2_LOSSES[1:])}))?"
 )
 
 
@@ -177,7 +197,8 @@ def stage2_args(name: str) -> list[str] | None:
     base = match["base"] if stage1_args(match["base"]) else f"{match['base']}-{SFT}"
     stage1 = base + (f"-{NODEV}" if nodev else "")
     teacher, loss = match["teacher"] or DEFAULT_TEACHER, match["loss"] or PL_LOSS
-    if stage1_args(stage1) is None or final_name(stage1, loss, teacher, nodev=nodev) != name:
+    if (not is_teacher(teacher) or stage1_args(stage1) is None
+            or final_name(stage1, loss, teacher, nodev=nodev) != name):
         return None
     return [stage1, *(["--teacher", teacher] if match["teacher"] else []),
             *(["--loss", loss] if match["loss"] else [])]

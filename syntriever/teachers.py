@@ -23,9 +23,14 @@ query in the retrieval file, every pair the judge answered). A teacher turns eac
   pairs only (exactly one passage labelled relevant), each pair decided by that teacher;
 - ``oracle-flip-judge``, ``oracle-flip-identity``: the oracle with a share of its triples turned
   round at seeded random pairs, the share the judge's (the order's) error rate on those pairs:
-  the same accuracy as that teacher, errors placed by chance instead of by the teacher.
+  the same accuracy as that teacher, errors placed by chance instead of by the teacher;
+- ``oracle-flip-<P>pct`` (e.g. ``oracle-flip-4pct``): the oracle with round(P% of its triples)
+  turned round at seeded random pairs: a teacher of a chosen accuracy (about 100 - P% on the
+  checkable pairs). Every flip control draws its pairs with ``random.Random(FLIP_SEED).sample``,
+  so the pairs two shares flip are not nested.
   Controls, not teachers to use: with the ``-checkable`` ones they tell whether a teacher's
-  accuracy or where its errors fall decides what stage 2 learns.
+  accuracy or where its errors fall decides what stage 2 learns, and how accurate a teacher must
+  be to gain anything.
 
 :func:`teacher_report` says per run how many pairs were kept and why others were dropped, how
 often the judge and the retrieval order are right on the *label-checkable* pairs (exactly one
@@ -44,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syntriever.errors import UserError
-from syntriever.names import TEACHERS
+from syntriever.names import TEACHERS, flip_percent, is_teacher, teacher_choices
 from syntriever.verdicts import Judgement, order_stats
 
 logger = logging.getLogger(__name__)
@@ -160,11 +165,12 @@ def teacher_winners(
     calibration: Calibration | None = None,
 ) -> tuple[list[str | None], Counter]:
     """Per pair, the teacher's winner ("a", "b") or None, and why pairs were dropped."""
-    if teacher not in TEACHERS:
-        raise UserError(f"unknown teacher {teacher!r}; use one of {', '.join(TEACHERS)}")
+    if not is_teacher(teacher):
+        raise UserError(f"unknown teacher {teacher!r}; use one of {teacher_choices()}")
     dropped: Counter = Counter()
     winners: list[str | None] = []
-    control, teacher = teacher, CONTROL_OF.get(teacher, teacher)
+    percent = flip_percent(teacher)
+    control, teacher = teacher, ORACLE if percent else CONTROL_OF.get(teacher, teacher)
     if teacher == JUDGE_RETRIEVER:
         scored = [p for p in pairs if p.margin is not None]
         d_scale = _spread([p.margin for p in scored])
@@ -204,23 +210,37 @@ def teacher_winners(
                     winner = None
                     dropped["below_threshold"] += 1
         winners.append(winner)
-    if control in FLIP_RATE_OF:
+    share = error_rate(pairs, FLIP_RATE_OF[control], qrels) if control in FLIP_RATE_OF else (
+        (percent or 0.0) / 100)
+    if share:
         kept = [i for i, w in enumerate(winners) if w is not None]
-        flips = round(error_rate(pairs, FLIP_RATE_OF[control], qrels) * len(kept))
+        flips = round(share * len(kept))
+        if percent and not flips:
+            raise UserError(f"{control}: {percent:g}% of the {len(kept)} triples the oracle keeps "
+                            "rounds to no flip; use a larger P")
         for i in random.Random(FLIP_SEED).sample(kept, flips):
             winners[i] = "b" if winners[i] == "a" else "a"
     return winners, dropped
 
 
-def error_rate(pairs: Sequence[Pair], teacher: str, qrels: Mapping[str, Mapping[str, int]]) -> float:
-    """The share of the label-checkable pairs the judge (``teacher`` JUDGE) or the retrieval order
-    (IDENTITY) gets wrong, over the pairs it decides; 0.0 when it decides none."""
+def checkable_record(
+    pairs: Sequence[Pair], teacher: str, qrels: Mapping[str, Mapping[str, int]]
+) -> tuple[int, int]:
+    """(right, decided): of the label-checkable pairs the judge (``teacher`` JUDGE) or the
+    retrieval order (IDENTITY) decides, how many it gets right, and how many it decides."""
     if teacher not in (JUDGE, IDENTITY):
-        raise ValueError(f"error_rate is the judge's or the retrieval order's, not {teacher!r}'s")
+        raise ValueError(f"a checkable record is the judge's or the retrieval order's, not {teacher!r}'s")
     choices = [(p.verdict.winner if teacher == JUDGE else p.order_winner(), p.checkable_truth(qrels))
                for p in pairs]
     decided = [(w, t) for w, t in choices if t is not None and w is not None]
-    return sum(w != t for w, t in decided) / len(decided) if decided else 0.0
+    return sum(w == t for w, t in decided), len(decided)
+
+
+def error_rate(pairs: Sequence[Pair], teacher: str, qrels: Mapping[str, Mapping[str, int]]) -> float:
+    """The share of the label-checkable pairs the judge (``teacher`` JUDGE) or the retrieval order
+    (IDENTITY) gets wrong, over the pairs it decides; 0.0 when it decides none."""
+    right, decided = checkable_record(pairs, teacher, qrels)
+    return (decided - right) / decided if decided else 0.0
 
 
 def _share(hits: int, total: int) -> float | None:
@@ -249,7 +269,7 @@ def teacher_report(
         "kept_pairs_without_labelled_passage": both_unlabelled,
         "label_checkable_pairs": len(checkable),
         "judge_decided_checkable_pairs": len(judged),
-        "judge_accuracy_checkable": _share(sum(p.verdict.winner == t for p, t in judged), len(judged)),
+        "judge_accuracy_checkable": _share(*checkable_record(pairs, JUDGE, qrels)),
         "order_accuracy_on_judged_checkable": _share(
             sum(p.order_winner() == t for p, t in judged), len(judged)),
         "teacher_kept_checkable_pairs": len(kept),

@@ -3,6 +3,7 @@ the encoder lookup and the tables."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def test_every_default_stage2_name_reads_back_into_its_command(tmp_path: Path) -
 
     parser, count = train_stage2.build_parser(), 0
     for stage1 in stage1_default_names():
-        for teacher in names.TEACHERS:
+        for teacher in (*names.TEACHERS, "oracle-flip-4pct", "oracle-flip-2.5pct"):
             for loss in names.STAGE2_LOSSES:
                 args = parser.parse_args([stage1, "scifact", "--teacher", teacher, "--loss", loss])
                 name = train_stage2.default_name(args, stage1_split(stage1, tmp_path / "no-card"))
@@ -133,3 +134,25 @@ def test_names_record_the_synthetic_data_and_custom_names_have_no_command(
     with pytest.raises(UserError, match=r"no model at .*minilm-labelled-L256-nodev-scifact; train it \(.*"
                                         r"--output-name minilm-labelled-L256-nodev\) or pass a model folder"):
         open_encoder("minilm-labelled-L256-nodev", "scifact")
+
+
+def test_flip_percent_teachers_have_one_spelling_and_a_bounded_share() -> None:
+    import train_stage2
+
+    assert names.flip_percent("oracle-flip-4pct") == 4.0 and names.flip_percent("oracle-flip-0.5pct") == 0.5
+    assert names.flip_percent("oracle-flip-50pct") == 50.0
+    for wrong in ("oracle-flip-04pct", "oracle-flip-4.0pct", "oracle-flip-0pct", "oracle-flip-51pct",
+                  "oracle-flip-50.0pct", "oracle-flip-pct", "oracle-flip-4", "oracle-flip-judge"):
+        assert names.flip_percent(wrong) is None, wrong
+    assert names.is_teacher("oracle-flip-judge") and not names.is_teacher("oracle-flip-4.0pct")
+    # a name holding a share the script refuses reads back into no command
+    assert names.train_command("minilm-final-oracle-flip-4pct-bt-nodev", "scifact") == (
+        "python train_stage2.py minilm-sft-nodev scifact --teacher oracle-flip-4pct --loss bt")
+    assert names.train_command("minilm-final-oracle-flip-60pct-bt", "scifact") is None
+    with pytest.raises(SystemExit):
+        train_stage2.build_parser().parse_args(["minilm-sft", "scifact", "--teacher", "oracle-flip-60pct"])
+    from benchmarks.stage2_teachers import teacher_list
+
+    assert teacher_list("oracle, oracle-flip-2pct") == ["oracle", "oracle-flip-2pct"]
+    with pytest.raises(argparse.ArgumentTypeError, match="oracle-flip-<P>pct"):
+        teacher_list("oracle,oracle-flip-2.0pct")

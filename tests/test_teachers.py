@@ -131,6 +131,23 @@ def test_flipped_oracle_has_the_teachers_error_rate_at_seeded_random_pairs() -> 
     assert flipped_queries(teach(pairs, ORACLE_FLIP_JUDGE, qrels)[0]) != [p.query_id for p in pairs[:5]]
 
 
+def test_oracle_flip_percent_turns_round_that_share_of_the_oracles_triples() -> None:
+    pairs = [pair(f"q{i}", 1.0) for i in range(50)] + [pair(f"u{i}", 1.0) for i in range(10)]
+    qrels = {f"q{i}": {f"q{i}-a": 1} for i in range(50)}
+    oracle, _ = teach(pairs, ORACLE, qrels)
+    for teacher, wrong in (("oracle-flip-4pct", 2), ("oracle-flip-10pct", 5), ("oracle-flip-50pct", 25)):
+        triples, report = teach(pairs, teacher, qrels)
+        flipped = [t for t, o in zip(triples, oracle, strict=True) if t["winner_id"] != o["winner_id"]]
+        assert len(triples) == 50 and len(flipped) == wrong, teacher  # round(P% of the 50 kept)
+        assert report["teacher_accuracy_checkable"] == round(1 - wrong / 50, 4)
+        assert report["pairs_dropped"] == {"neither_relevant": 10} and triples[0]["teacher"] == teacher
+        assert teach(pairs, teacher, qrels)[0] == triples  # seeded
+    with pytest.raises(UserError, match="oracle-flip-<P>pct"):
+        teach(pairs, "oracle-flip-4.0pct", qrels)
+    with pytest.raises(UserError, match="rounds to no flip"):  # 0.5% of 50: never a silent oracle
+        teach(pairs, "oracle-flip-0.5pct", qrels)
+
+
 def test_identity_follows_the_retrieval_scores_not_the_judge() -> None:
     pairs = [pair("q1", -2.0, (0.9, 0.5)), pair("q2", 2.0, (0.4, 0.7)), pair("q3", 1.0, (0.6, 0.6))]
     triples, report = teach(pairs, IDENTITY, {})
