@@ -260,6 +260,7 @@ def teacher_report(
     both_unlabelled = sum(
         w is not None and not any(p.relevant(qrels)) for p, w in zip(pairs, winners, strict=True))
     kept_count = sum(w is not None for w in winners)
+    judge_right, judge_decided = checkable_record(pairs, JUDGE, qrels)  # the pairs of ``judged``
     return {
         "teacher": teacher,
         "pairs_compared": len(pairs),
@@ -268,8 +269,8 @@ def teacher_report(
         "queries_kept": len({p.query_id for p, w in zip(pairs, winners, strict=True) if w is not None}),
         "kept_pairs_without_labelled_passage": both_unlabelled,
         "label_checkable_pairs": len(checkable),
-        "judge_decided_checkable_pairs": len(judged),
-        "judge_accuracy_checkable": _share(*checkable_record(pairs, JUDGE, qrels)),
+        "judge_decided_checkable_pairs": judge_decided,
+        "judge_accuracy_checkable": _share(judge_right, judge_decided),
         "order_accuracy_on_judged_checkable": _share(
             sum(p.order_winner() == t for p, t in judged), len(judged)),
         "teacher_kept_checkable_pairs": len(kept),
