@@ -2,8 +2,9 @@
 
     python train_stage2.py MODEL-sft DATASET [--loss pl|bt] [--teacher judge|judge-confident|oracle|
         identity|judge-retriever|oracle-judge|judge-checkable|identity-checkable|oracle-flip-judge|
-        oracle-flip-identity|oracle-flip-<P>pct] [--train-split train|train-nodev] [--pairs-from MODEL]
-        [training flags]
+        oracle-flip-identity|oracle-flip-<P>pct|judge-retriever-checkable|likelihood|likelihood-retriever|
+        likelihood-checkable|likelihood-retriever-checkable] [--train-split train|train-nodev]
+        [--pairs-from MODEL] [training flags]
 
 Loads the stage-1 model (output/<MODEL-sft>-<DATASET>) and trains it with the partial
 Plackett-Luce loss (pl, the paper) or Bradley-Terry (bt, the paper's ablation) on preference
@@ -13,7 +14,9 @@ retrieval file of --pairs-from, default MODEL-sft itself). The --teacher decides
 the training queries' labelled pairs), the train qrels (oracle), the retrieval order (identity),
 the judge's margin plus the retrieval score gap, or a control that separates a teacher's accuracy
 from where its errors fall (the judge or the order on the labelled pairs only; the oracle with as
-many errors, at random pairs, or with P% of its triples turned round). With --pairs-from another
+many errors, at random pairs, or with P% of its triples turned round). The likelihood teachers
+decide on the query likelihood log P(query | passage) (stage2/score_likelihood.py, not in the
+paper) instead of the pairwise judge's answers. With --pairs-from another
 model, "the retrieval order" is MODEL's own: it re-scores the pairs
 (syntriever.stage2.rescore_pairs). Only the queries of --train-split give triples (train-nodev:
 never a dev query; the default for a -nodev stage-1 model). Saves

@@ -14,7 +14,9 @@ A trained model is named after its encoder and what trained it, and saved in
   ``-final`` appended), plus ``-<teacher>`` for a teacher other than the judge
   (``-oracle``, ``-identity``, ``-judge-confident``, ``-judge-retriever``, ``-oracle-judge``; the
   controls ``-judge-checkable``, ``-identity-checkable``, ``-oracle-flip-judge``,
-  ``-oracle-flip-identity``, ``-oracle-flip-<P>pct``) and
+  ``-oracle-flip-identity``, ``-oracle-flip-<P>pct``, ``-judge-retriever-checkable``; the query
+  likelihood's ``-likelihood``, ``-likelihood-retriever``, ``-likelihood-checkable``,
+  ``-likelihood-retriever-checkable``) and
   ``-bt`` for the Bradley-Terry ablation (:func:`final_name`);
 - trained without the dev queries (split ``train-nodev``): any of these plus ``-nodev``.
 
@@ -40,7 +42,9 @@ PL_LOSS, BT_LOSS = "pl", "bt"  # stage 2's own loss (unnamed) and the paper's ab
 STAGE2_LOSSES = (PL_LOSS, BT_LOSS)
 DEFAULT_TEACHER = "judge"  # stage 2's own teacher (syntriever.teachers); others name the model
 TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-retriever", "oracle-judge",
-            "judge-checkable", "identity-checkable", "oracle-flip-judge", "oracle-flip-identity")
+            "judge-checkable", "identity-checkable", "oracle-flip-judge", "oracle-flip-identity",
+            "judge-retriever-checkable", "likelihood", "likelihood-retriever", "likelihood-checkable",
+            "likelihood-retriever-checkable")
 # and a family of controls beside them: the oracle with P% of its triples turned round (0 < P <= 50)
 _FLIP_PERCENT = re.compile(r"oracle-flip-(?P<pct>\d+(?:\.\d+)?)pct")
 NEGATIVE_FILTERS = ("copies", "coverage", "judge")  # see syntriever.stage1.keep_negative

@@ -124,6 +124,20 @@ def compare(query: str, first: str, second: str) -> list[dict[str, str]]:
     return messages(COMPARE_USER.format(query=query, first=first, second=second))
 
 
+# Query likelihood (a pointwise stage-2 judge, not in the paper; syntriever.likelihood): the
+# log-probability of the query as the LLM's answer to this request about one passage.
+LIKELIHOOD_VERSION = "v1"
+LIKELIHOOD_SYSTEM = "You are a helpful assistant."
+LIKELIHOOD_USER = (
+    "Write one claim or question that the following passage supports or answers.\n\nPassage: {passage}"
+)
+
+
+def likelihood(passage: str) -> list[dict[str, str]]:
+    """The request whose answer's probability is the query likelihood of ``passage``."""
+    return messages(LIKELIHOOD_USER.format(passage=passage), LIKELIHOOD_SYSTEM)
+
+
 # Synthetic queries for passages of the collection (InPars/GPL-style; not in the paper): the LLM
 # reads a real passage and writes a query it answers, in the style of example training queries.
 # Its own version names its folders.

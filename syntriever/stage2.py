@@ -27,6 +27,7 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from syntriever.judge import (
     judged_pairs,
     preferences_path,
 )
+from syntriever.likelihood import likelihood_path, load_likelihoods, with_likelihood
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.llm.requests import load_results
@@ -53,7 +55,7 @@ from syntriever.paths import file_safe, portable
 from syntriever.precision import resolve_precision
 from syntriever.provenance import CARD_NAME
 from syntriever.retrieval import encode, load_retrieval, retrieval_path
-from syntriever.teachers import MIN_CALIBRATION_PAIRS, Pair, teach
+from syntriever.teachers import LIKELIHOOD_OF, MIN_CALIBRATION_PAIRS, Pair, teach
 
 logger = logging.getLogger(__name__)
 
@@ -131,18 +133,25 @@ def rescore_pairs(pairs: Sequence[Pair], model: SentenceTransformer, precision: 
     return rescored
 
 
-def teacher_preferences(
-    dataset: str, preferences: Path, pairs_model: str, teacher: str, split: str = "train",
-    min_pairs: int = MIN_CALIBRATION_PAIRS, order_model: SentenceTransformer | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The ``teacher``'s triples over the pairs the judge compared for ``pairs_model`` (whose
-    comparison run wrote ``preferences`` and its summary), for the queries of ``split``, and
-    the teacher's report (:func:`syntriever.teachers.teacher_report`).
+@dataclass
+class ComparedPairs:
+    """The pairs the judge compared for one stage-1 model, for the queries of one split."""
 
-    ``order_model``: the stage-1 model being trained when it is not ``pairs_model``; its own
-    scores of the pairs (:func:`rescore_pairs`) then give "the retrieval order" (the identity
-    teacher, judge-retriever's score gap, the confident judge's calibration and the report's
-    order accuracies) instead of the retrieval file's scores."""
+    pairs: list[Pair]
+    qrels: dict[str, dict[str, int]]
+    queries: int
+    retrieval_file: Path
+    answers_file: Path
+    judged: dict[str, Any]  # the comparison run's summary
+
+
+def compared_pairs(
+    dataset: str, preferences: Path, pairs_model: str, split: str = "train",
+    order_model: SentenceTransformer | None = None,
+) -> ComparedPairs:
+    """The pairs the judge compared for ``pairs_model`` (whose comparison run wrote
+    ``preferences`` and its summary) with the judge's verdicts, for the queries of ``split``;
+    re-scored by ``order_model`` when given (:func:`rescore_pairs`)."""
     summary_file = preferences.with_suffix(".summary.json")
     make = f"python stage2/parse_comparison.py {pairs_model} {dataset}"
     if not summary_file.is_file():
@@ -163,12 +172,39 @@ def teacher_preferences(
     pairs = answered(judged_pairs(records, load_results(answers), settings))
     if order_model is not None:
         pairs = rescore_pairs(pairs, order_model)
-    triples, report = teach(pairs, teacher, qrels, min_pairs)
-    report.update(split=split, queries=len(records), pairs_model=pairs_model,
+    return ComparedPairs(pairs, qrels, len(records), source, answers, judged)
+
+
+def teacher_preferences(
+    dataset: str, preferences: Path, pairs_model: str, teacher: str, split: str = "train",
+    min_pairs: int = MIN_CALIBRATION_PAIRS, order_model: SentenceTransformer | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The ``teacher``'s triples over the pairs the judge compared for ``pairs_model`` (whose
+    comparison run wrote ``preferences`` and its summary), for the queries of ``split``, and
+    the teacher's report (:func:`syntriever.teachers.teacher_report`).
+
+    ``order_model``: the stage-1 model being trained when it is not ``pairs_model``; its own
+    scores of the pairs (:func:`rescore_pairs`) then give "the retrieval order" (the identity
+    teacher, judge-retriever's score gap, the confident judge's calibration and the report's
+    order accuracies) instead of the retrieval file's scores. A ``likelihood`` teacher decides on
+    the query likelihood scores beside ``preferences`` (:func:`syntriever.likelihood.likelihood_path`,
+    made by ``stage2/score_likelihood.py``) instead of the judge's answers."""
+    compared = compared_pairs(dataset, preferences, pairs_model, split, order_model)
+    pairs, extra = compared.pairs, {}
+    if teacher in LIKELIHOOD_OF:
+        scores_file = likelihood_path(preferences.parent)
+        if not scores_file.is_file():
+            raise DataError(f"{scores_file}: query likelihood scores not found; make them with "
+                            f"`python stage2/score_likelihood.py {pairs_model} {dataset}`")
+        pairs = with_likelihood(pairs, load_likelihoods(scores_file))
+        extra = {"verdicts_from": "query likelihood", "likelihood_file": portable(scores_file.resolve())}
+    triples, report = teach(pairs, teacher, compared.qrels, min_pairs)
+    report.update(split=split, queries=compared.queries, pairs_model=pairs_model,
                   order_from="the trained stage-1 model's scores" if order_model is not None
                   else "the retrieval file's scores",
-                  retrieval_file=portable(source.resolve()), answers_file=portable(answers.resolve()),
-                  judge_settings=judged["settings"], judge=judged.get("llm"))
+                  retrieval_file=portable(compared.retrieval_file.resolve()),
+                  answers_file=portable(compared.answers_file.resolve()),
+                  judge_settings=compared.judged["settings"], judge=compared.judged.get("llm"), **extra)
     logger.info("teacher %s on %s: %d triples of %d compared pairs (%s dropped)%s", teacher, split,
                 report["pairs_kept"], report["pairs_compared"], report["pairs_dropped"],
                 f", threshold |d| >= {report['threshold']:.3f}" if report["threshold"] is not None else "")

@@ -24,6 +24,11 @@ query in the retrieval file, every pair the judge answered). A teacher turns eac
 - ``oracle-flip-judge``, ``oracle-flip-identity``: the oracle with a share of its triples turned
   round at seeded random pairs, the share the judge's (the order's) error rate on those pairs:
   the same accuracy as that teacher, errors placed by chance instead of by the teacher;
+- ``judge-retriever-checkable``: judge-retriever on the oracle's pairs only;
+- ``likelihood``, ``likelihood-retriever``, ``likelihood-checkable``,
+  ``likelihood-retriever-checkable``: ``judge``, ``judge-retriever``, ``judge-checkable``,
+  ``judge-retriever-checkable`` on the query likelihood's verdicts instead of the pairwise
+  judge's (:mod:`syntriever.likelihood`; the caller replaces the verdicts, :data:`LIKELIHOOD_OF`);
 - ``oracle-flip-<P>pct`` (e.g. ``oracle-flip-4pct``): the oracle with round(P% of its triples)
   turned round at seeded random pairs: a teacher of a chosen accuracy (about 100 - P% on the
   checkable pairs). Every flip control draws its pairs with ``random.Random(FLIP_SEED).sample``,
@@ -54,11 +59,18 @@ from syntriever.verdicts import Judgement, order_stats
 
 logger = logging.getLogger(__name__)
 
-(JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER, ORACLE_JUDGE,
- JUDGE_CHECKABLE, IDENTITY_CHECKABLE, ORACLE_FLIP_JUDGE, ORACLE_FLIP_IDENTITY) = TEACHERS  # see names.py
+(JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER, ORACLE_JUDGE, JUDGE_CHECKABLE, IDENTITY_CHECKABLE,
+ ORACLE_FLIP_JUDGE, ORACLE_FLIP_IDENTITY, JUDGE_RETRIEVER_CHECKABLE, LIKELIHOOD, LIKELIHOOD_RETRIEVER,
+ LIKELIHOOD_CHECKABLE, LIKELIHOOD_RETRIEVER_CHECKABLE) = TEACHERS  # see names.py
 # the controls' underlying teacher: on the checkable pairs only, or the oracle with flips
 CONTROL_OF = {JUDGE_CHECKABLE: JUDGE, IDENTITY_CHECKABLE: IDENTITY,
+              JUDGE_RETRIEVER_CHECKABLE: JUDGE_RETRIEVER,
               ORACLE_FLIP_JUDGE: ORACLE, ORACLE_FLIP_IDENTITY: ORACLE}
+CHECKABLE_ONLY = (JUDGE_CHECKABLE, IDENTITY_CHECKABLE, JUDGE_RETRIEVER_CHECKABLE)
+# the judge's teachers on the query likelihood's verdicts (syntriever.likelihood.with_likelihood)
+LIKELIHOOD_OF = {LIKELIHOOD: JUDGE, LIKELIHOOD_RETRIEVER: JUDGE_RETRIEVER,
+                 LIKELIHOOD_CHECKABLE: JUDGE_CHECKABLE,
+                 LIKELIHOOD_RETRIEVER_CHECKABLE: JUDGE_RETRIEVER_CHECKABLE}
 FLIP_RATE_OF = {ORACLE_FLIP_JUDGE: JUDGE, ORACLE_FLIP_IDENTITY: IDENTITY}
 FLIP_SEED = 0
 # the confident judge's threshold rule (recorded in every report that uses it)
@@ -170,7 +182,8 @@ def teacher_winners(
     dropped: Counter = Counter()
     winners: list[str | None] = []
     percent = flip_percent(teacher)
-    control, teacher = teacher, ORACLE if percent else CONTROL_OF.get(teacher, teacher)
+    control = LIKELIHOOD_OF.get(teacher, teacher)
+    teacher = ORACLE if percent else CONTROL_OF.get(control, control)
     if teacher == JUDGE_RETRIEVER:
         scored = [p for p in pairs if p.margin is not None]
         d_scale = _spread([p.margin for p in scored])
@@ -178,7 +191,7 @@ def teacher_winners(
     for pair in pairs:
         winner: str | None
         labelled = pair.relevant(qrels)
-        if control in (JUDGE_CHECKABLE, IDENTITY_CHECKABLE) and pair.checkable_truth(qrels) is None:
+        if control in CHECKABLE_ONLY and pair.checkable_truth(qrels) is None:
             winner = None
             dropped["not_label_checkable"] += 1
         elif teacher == ORACLE or (teacher == ORACLE_JUDGE and any(labelled)):

@@ -1,0 +1,102 @@
+"""Stage 2, another judge (not in the paper): the query likelihood of each passage the judge compared.
+
+    python stage2/score_likelihood.py MODEL DATASET [--pairs-from MODEL-sft] [--checkable-only]
+        [--llm-model qwen1.5b] [--max-chars 1500]
+
+For the pairs the pairwise judge compared for MODEL (or for --pairs-from), restricted to the
+queries of MODEL's training split, asks a local llama-server for log P(query | passage) of every
+passage (syntriever/likelihood.py) and appends the scores to
+generated/<dataset>/comparison-.../likelihood-<version>.jsonl beside the judge's answers; a
+stopped run resumes where it stopped. `train_stage2.py MODEL DATASET --teacher likelihood...`
+then decides the pairs on these scores (teachers `likelihood`, `likelihood-retriever`,
+`likelihood-checkable`, `likelihood-retriever-checkable`).
+
+--checkable-only scores only the passages of the pairs with exactly one labelled-relevant passage
+(the teachers' label-checkable pairs): what the `-checkable` controls need, at about 60% of the
+requests on SciFact.
+
+Writes likelihood-<version>.summary.json: this run's requests, seconds and prompt tokens, and on
+the label-checkable pairs whose passages are scored, how often the query likelihood, the query
+likelihood with the retrieval score (the judge-retriever rule), MODEL's retrieval order and the
+pairwise judge prefer the labelled-relevant passage.
+"""
+
+import argparse
+from pathlib import Path
+
+from syntriever.cli import run, setup_logging
+from syntriever.encoders import load_encoder, resolve
+from syntriever.jsonl import write_json
+from syntriever.likelihood import (
+    DEFAULT_MAX_CHARS,
+    LikelihoodClient,
+    likelihood_path,
+    load_likelihoods,
+    passages_of,
+    score_passages,
+    with_likelihood,
+)
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET, LocalServer
+from syntriever.paths import check_name, file_safe, portable
+from syntriever.provenance import with_commands
+from syntriever.stage2 import compared_pairs, pairs_preferences, stage1_split
+from syntriever.teachers import JUDGE_CHECKABLE, LIKELIHOOD_CHECKABLE, LIKELIHOOD_RETRIEVER_CHECKABLE, teach
+
+REPORT_KEYS = ("label_checkable_pairs", "teacher_kept_checkable_pairs", "teacher_accuracy_checkable",
+               "order_accuracy_on_kept_checkable")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("model", help="the stage-1 model stage 2 will train (its order is the reports')")
+    parser.add_argument("dataset")
+    parser.add_argument("--pairs-from", default=None, help="the stage-1 model whose judged pairs to score")
+    parser.add_argument("--checkable-only", action="store_true",
+                        help="only the pairs with exactly one labelled-relevant passage")
+    parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET, help="embedded GGUF preset")
+    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS,
+                        help=f"passage characters in the prompt (default {DEFAULT_MAX_CHARS}; 0 = whole)")
+    args = parser.parse_args()
+    setup_logging()
+    check_name(args.dataset)
+    source, preset = resolve(args.model, args.dataset)
+    if preset is not None or not Path(source).is_dir():
+        parser.error(f"{args.model!r} is not a trained stage-1 model for {args.dataset}; "
+                     "run train_stage1.py first")
+    split = stage1_split(args.model, Path(source))
+    pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from, args.llm_model)
+    other_pairs = file_safe(pairs_model) != file_safe(args.model)
+    order_model = load_encoder(args.model, args.dataset) if other_pairs else None
+    compared = compared_pairs(args.dataset, preferences, pairs_model, split, order_model)
+    pairs = compared.pairs
+    if args.checkable_only:
+        pairs = [p for p in pairs if p.checkable_truth(compared.qrels) is not None]
+    out = likelihood_path(preferences.parent)
+    with LocalServer(model=args.llm_model, parallel=1, ctx_per_slot=4096) as server:
+        client = LikelihoodClient(server.base_url, args.max_chars or None)
+        stats = score_passages(passages_of(pairs), client, out)
+
+    scored = with_likelihood(compared.pairs, load_likelihoods(out))
+    on_scored = [p for p, q in zip(compared.pairs, scored, strict=True) if q.verdict.status != "missing"]
+    reports = {
+        "likelihood": teach(scored, LIKELIHOOD_CHECKABLE, compared.qrels)[1],
+        "likelihood_retriever": teach(scored, LIKELIHOOD_RETRIEVER_CHECKABLE, compared.qrels)[1],
+        "pairwise_judge": teach(on_scored, JUDGE_CHECKABLE, compared.qrels)[1],
+    }
+    summary = {
+        "dataset": args.dataset, "model": args.model, "pairs_model": pairs_model, "split": split,
+        "llm": args.llm_model, "max_chars": args.max_chars or None, "checkable_only": args.checkable_only,
+        "scores_file": portable(out.resolve()), "pairs_compared": len(compared.pairs),
+        "pairs_scored": len(on_scored), "run": stats,
+        "label_check": {name: {k: r[k] for k in REPORT_KEYS} for name, r in reports.items()},
+    }
+    summary_file = out.with_suffix(".summary.json")
+    write_json(summary_file, with_commands(summary))
+    for name, r in summary["label_check"].items():
+        print(f"{name}: right on {r['teacher_accuracy_checkable']} of {r['teacher_kept_checkable_pairs']} "
+              f"checkable pairs; the retrieval order {r['order_accuracy_on_kept_checkable']}")
+    print(summary_file)
+
+
+if __name__ == "__main__":
+    run(main)

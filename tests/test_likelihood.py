@@ -1,0 +1,172 @@
+"""Query likelihood judge: the server protocol, the resumable scores file, the teachers on it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syntriever.jsonl import DataError, write_jsonl
+from syntriever.likelihood import (
+    LikelihoodClient,
+    likelihood_path,
+    load_likelihoods,
+    passages_of,
+    score_passages,
+    token_grammar,
+    with_likelihood,
+)
+from syntriever.names import final_name, stage2_args
+from syntriever.stage2 import teacher_preferences
+from syntriever.teachers import (
+    JUDGE_RETRIEVER_CHECKABLE,
+    LIKELIHOOD,
+    LIKELIHOOD_CHECKABLE,
+    LIKELIHOOD_RETRIEVER,
+    LIKELIHOOD_RETRIEVER_CHECKABLE,
+    teach,
+)
+from tests.test_teachers import labels, pair, toy  # noqa: F401 (toy is a fixture)
+
+VOCAB = {"claim": 11, "x": 12, "y": 13}
+
+
+class FakeLlamaServer(BaseHTTPRequestHandler):
+    """/apply-template, /tokenize and /completion as llama-server answers them; the forced
+    tokens' log-probability is -1 per token, -0.5 when the prompt holds "good"."""
+
+    follow_grammar = True
+    seen: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append({"path": self.path, **body})
+        if self.path == "/apply-template":
+            out = {"prompt": "|".join(m["content"] for m in body["messages"]) + "|assistant:"}
+        elif self.path == "/tokenize":
+            out = {"tokens": [VOCAB[w] for w in body["content"].split()]}
+        else:
+            terms = body["grammar"].removeprefix("root ::= ").split()
+            ids = [int(t.removeprefix("<[").removesuffix("]>")) for t in terms]
+            if not self.follow_grammar:
+                ids = ids[::-1]
+            lp = -0.5 if "good" in body["prompt"] else -1.0
+            out = {"completion_probabilities": [{"id": t, "logprob": lp} for t in ids],
+                   "tokens_evaluated": len(body["prompt"])}
+        data = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    FakeLlamaServer.seen, FakeLlamaServer.follow_grammar = [], True
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeLlamaServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+def test_token_grammar_allows_exactly_the_tokens() -> None:
+    assert token_grammar([5, 17]) == "root ::= <[5]> <[17]>"
+    with pytest.raises(ValueError):
+        token_grammar([])
+
+
+def test_client_forces_the_query_tokens_after_the_cut_passage(server: str) -> None:
+    client = LikelihoodClient(server, max_chars=4)
+    scored = client.loglik("claim x y", "good passage")
+    assert scored == {"loglik": -1.5, "query_tokens": 3, "prompt_tokens": scored["prompt_tokens"]}
+    template = next(r for r in FakeLlamaServer.seen if r["path"] == "/apply-template")
+    assert template["messages"][-1]["content"].endswith("Passage: good")  # first 4 characters only
+    completion = FakeLlamaServer.seen[-1]
+    assert completion["n_predict"] == 3 and completion["grammar"] == "root ::= <[11]> <[12]> <[13]>"
+    assert client.loglik("claim x", "bad passage")["loglik"] == -2.0
+
+
+def test_client_refuses_an_answer_that_is_not_the_query(server: str) -> None:
+    FakeLlamaServer.follow_grammar = False
+    with pytest.raises(RuntimeError, match="did not follow the token grammar"):
+        LikelihoodClient(server).loglik("claim x", "good passage")
+
+
+def test_scores_resume_and_never_ask_twice(server: str, tmp_path: Path) -> None:
+    out = tmp_path / "likelihood-v1.jsonl"
+    items = [("q1", "claim x", "d1", "good one"), ("q1", "claim x", "d2", "bad one")]
+    client = LikelihoodClient(server, max_chars=100)
+    first = score_passages(items[:1], client, out)
+    assert first["sent_this_run"] == 1
+    with out.open("a") as fh:
+        fh.write('{"query_id": "q1", "doc_id": "d9", "logl')  # a write cut short by a crash
+    second = score_passages(items, client, out)
+    assert (second["already_scored"], second["sent_this_run"]) == (1, 1)
+    assert load_likelihoods(out) == {("q1", "d1"): -1.0, ("q1", "d2"): -2.0}
+    assert sum(r["path"] == "/completion" for r in FakeLlamaServer.seen) == 2
+
+
+def test_scores_file_refuses_another_truncation_and_bad_lines(tmp_path: Path) -> None:
+    out = tmp_path / "likelihood-v1.jsonl"
+    write_jsonl(out, [{"query_id": "q1", "doc_id": "d1", "loglik": -1.0, "max_chars": 1500}])
+    assert load_likelihoods(out, 1500) == {("q1", "d1"): -1.0}
+    with pytest.raises(DataError, match=r"likelihood-v1.jsonl:1: scored with max_chars 1500, not 600"):
+        load_likelihoods(out, 600)
+    write_jsonl(out, [{"query_id": "q1", "doc_id": "d1", "loglik": "high"}])
+    with pytest.raises(DataError, match=r"likelihood-v1.jsonl:1: not a query likelihood record"):
+        load_likelihoods(out)
+
+
+def test_likelihood_verdicts_replace_the_judges_and_drive_its_teachers() -> None:
+    # the judge prefers A everywhere; the likelihood prefers B on q1 and q3, A on q2
+    pairs = [pair("q1", 1.0, (0.9, 0.5)), pair("q2", 1.0, (0.7, 0.6)), pair("q3", 1.0, (0.8, 0.1))]
+    scores = {("q1", "q1-a"): -9.0, ("q1", "q1-b"): -3.0, ("q2", "q2-a"): -2.0, ("q2", "q2-b"): -4.0,
+              ("q3", "q3-a"): -5.0, ("q3", "q3-b"): -4.0}
+    scored = with_likelihood(pairs, scores)
+    assert [p.verdict.winner for p in scored] == ["b", "a", "b"]
+    assert scored[0].margin == -6.0 and scored[0].verdict.scores["loglik_b"] == -3.0
+    assert with_likelihood(pairs, {})[0].verdict.status == "missing"
+    assert [(q, d) for q, _, d, _ in passages_of(pairs + pairs[:1])] == [
+        (q, f"{q}-{s}") for q in ("q1", "q2", "q3") for s in "ab"]
+    qrels = labels(q1="b", q2="b", q3="")
+    triples, report = teach(scored, LIKELIHOOD_CHECKABLE, qrels)
+    assert [(t["winner_id"], t["teacher"]) for t in triples] == [
+        ("q1-b", LIKELIHOOD_CHECKABLE), ("q2-a", LIKELIHOOD_CHECKABLE)]
+    assert report["teacher_accuracy_checkable"] == 0.5
+    assert report["pairs_dropped"] == {"not_label_checkable": 1}
+    # with the retrieval gap (units of spread): q3's large gap outweighs its small likelihood margin
+    combined, _ = teach(scored, LIKELIHOOD_RETRIEVER, qrels)
+    assert [t["winner_id"] for t in combined] == ["q1-b", "q2-a", "q3-a"]
+    checkable, report = teach(scored, LIKELIHOOD_RETRIEVER_CHECKABLE, qrels)
+    assert [t["winner_id"] for t in checkable] == ["q1-b", "q2-a"]
+    judge_checkable, _ = teach(pairs, JUDGE_RETRIEVER_CHECKABLE, qrels)
+    assert [t["winner_id"] for t in judge_checkable] == ["q1-a", "q2-a"]
+
+
+@pytest.mark.parametrize("teacher", [LIKELIHOOD, LIKELIHOOD_RETRIEVER_CHECKABLE, JUDGE_RETRIEVER_CHECKABLE])
+def test_likelihood_teacher_names_round_trip(teacher: str) -> None:
+    name = final_name("minilm-sft-nodev", "bt", teacher, nodev=True)
+    assert name == f"minilm-final-{teacher}-bt-nodev"
+    assert stage2_args(name) == ["minilm-sft-nodev", "--teacher", teacher, "--loss", "bt"]
+
+
+def test_likelihood_teacher_reads_the_scores_beside_the_judges_answers(toy: dict[str, Any]) -> None:  # noqa: F811
+    with pytest.raises(DataError, match="score_likelihood.py m-sft toy"):
+        teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train")
+    # the judge prefers the lower doc id; the likelihood the higher one
+    rows = [{"query_id": q, "doc_id": d, "loglik": float(d[1]), "max_chars": 1500}
+            for q in ("q1", "q2", "q3", "q4") for d in ("d0", "d1", "d2")]
+    write_jsonl(likelihood_path(toy["prefs"].parent), rows)
+    triples, report = teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train")
+    assert all(int(t["winner_id"][1]) > int(t["loser_id"][1]) for t in triples) and len(triples) == 12
+    assert report["verdicts_from"] == "query likelihood" and report["teacher"] == LIKELIHOOD
