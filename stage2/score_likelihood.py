@@ -38,6 +38,7 @@ from syntriever.likelihood import (
 )
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET, LocalServer
 from syntriever.paths import check_name, file_safe, portable
+from syntriever.prompts import LIKELIHOOD_VERSION
 from syntriever.provenance import with_commands
 from syntriever.stage2 import compared_pairs, pairs_preferences, stage1_split
 from syntriever.teachers import JUDGE_CHECKABLE, LIKELIHOOD_CHECKABLE, LIKELIHOOD_RETRIEVER_CHECKABLE, teach
@@ -76,8 +77,11 @@ def main() -> None:
         client = LikelihoodClient(server.base_url, args.max_chars or None)
         stats = score_passages(passages_of(pairs), client, out)
 
-    scored = with_likelihood(compared.pairs, load_likelihoods(out))
-    on_scored = [p for p, q in zip(compared.pairs, scored, strict=True) if q.verdict.status != "missing"]
+    scores, _ = load_likelihoods(out, args.max_chars or None)
+    # the same pairs for every row: those whose two passages are scored
+    both = [(p, q) for p, q in zip(compared.pairs, with_likelihood(compared.pairs, scores), strict=True)
+            if q.verdict.status != "missing"]
+    on_scored, scored = [p for p, _ in both], [q for _, q in both]
     reports = {
         "likelihood": teach(scored, LIKELIHOOD_CHECKABLE, compared.qrels)[1],
         "likelihood_retriever": teach(scored, LIKELIHOOD_RETRIEVER_CHECKABLE, compared.qrels)[1],
@@ -85,7 +89,8 @@ def main() -> None:
     }
     summary = {
         "dataset": args.dataset, "model": args.model, "pairs_model": pairs_model, "split": split,
-        "llm": args.llm_model, "max_chars": args.max_chars or None, "checkable_only": args.checkable_only,
+        "llm": args.llm_model, "max_chars": args.max_chars or None, "prompt_version": LIKELIHOOD_VERSION,
+        "checkable_only": args.checkable_only,
         "scores_file": portable(out.resolve()), "pairs_compared": len(compared.pairs),
         "pairs_scored": len(on_scored), "run": stats,
         "label_check": {name: {k: r[k] for k in REPORT_KEYS} for name, r in reports.items()},

@@ -6,8 +6,8 @@ a passage by how likely a language model finds the query after reading it. Here 
 pairs the pairwise judge compared (:func:`syntriever.judge.judged_pairs`): for a pair (A, B) the
 margin ``ll(A) - ll(B)`` takes the place of the judge's order-averaged margin d
 (:func:`with_likelihood`), so the judge's teachers run on it under their ``likelihood`` names
-(:data:`syntriever.teachers.LIKELIHOOD_OF`). One request per passage (K per query instead of
-K(K-1) for both orders of every pair), and no answer position to be biased towards.
+(:data:`syntriever.teachers.LIKELIHOOD_OF`). One model request per passage (K per query instead
+of K(K-1) for both orders of every pair), and no answer position to be biased towards.
 
 The request (:func:`syntriever.prompts.likelihood`) asks for a claim or question the passage
 supports or answers, with the passage cut to its first ``max_chars`` characters; the query's own
@@ -89,22 +89,31 @@ class LikelihoodClient:
                 "prompt_tokens": answer.get("tokens_evaluated")}
 
 
-def load_likelihoods(path: Path, max_chars: int | None = None) -> dict[Key, float]:
-    """(query id, passage id) -> ll from a scores file; refuses records of another ``max_chars``
-    when one is given (the same file must not mix truncations)."""
+def load_likelihoods(
+    path: Path, max_chars: int | None | str = "any"
+) -> tuple[dict[Key, float], int | None]:
+    """(query id, passage id) -> ll from a scores file, and the passage cut the file was scored
+    with (None: whole passages). Refuses a file that mixes cuts, and one whose cut is not
+    ``max_chars`` when that is given (``"any"``: any single cut)."""
     scores: dict[Key, float] = {}
+    cuts: set[int | None] = set()
     if not path.is_file():
-        return scores
+        return scores, None
     for lineno, rec in read_jsonl_numbered(path, drop_torn_tail=True):
         if not isinstance(rec.get("loglik"), (int, float)) or "query_id" not in rec or "doc_id" not in rec:
             raise DataError(f"{path}:{lineno}: not a query likelihood record (query_id, doc_id, loglik); "
-                            "remove the line and score again")
-        if max_chars is not None and rec.get("max_chars") != max_chars:
-            raise DataError(f"{path}:{lineno}: scored with max_chars {rec.get('max_chars')}, "
-                            f"not {max_chars}; "
-                            f"score with `--max-chars {rec.get('max_chars')}` or move the file away")
+                            "remove the line and run stage2/score_likelihood.py again")
+        cut = rec.get("max_chars")
+        if cuts and cut not in cuts:
+            raise DataError(f"{path}:{lineno}: scored with max_chars {cut}, the lines before with "
+                            f"{next(iter(cuts))}; move the file away and score again "
+                            "(stage2/score_likelihood.py)")
+        if max_chars != "any" and cut != max_chars:
+            raise DataError(f"{path}:{lineno}: scored with max_chars {cut} (None: whole passages), not "
+                            f"{max_chars}; score with `--max-chars {cut or 0}` or move the file away")
+        cuts.add(cut)
         scores[(rec["query_id"], rec["doc_id"])] = float(rec["loglik"])
-    return scores
+    return scores, next(iter(cuts)) if cuts else None
 
 
 def passages_of(pairs: Sequence[Pair]) -> list[tuple[str, str, str, str]]:
@@ -121,7 +130,7 @@ def score_passages(
 ) -> dict[str, Any]:
     """Score the (query id, query, passage id, text) ``items`` not yet in ``path``; returns the
     run's counts, prompt tokens and time."""
-    done = load_likelihoods(path, client.max_chars)
+    done, _ = load_likelihoods(path, client.max_chars)
     todo = [item for item in items if (item[0], item[2]) not in done]
     logger.info("%d of %d passages already scored in %s; %d to score",
                 len(items) - len(todo), len(items), path, len(todo))
@@ -148,7 +157,7 @@ def with_likelihood(pairs: Sequence[Pair], scores: dict[Key, float]) -> list[Pai
         else:
             margin = ll[0] - ll[1]
             winner = None if margin == 0 else ("a" if margin > 0 else "b")
-            verdict = Judgement(winner, "decided" if winner else "unparseable",
+            verdict = Judgement(winner, "decided" if winner else "tied",
                                 scores={"a_over_b": margin, "loglik_a": ll[0], "loglik_b": ll[1]})
         out.append(dataclasses.replace(p, verdict=verdict))
     return out

@@ -35,6 +35,7 @@ import numpy as np
 from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 
+from syntriever import prompts
 from syntriever.data import TRAIN_NODEV, load_dataset
 from syntriever.encoders import add_prefix
 from syntriever.jsonl import DataError, read_json, read_jsonl_numbered
@@ -55,7 +56,7 @@ from syntriever.paths import file_safe, portable
 from syntriever.precision import resolve_precision
 from syntriever.provenance import CARD_NAME
 from syntriever.retrieval import encode, load_retrieval, retrieval_path
-from syntriever.teachers import LIKELIHOOD_OF, MIN_CALIBRATION_PAIRS, Pair, teach
+from syntriever.teachers import CHECKABLE_ONLY, LIKELIHOOD_OF, MIN_CALIBRATION_PAIRS, Pair, teach
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,31 @@ def compared_pairs(
     return ComparedPairs(pairs, qrels, len(records), source, answers, judged)
 
 
+def _likelihood_pairs(
+    pairs: list[Pair], teacher: str, qrels: dict[str, dict[str, int]], preferences: Path, pairs_model: str,
+    dataset: str,
+) -> tuple[list[Pair], dict[str, Any]]:
+    """``pairs`` with the query likelihood's verdicts and the report's record of them; refuses
+    scores that do not cover every pair the teacher decides (the checkable ones for a
+    ``-checkable`` teacher), which would silently make it another teacher."""
+    scores_file = likelihood_path(preferences.parent)
+    make = (f"python stage2/score_likelihood.py MODEL {dataset} --pairs-from {pairs_model}"
+            + (" --checkable-only" if LIKELIHOOD_OF[teacher] in CHECKABLE_ONLY else ""))
+    scores, cut = load_likelihoods(scores_file)
+    scored = with_likelihood(pairs, scores)
+    needed = [p for p in scored
+              if LIKELIHOOD_OF[teacher] not in CHECKABLE_ONLY or p.checkable_truth(qrels) is not None]
+    missing = sum(p.verdict.status == "missing" for p in needed)
+    if missing:
+        raise DataError(f"{scores_file}: {missing} of the {len(needed)} pairs teacher {teacher} decides have "
+                        f"no query likelihood score; make them with `{make}` (MODEL: the stage-1 model)")
+    return scored, {
+        "verdicts_from": "query likelihood (the report's judge_* fields are its figures)",
+        "likelihood_file": portable(scores_file.resolve()), "likelihood_max_chars": cut,
+        "likelihood_prompt": prompts.LIKELIHOOD_VERSION, "likelihood_pairs_scored": len(needed),
+    }
+
+
 def teacher_preferences(
     dataset: str, preferences: Path, pairs_model: str, teacher: str, split: str = "train",
     min_pairs: int = MIN_CALIBRATION_PAIRS, order_model: SentenceTransformer | None = None,
@@ -192,12 +218,7 @@ def teacher_preferences(
     compared = compared_pairs(dataset, preferences, pairs_model, split, order_model)
     pairs, extra = compared.pairs, {}
     if teacher in LIKELIHOOD_OF:
-        scores_file = likelihood_path(preferences.parent)
-        if not scores_file.is_file():
-            raise DataError(f"{scores_file}: query likelihood scores not found; make them with "
-                            f"`python stage2/score_likelihood.py {pairs_model} {dataset}`")
-        pairs = with_likelihood(pairs, load_likelihoods(scores_file))
-        extra = {"verdicts_from": "query likelihood", "likelihood_file": portable(scores_file.resolve())}
+        pairs, extra = _likelihood_pairs(pairs, teacher, compared.qrels, preferences, pairs_model, dataset)
     triples, report = teach(pairs, teacher, compared.qrels, min_pairs)
     report.update(split=split, queries=compared.queries, pairs_model=pairs_model,
                   order_from="the trained stage-1 model's scores" if order_model is not None

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from syntriever import prompts
 from syntriever.jsonl import DataError, write_jsonl
 from syntriever.likelihood import (
     LikelihoodClient,
@@ -21,7 +22,6 @@ from syntriever.likelihood import (
     token_grammar,
     with_likelihood,
 )
-from syntriever.names import final_name, stage2_args
 from syntriever.stage2 import teacher_preferences
 from syntriever.teachers import (
     JUDGE_RETRIEVER_CHECKABLE,
@@ -88,9 +88,10 @@ def test_token_grammar_allows_exactly_the_tokens() -> None:
 def test_client_forces_the_query_tokens_after_the_cut_passage(server: str) -> None:
     client = LikelihoodClient(server, max_chars=4)
     scored = client.loglik("claim x y", "good passage")
-    assert scored == {"loglik": -1.5, "query_tokens": 3, "prompt_tokens": scored["prompt_tokens"]}
     template = next(r for r in FakeLlamaServer.seen if r["path"] == "/apply-template")
-    assert template["messages"][-1]["content"].endswith("Passage: good")  # first 4 characters only
+    assert template["messages"] == prompts.likelihood("good")  # the first 4 characters only
+    prompt = "|".join(m["content"] for m in template["messages"]) + "|assistant:"
+    assert scored == {"loglik": -1.5, "query_tokens": 3, "prompt_tokens": len(prompt)}
     completion = FakeLlamaServer.seen[-1]
     assert completion["n_predict"] == 3 and completion["grammar"] == "root ::= <[11]> <[12]> <[13]>"
     assert client.loglik("claim x", "bad passage")["loglik"] == -2.0
@@ -112,16 +113,22 @@ def test_scores_resume_and_never_ask_twice(server: str, tmp_path: Path) -> None:
         fh.write('{"query_id": "q1", "doc_id": "d9", "logl')  # a write cut short by a crash
     second = score_passages(items, client, out)
     assert (second["already_scored"], second["sent_this_run"]) == (1, 1)
-    assert load_likelihoods(out) == {("q1", "d1"): -1.0, ("q1", "d2"): -2.0}
+    assert load_likelihoods(out) == ({("q1", "d1"): -1.0, ("q1", "d2"): -2.0}, 100)
     assert sum(r["path"] == "/completion" for r in FakeLlamaServer.seen) == 2
 
 
 def test_scores_file_refuses_another_truncation_and_bad_lines(tmp_path: Path) -> None:
     out = tmp_path / "likelihood-v1.jsonl"
-    write_jsonl(out, [{"query_id": "q1", "doc_id": "d1", "loglik": -1.0, "max_chars": 1500}])
-    assert load_likelihoods(out, 1500) == {("q1", "d1"): -1.0}
-    with pytest.raises(DataError, match=r"likelihood-v1.jsonl:1: scored with max_chars 1500, not 600"):
+    row = {"query_id": "q1", "doc_id": "d1", "loglik": -1.0, "max_chars": 1500}
+    write_jsonl(out, [row])
+    assert load_likelihoods(out, 1500) == ({("q1", "d1"): -1.0}, 1500)
+    with pytest.raises(DataError, match=r"likelihood-v1.jsonl:1: scored with max_chars 1500 .*, not 600"):
         load_likelihoods(out, 600)
+    with pytest.raises(DataError, match=r"max_chars 1500 .*, not None; score with `--max-chars 1500`"):
+        load_likelihoods(out, None)  # whole passages are another setting, not "unchecked"
+    write_jsonl(out, [row, {**row, "doc_id": "d2", "max_chars": None}])
+    with pytest.raises(DataError, match=r"v1.jsonl:2: scored with max_chars None, the lines before"):
+        load_likelihoods(out)
     write_jsonl(out, [{"query_id": "q1", "doc_id": "d1", "loglik": "high"}])
     with pytest.raises(DataError, match=r"likelihood-v1.jsonl:1: not a query likelihood record"):
         load_likelihoods(out)
@@ -136,6 +143,8 @@ def test_likelihood_verdicts_replace_the_judges_and_drive_its_teachers() -> None
     assert [p.verdict.winner for p in scored] == ["b", "a", "b"]
     assert scored[0].margin == -6.0 and scored[0].verdict.scores["loglik_b"] == -3.0
     assert with_likelihood(pairs, {})[0].verdict.status == "missing"
+    tie = with_likelihood(pairs[:1], {("q1", "q1-a"): -1.0, ("q1", "q1-b"): -1.0})[0].verdict
+    assert (tie.winner, tie.status) == (None, "tied")
     assert [(q, d) for q, _, d, _ in passages_of(pairs + pairs[:1])] == [
         (q, f"{q}-{s}") for q in ("q1", "q2", "q3") for s in "ab"]
     qrels = labels(q1="b", q2="b", q3="")
@@ -151,22 +160,25 @@ def test_likelihood_verdicts_replace_the_judges_and_drive_its_teachers() -> None
     assert [t["winner_id"] for t in checkable] == ["q1-b", "q2-a"]
     judge_checkable, _ = teach(pairs, JUDGE_RETRIEVER_CHECKABLE, qrels)
     assert [t["winner_id"] for t in judge_checkable] == ["q1-a", "q2-a"]
-
-
-@pytest.mark.parametrize("teacher", [LIKELIHOOD, LIKELIHOOD_RETRIEVER_CHECKABLE, JUDGE_RETRIEVER_CHECKABLE])
-def test_likelihood_teacher_names_round_trip(teacher: str) -> None:
-    name = final_name("minilm-sft-nodev", "bt", teacher, nodev=True)
-    assert name == f"minilm-final-{teacher}-bt-nodev"
-    assert stage2_args(name) == ["minilm-sft-nodev", "--teacher", teacher, "--loss", "bt"]
+    with pytest.raises(ValueError, match="needs the query likelihood's verdicts"):
+        teach(pairs, LIKELIHOOD, qrels)  # the judge's verdicts under a likelihood name
 
 
 def test_likelihood_teacher_reads_the_scores_beside_the_judges_answers(toy: dict[str, Any]) -> None:  # noqa: F811
-    with pytest.raises(DataError, match="score_likelihood.py m-sft toy"):
+    make = "`python stage2/score_likelihood.py MODEL toy --pairs-from m-sft`"
+    with pytest.raises(DataError, match=f"12 of the 12 .* {make}"):
         teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train")
     # the judge prefers the lower doc id; the likelihood the higher one
     rows = [{"query_id": q, "doc_id": d, "loglik": float(d[1]), "max_chars": 1500}
             for q in ("q1", "q2", "q3", "q4") for d in ("d0", "d1", "d2")]
+    write_jsonl(likelihood_path(toy["prefs"].parent), rows[1:])  # q1-d0 not scored
+    with pytest.raises(DataError, match="2 of the 12 pairs teacher likelihood decides have no"):
+        teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train")
+    # q1's checkable pairs are d1's (the relevant one) against d0 and d2: still one unscored
+    with pytest.raises(DataError, match="1 of the 8 pairs .* --checkable-only"):
+        teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD_CHECKABLE, "train")
     write_jsonl(likelihood_path(toy["prefs"].parent), rows)
     triples, report = teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train")
     assert all(int(t["winner_id"][1]) > int(t["loser_id"][1]) for t in triples) and len(triples) == 12
-    assert report["verdicts_from"] == "query likelihood" and report["teacher"] == LIKELIHOOD
+    assert report["verdicts_from"].startswith("query likelihood") and report["teacher"] == LIKELIHOOD
+    assert report["likelihood_max_chars"] == 1500 and report["likelihood_pairs_scored"] == 12
