@@ -31,7 +31,7 @@ from pathlib import Path
 
 from syntriever.cli import add_train_args, run, settings_from_args, setup_logging
 from syntriever.data import TRAIN_NODEV
-from syntriever.encoders import load_encoder, resolve
+from syntriever.encoders import load_encoder
 from syntriever.jsonl import DataError
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss
@@ -50,8 +50,8 @@ from syntriever.stage2 import (
     build_preference_examples,
     load_preferences,
     pairs_preferences,
-    stage1_split,
     teacher_preferences,
+    trained_stage1,
 )
 from syntriever.teachers import JUDGE
 from syntriever.training import train
@@ -102,12 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     check_name(args.dataset)
-    source, preset = resolve(args.model, args.dataset)
-    if preset is not None or not Path(source).is_dir():
-        parser.error(f"{args.model!r} is not a trained stage-1 model for {args.dataset} "
-                     f"(expected {model_dir(file_safe(args.model), args.dataset)}); "
-                     f"run train_stage1.py first")
-    split = stage1_split(args.model, Path(source))
+    source, split = trained_stage1(args.model, args.dataset)
     if args.train_split is not None and args.train_split != split:
         parser.error(f"{args.model!r} was trained on split {split!r}: stage 2 must use it too "
                      f"(--train-split {split}, or leave the flag out), so that a -nodev model never "

@@ -22,10 +22,9 @@ pairwise judge prefer the labelled-relevant passage.
 """
 
 import argparse
-from pathlib import Path
 
 from syntriever.cli import run, setup_logging
-from syntriever.encoders import load_encoder, resolve
+from syntriever.encoders import load_encoder
 from syntriever.jsonl import write_json
 from syntriever.likelihood import (
     DEFAULT_MAX_CHARS,
@@ -40,7 +39,7 @@ from syntriever.llm.local import DEFAULT_JUDGE_PRESET, LocalServer
 from syntriever.paths import check_name, file_safe, portable
 from syntriever.prompts import LIKELIHOOD_VERSION
 from syntriever.provenance import with_commands
-from syntriever.stage2 import compared_pairs, pairs_preferences, stage1_split
+from syntriever.stage2 import compared_pairs, pairs_preferences, trained_stage1
 from syntriever.teachers import JUDGE_CHECKABLE, LIKELIHOOD_CHECKABLE, LIKELIHOOD_RETRIEVER_CHECKABLE, teach
 
 REPORT_KEYS = ("label_checkable_pairs", "teacher_kept_checkable_pairs", "teacher_accuracy_checkable",
@@ -60,11 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     check_name(args.dataset)
-    source, preset = resolve(args.model, args.dataset)
-    if preset is not None or not Path(source).is_dir():
-        parser.error(f"{args.model!r} is not a trained stage-1 model for {args.dataset}; "
-                     "run train_stage1.py first")
-    split = stage1_split(args.model, Path(source))
+    _, split = trained_stage1(args.model, args.dataset)
     pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from, args.llm_model)
     other_pairs = file_safe(pairs_model) != file_safe(args.model)
     order_model = load_encoder(args.model, args.dataset) if other_pairs else None

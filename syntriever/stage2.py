@@ -37,7 +37,8 @@ from sentence_transformers import SentenceTransformer
 
 from syntriever import prompts
 from syntriever.data import TRAIN_NODEV, load_dataset
-from syntriever.encoders import add_prefix
+from syntriever.encoders import add_prefix, resolve
+from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_json, read_jsonl_numbered
 from syntriever.judge import (
     ComparisonSettings,
@@ -51,7 +52,7 @@ from syntriever.likelihood import likelihood_path, load_likelihoods, with_likeli
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.llm.requests import load_results
-from syntriever.names import NODEV
+from syntriever.names import NODEV, model_dir
 from syntriever.paths import file_safe, portable
 from syntriever.precision import resolve_precision
 from syntriever.provenance import CARD_NAME
@@ -110,6 +111,16 @@ def stage1_split(model: str, folder: Path) -> str:
     fix = "restore the model folder, or train the stage-1 model again"
     split = read_json(card, fix).get("split") if card.is_file() else None
     return split or (TRAIN_NODEV if file_safe(model).endswith(f"-{NODEV}") else "train")
+
+
+def trained_stage1(model: str, dataset: str) -> tuple[Path, str]:
+    """The folder of the trained stage-1 ``model`` for ``dataset`` and the split it was trained on
+    (:func:`stage1_split`); a one-line error when it is not a trained model."""
+    source, preset = resolve(model, dataset)
+    if preset is not None or not Path(source).is_dir():
+        raise UserError(f"{model!r} is not a trained stage-1 model for {dataset} (expected "
+                        f"{model_dir(file_safe(model), dataset)}); run train_stage1.py first")
+    return Path(source), stage1_split(model, Path(source))
 
 
 def rescore_pairs(pairs: Sequence[Pair], model: SentenceTransformer, precision: str = "auto") -> list[Pair]:
