@@ -29,7 +29,7 @@ import argparse
 import json
 from pathlib import Path
 
-from syntriever.cli import add_train_args, run, settings_from_args, setup_logging
+from syntriever.cli import add_train_args, run, settings_from_args, setup_logging, teacher_name
 from syntriever.data import TRAIN_NODEV
 from syntriever.encoders import load_encoder
 from syntriever.jsonl import DataError
@@ -40,7 +40,6 @@ from syntriever.names import (
     DEFAULT_TEACHER,
     PL_LOSS,
     final_name,
-    is_teacher,
     model_dir,
     teacher_choices,
 )
@@ -57,13 +56,6 @@ from syntriever.teachers import JUDGE
 from syntriever.training import train
 
 LOSSES = {PL_LOSS: PartialPlackettLuceLoss, BT_LOSS: BradleyTerryLoss}
-
-
-def teacher_name(text: str) -> str:
-    """argparse type: a teacher of syntriever/teachers.py."""
-    if not is_teacher(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a teacher; use one of {teacher_choices()}")
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

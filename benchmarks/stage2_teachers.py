@@ -29,12 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from syntriever.cli import run, setup_logging
+from syntriever.cli import run, setup_logging, teacher_list
 from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.jsonl import write_json
 from syntriever.metrics import bootstrap_ci, paired_bootstrap
-from syntriever.names import final_name, is_teacher, model_dir, teacher_choices
+from syntriever.names import final_name, model_dir
 from syntriever.paths import file_safe, portable
 from syntriever.provenance import CARD_NAME
 from syntriever.result_files import HEADLINE, result_path
@@ -44,15 +44,6 @@ from syntriever.teachers import CONFIDENT, IDENTITY, JUDGE, ORACLE
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("stage2_teachers")
 DEFAULT_TEACHERS = (ORACLE, IDENTITY, JUDGE, CONFIDENT)
-
-
-def teacher_list(text: str) -> list[str]:
-    """argparse type: teachers separated by commas, each one of :func:`teacher_choices`."""
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [t for t in names if not is_teacher(t)]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"teachers are {teacher_choices()}; got {text!r}")
-    return names
 
 
 def step(args: list[str]) -> None:

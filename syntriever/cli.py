@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from syntriever.errors import UserError
+from syntriever.names import is_teacher, teacher_choices
 from syntriever.precision import PRECISIONS
 
 if TYPE_CHECKING:
@@ -68,6 +69,21 @@ def run(main: Callable[[], Any]) -> None:
         logging.shutdown()
         print(error_line(err), file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def teacher_name(text: str) -> str:
+    """argparse type: a stage-2 teacher (syntriever/teachers.py)."""
+    if not is_teacher(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a teacher; use one of {teacher_choices()}")
+    return text
+
+
+def teacher_list(text: str) -> list[str]:
+    """argparse type: stage-2 teachers separated by commas, each a :func:`teacher_name`."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"no teacher in {text!r}; use {teacher_choices()}")
+    return [teacher_name(t) for t in names]
 
 
 def positive_int(text: str) -> int:

@@ -195,12 +195,12 @@ def _likelihood_pairs(
     scores that do not cover every pair the teacher decides (the checkable ones for a
     ``-checkable`` teacher), which would silently make it another teacher."""
     scores_file = likelihood_path(preferences.parent)
+    checkable_only = LIKELIHOOD_OF[teacher] in CHECKABLE_ONLY
     make = (f"python stage2/score_likelihood.py MODEL {dataset} --pairs-from {pairs_model}"
-            + (" --checkable-only" if LIKELIHOOD_OF[teacher] in CHECKABLE_ONLY else ""))
+            + (" --checkable-only" if checkable_only else ""))
     scores, cut = load_likelihoods(scores_file)
     scored = with_likelihood(pairs, scores)
-    needed = [p for p in scored
-              if LIKELIHOOD_OF[teacher] not in CHECKABLE_ONLY or p.checkable_truth(qrels) is not None]
+    needed = [p for p in scored if not checkable_only or p.checkable_truth(qrels) is not None]
     missing = sum(p.verdict.status == "missing" for p in needed)
     if missing:
         raise DataError(f"{scores_file}: {missing} of the {len(needed)} pairs teacher {teacher} decides have "

@@ -182,8 +182,8 @@ def teacher_winners(
     dropped: Counter = Counter()
     winners: list[str | None] = []
     percent = flip_percent(teacher)
-    judge_verdicts = any(p.verdict.winner and "loglik_a" not in p.verdict.scores for p in pairs)
-    if teacher in LIKELIHOOD_OF and judge_verdicts:
+    if teacher in LIKELIHOOD_OF and any(
+            p.verdict.winner and "loglik_a" not in p.verdict.scores for p in pairs):
         raise ValueError(f"teacher {teacher} needs the query likelihood's verdicts "
                          "(syntriever.likelihood.with_likelihood), not the judge's")
     control = LIKELIHOOD_OF.get(teacher, teacher)
