@@ -42,6 +42,7 @@ from syntriever.verdicts import Judgement
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_CHARS = 1500  # the pairwise judge's longer setting (README "Stage 2 on small models")
+WHOLE_VOCABULARY = 1 << 20  # an n_probs above the vocabulary size: llama-server returns every token
 Key = tuple[str, str]  # (query id, passage id)
 
 
@@ -74,19 +75,53 @@ class LikelihoodClient:
             return json.load(response)
 
     def loglik(self, query: str, passage: str) -> dict[str, Any]:
-        """``{"loglik", "query_tokens", "prompt_tokens"}`` of ``query`` after ``passage``."""
+        """``{"loglik", "query_tokens", "prompt_tokens", "split_char_tokens"}`` of ``query`` after
+        ``passage``; ``split_char_tokens`` counts the tokens scored one by one (below)."""
         text = passage[: self.max_chars] if self.max_chars else passage
         prompt = self._post("/apply-template", {"messages": prompts.likelihood(text)})["prompt"]
-        tokens = self._post("/tokenize", {"content": query})["tokens"]
+        pieces = self._post("/tokenize", {"content": query, "with_pieces": True})["tokens"]
+        tokens = [p["id"] for p in pieces]
         answer = self._post("/completion", {
             "prompt": prompt, "n_predict": len(tokens), "n_probs": 1, "temperature": 0,
             "grammar": token_grammar(tokens), "cache_prompt": True,
         })
-        probs = answer["completion_probabilities"]
-        if [p["id"] for p in probs] != tokens:
+        logprobs = _aligned(answer["completion_probabilities"], pieces, query)
+        # llama-server drops the entry of a token that ends inside a multi-byte character (its
+        # piece is bytes, not text, e.g. " \xc3" of " ß"): read that token's log-prob from the
+        # whole distribution at its position, while forcing one ASCII character there
+        split = [i for i, lp in enumerate(logprobs) if lp is None]
+        for i in split:
+            logprobs[i] = self._distribution_logprob([prompt, *tokens[:i]], tokens[i], query)
+        return {"loglik": sum(logprobs), "query_tokens": len(tokens),
+                "prompt_tokens": answer.get("tokens_evaluated"), "split_char_tokens": len(split)}
+
+    def _distribution_logprob(self, prompt: list[str | int], token: int, query: str) -> float:
+        answer = self._post("/completion", {
+            "prompt": prompt, "n_predict": 1, "n_probs": WHOLE_VOCABULARY, "temperature": 0,
+            "grammar": 'root ::= "."', "cache_prompt": True,
+        })
+        top = answer["completion_probabilities"][0]["top_logprobs"]
+        found = [t["logprob"] for t in top if t["id"] == token]
+        if not found:
+            raise RuntimeError(f"token {token} of query {query[:60]!r} is not in the server's distribution")
+        return found[0]
+
+
+def _aligned(probs: list[dict[str, Any]], pieces: list[dict[str, Any]], query: str) -> list[float | None]:
+    """Each query token's log-prob from the server's entries; None for a token the server folded
+    into the next entry (a piece of bytes, not whole UTF-8 text)."""
+    logprobs: list[float | None] = [None] * len(pieces)
+    i = 0
+    for entry in probs:
+        while i < len(pieces) and pieces[i]["id"] != entry["id"] and isinstance(pieces[i]["piece"], list):
+            i += 1
+        if i == len(pieces) or pieces[i]["id"] != entry["id"]:
             raise RuntimeError(f"the server did not follow the token grammar for query {query[:60]!r}")
-        return {"loglik": sum(p["logprob"] for p in probs), "query_tokens": len(tokens),
-                "prompt_tokens": answer.get("tokens_evaluated")}
+        logprobs[i] = entry["logprob"]
+        i += 1
+    if i != len(pieces):
+        raise RuntimeError(f"the server did not follow the token grammar for query {query[:60]!r}")
+    return logprobs
 
 
 def load_likelihoods(

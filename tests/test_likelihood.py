@@ -33,12 +33,15 @@ from syntriever.teachers import (
 )
 from tests.test_teachers import labels, pair, toy  # noqa: F401 (toy is a fixture)
 
-VOCAB = {"claim": 11, "x": 12, "y": 13}
+VOCAB = {"claim": [11], "x": [12], "y": [13], "ß": [21, 22]}  # ß: two tokens, each part of a character
+BYTE_PIECES = {21: [195], 22: [159]}
 
 
 class FakeLlamaServer(BaseHTTPRequestHandler):
     """/apply-template, /tokenize and /completion as llama-server answers them; the forced
-    tokens' log-probability is -1 per token, -0.5 when the prompt holds "good"."""
+    tokens' log-probability is -1 per token, -0.5 when the prompt holds "good". Like llama-server,
+    it returns no entry for a token that ends inside a multi-byte character (21), and the whole
+    distribution (-3 per token) when asked for more probabilities than the vocabulary."""
 
     follow_grammar = True
     seen: list[dict[str, Any]] = []
@@ -49,14 +52,20 @@ class FakeLlamaServer(BaseHTTPRequestHandler):
         if self.path == "/apply-template":
             out = {"prompt": "|".join(m["content"] for m in body["messages"]) + "|assistant:"}
         elif self.path == "/tokenize":
-            out = {"tokens": [VOCAB[w] for w in body["content"].split()]}
+            ids = [t for w in body["content"].split() for t in VOCAB[w]]
+            out = {"tokens": [{"id": t, "piece": BYTE_PIECES.get(t, "w")} for t in ids]
+                   if body.get("with_pieces") else ids}
+        elif body["n_probs"] > 1000:
+            assert body["grammar"] == 'root ::= "."' and isinstance(body["prompt"], list)
+            top = [{"id": t, "logprob": -3.0} for ids in VOCAB.values() for t in ids]
+            out = {"completion_probabilities": [{"id": 0, "logprob": -9.0, "top_logprobs": top}]}
         else:
             terms = body["grammar"].removeprefix("root ::= ").split()
             ids = [int(t.removeprefix("<[").removesuffix("]>")) for t in terms]
             if not self.follow_grammar:
                 ids = ids[::-1]
             lp = -0.5 if "good" in body["prompt"] else -1.0
-            out = {"completion_probabilities": [{"id": t, "logprob": lp} for t in ids],
+            out = {"completion_probabilities": [{"id": t, "logprob": lp} for t in ids if t != 21],
                    "tokens_evaluated": len(body["prompt"])}
         data = json.dumps(out).encode()
         self.send_response(200)
@@ -91,10 +100,18 @@ def test_client_forces_the_query_tokens_after_the_cut_passage(server: str) -> No
     template = next(r for r in FakeLlamaServer.seen if r["path"] == "/apply-template")
     assert template["messages"] == prompts.likelihood("good")  # the first 4 characters only
     prompt = "|".join(m["content"] for m in template["messages"]) + "|assistant:"
-    assert scored == {"loglik": -1.5, "query_tokens": 3, "prompt_tokens": len(prompt)}
+    assert scored == {"loglik": -1.5, "query_tokens": 3, "prompt_tokens": len(prompt), "split_char_tokens": 0}
     completion = FakeLlamaServer.seen[-1]
     assert completion["n_predict"] == 3 and completion["grammar"] == "root ::= <[11]> <[12]> <[13]>"
     assert client.loglik("claim x", "bad passage")["loglik"] == -2.0
+
+
+def test_a_token_inside_a_character_is_read_from_the_whole_distribution(server: str) -> None:
+    scored = LikelihoodClient(server).loglik("claim ß y", "good passage")
+    # 11, 22 and 13 from the forced answer (-0.5 each), 21 from the distribution after "claim"
+    assert (scored["loglik"], scored["query_tokens"], scored["split_char_tokens"]) == (-4.5, 4, 1)
+    probe = FakeLlamaServer.seen[-1]
+    assert probe["prompt"][1:] == [11] and probe["n_probs"] > 151936
 
 
 def test_client_refuses_an_answer_that_is_not_the_query(server: str) -> None:
