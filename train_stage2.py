@@ -43,11 +43,12 @@ from syntriever.names import (
     model_dir,
     teacher_choices,
 )
-from syntriever.paths import check_name, file_safe, portable
+from syntriever.paths import check_name, portable
 from syntriever.profiles import describe_training
 from syntriever.stage2 import (
     build_preference_examples,
     load_preferences,
+    order_model_for,
     pairs_preferences,
     teacher_preferences,
     trained_stage1,
@@ -112,8 +113,7 @@ def main() -> None:
     if args.preferences:
         triples, report = load_preferences(pref_file), {"teacher": JUDGE, "split": split}
     else:
-        # pairs of another model: the retrieval order the teachers and reports use is MODEL's own
-        order_model = model if file_safe(pairs_model) != file_safe(args.model) else None
+        order_model = order_model_for(args.model, pairs_model, args.dataset, model)
         triples, report = teacher_preferences(args.dataset, pref_file, pairs_model, args.teacher, split,
                                               order_model=order_model)
     if not triples:

@@ -24,7 +24,6 @@ pairwise judge prefer the labelled-relevant passage.
 import argparse
 
 from syntriever.cli import run, setup_logging
-from syntriever.encoders import load_encoder
 from syntriever.jsonl import write_json
 from syntriever.likelihood import (
     DEFAULT_MAX_CHARS,
@@ -36,10 +35,10 @@ from syntriever.likelihood import (
     with_likelihood,
 )
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET, LocalServer
-from syntriever.paths import check_name, file_safe, portable
+from syntriever.paths import check_name, portable
 from syntriever.prompts import LIKELIHOOD_VERSION
 from syntriever.provenance import with_commands
-from syntriever.stage2 import compared_pairs, pairs_preferences, trained_stage1
+from syntriever.stage2 import compared_pairs, order_model_for, pairs_preferences, trained_stage1
 from syntriever.teachers import JUDGE_CHECKABLE, LIKELIHOOD_CHECKABLE, LIKELIHOOD_RETRIEVER_CHECKABLE, teach
 
 REPORT_KEYS = ("label_checkable_pairs", "teacher_kept_checkable_pairs", "teacher_accuracy_checkable",
@@ -61,8 +60,7 @@ def main() -> None:
     check_name(args.dataset)
     _, split = trained_stage1(args.model, args.dataset)
     pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from, args.llm_model)
-    other_pairs = file_safe(pairs_model) != file_safe(args.model)
-    order_model = load_encoder(args.model, args.dataset) if other_pairs else None
+    order_model = order_model_for(args.model, pairs_model, args.dataset)
     compared = compared_pairs(args.dataset, preferences, pairs_model, split, order_model)
     pairs = compared.pairs
     if args.checkable_only:

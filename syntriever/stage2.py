@@ -37,7 +37,7 @@ from sentence_transformers import SentenceTransformer
 
 from syntriever import prompts
 from syntriever.data import TRAIN_NODEV, load_dataset
-from syntriever.encoders import add_prefix, resolve
+from syntriever.encoders import add_prefix, load_encoder, resolve
 from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_json, read_jsonl_numbered
 from syntriever.judge import (
@@ -185,6 +185,17 @@ def compared_pairs(
     if order_model is not None:
         pairs = rescore_pairs(pairs, order_model)
     return ComparedPairs(pairs, qrels, len(records), source, answers, judged)
+
+
+def order_model_for(
+    model: str, pairs_model: str, dataset: str, loaded: SentenceTransformer | None = None
+) -> SentenceTransformer | None:
+    """The encoder whose scores give "the retrieval order" of ``pairs_model``'s pairs when stage 2
+    trains ``model``: ``model`` itself (``loaded``, or loaded now) when the pairs are another
+    model's, None when they are its own (the retrieval file's scores are then its scores)."""
+    if file_safe(pairs_model) == file_safe(model):
+        return None
+    return loaded if loaded is not None else load_encoder(model, dataset)
 
 
 def _likelihood_pairs(

@@ -35,7 +35,7 @@ from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import answer_text, result_line, usage
 from syntriever.llm.runner import IncompleteRun, Sent
 from syntriever.retrieval import load_retrieval, retrieve_training_queries
-from syntriever.stage2 import build_preference_examples, load_preferences
+from syntriever.stage2 import build_preference_examples, load_preferences, order_model_for
 from syntriever.training import TrainSettings, warmup_warning
 from syntriever.verdicts import (
     Judgement,
@@ -673,3 +673,10 @@ def test_triple_directions_bt_always_pushes_the_loser_pl_can_pull_it() -> None:
         assert (bench.loser_pull(q, winner, loser, bench.LOSSES["bt"]) < 0).all()
     # PL's second pick asks the loser to beat the in-batch passages: a far loser is pulled in.
     assert (bench.loser_pull(q, winner, far_loser, bench.LOSSES["pl"]) > 0).all()
+
+
+def test_the_order_model_is_the_trained_model_only_for_another_models_pairs(
+    tiny_st_model: SentenceTransformer,
+) -> None:
+    assert order_model_for("minilm-sft", "minilm-sft", "scifact", tiny_st_model) is None
+    assert order_model_for("minilm-sft-x", "minilm-sft", "scifact", tiny_st_model) is tiny_st_model
