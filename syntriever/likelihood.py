@@ -110,17 +110,18 @@ class LikelihoodClient:
 def _aligned(probs: list[dict[str, Any]], pieces: list[dict[str, Any]], query: str) -> list[float | None]:
     """Each query token's log-prob from the server's entries; None for a token the server folded
     into the next entry (a piece of bytes, not whole UTF-8 text)."""
+    refused = RuntimeError(f"the server did not follow the token grammar for query {query[:60]!r}")
     logprobs: list[float | None] = [None] * len(pieces)
     i = 0
     for entry in probs:
         while i < len(pieces) and pieces[i]["id"] != entry["id"] and isinstance(pieces[i]["piece"], list):
             i += 1
         if i == len(pieces) or pieces[i]["id"] != entry["id"]:
-            raise RuntimeError(f"the server did not follow the token grammar for query {query[:60]!r}")
+            raise refused
         logprobs[i] = entry["logprob"]
         i += 1
     if i != len(pieces):
-        raise RuntimeError(f"the server did not follow the token grammar for query {query[:60]!r}")
+        raise refused
     return logprobs
 
 
