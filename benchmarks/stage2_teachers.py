@@ -100,7 +100,8 @@ def check_card(card: dict[str, Any], path: Path, teacher: str, args: argparse.Na
 
 def previous_report(out: Path, report: dict[str, Any]) -> dict[str, Any]:
     """The teacher rows of an earlier run of the same comparison (kept when this run covers
-    other teachers); an earlier report made with other flags is refused, not overwritten."""
+    other teachers); an earlier report made with other flags, or paired against a stage-1 result
+    that differs from this run's (the model trained again), is refused, not overwritten."""
     if not out.is_file():
         return {}
     old = json.loads(out.read_text())
@@ -109,6 +110,10 @@ def previous_report(out: Path, report: dict[str, Any]) -> dict[str, Any]:
         held = ", ".join(f"{k}={old.get(k)}" for k in keys)
         raise UserError(f"{out}: holds a run with other flags ({held}); move it away to start a new "
                         "comparison")
+    then, now = old.get("stage1", {}), report["stage1"]
+    if old.get("teachers") and (then.get("ndcg10"), then.get("ci95")) != (now["ndcg10"], now["ci95"]):
+        raise UserError(f"{out}: its rows are paired against a stage 1 that scored {then.get('ndcg10')} "
+                        f"(now {now['ndcg10']}: trained again?); move it away to start a new comparison")
     return dict(old.get("teachers", {}))
 
 

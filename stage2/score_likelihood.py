@@ -15,16 +15,18 @@ then decides the pairs on these scores (teachers `likelihood`, `likelihood-retri
 (the teachers' label-checkable pairs): what the `-checkable` controls need, at about 60% of the
 requests on SciFact.
 
-Writes likelihood-<version>.summary.json: this run's requests, seconds and prompt tokens, and on
-the label-checkable pairs whose passages are scored, how often the query likelihood, the query
-likelihood with the retrieval score (the judge-retriever rule), MODEL's retrieval order and the
-pairwise judge prefer the labelled-relevant passage.
+Keeps likelihood-<version>.summary.json: every run's requests, seconds and prompt tokens, and per
+stage-1 model, on the label-checkable pairs whose passages are scored, how often the query
+likelihood, the query likelihood with the retrieval score (the judge-retriever rule), MODEL's
+retrieval order and the pairwise judge prefer the labelled-relevant passage.
 """
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from syntriever.cli import run, setup_logging
-from syntriever.jsonl import write_json
+from syntriever.jsonl import read_json, write_json
 from syntriever.likelihood import (
     DEFAULT_MAX_CHARS,
     LikelihoodClient,
@@ -37,7 +39,7 @@ from syntriever.likelihood import (
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET, LocalServer
 from syntriever.paths import check_name, portable
 from syntriever.prompts import LIKELIHOOD_VERSION
-from syntriever.provenance import with_commands
+from syntriever.provenance import command_line
 from syntriever.stage2 import compared_pairs, order_model_for, pairs_preferences, trained_stage1
 from syntriever.teachers import JUDGE_CHECKABLE, LIKELIHOOD_CHECKABLE, LIKELIHOOD_RETRIEVER_CHECKABLE, teach
 
@@ -80,20 +82,42 @@ def main() -> None:
         "likelihood_retriever": teach(scored, LIKELIHOOD_RETRIEVER_CHECKABLE, compared.qrels)[1],
         "pairwise_judge": teach(on_scored, JUDGE_CHECKABLE, compared.qrels)[1],
     }
-    summary = {
-        "dataset": args.dataset, "model": args.model, "pairs_model": pairs_model, "split": split,
-        "llm": args.llm_model, "max_chars": args.max_chars or None, "prompt_version": LIKELIHOOD_VERSION,
-        "checkable_only": args.checkable_only,
-        "scores_file": portable(out.resolve()), "pairs_compared": len(compared.pairs),
-        "pairs_scored": len(on_scored), "run": stats,
-        "label_check": {name: {k: r[k] for k in REPORT_KEYS} for name, r in reports.items()},
-    }
     summary_file = out.with_suffix(".summary.json")
-    write_json(summary_file, with_commands(summary))
-    for name, r in summary["label_check"].items():
+    earlier = _earlier_runs(summary_file)
+    this_run = {"model": args.model, "split": split, "checkable_only": args.checkable_only, **stats,
+                "command": command_line()}
+    label_check = {name: {k: r[k] for k in REPORT_KEYS} for name, r in reports.items()}
+    summary = {
+        "dataset": args.dataset, "llm": args.llm_model, "max_chars": args.max_chars or None,
+        "prompt_version": LIKELIHOOD_VERSION, "scores_file": portable(out.resolve()),
+        "pairs_model": pairs_model,
+        # every run's requests, seconds and tokens, oldest first (the scores file grows across runs)
+        "runs": [*earlier["runs"], this_run],
+        # per stage-1 model whose split and retrieval order the check uses: its latest run's figures
+        "label_check": {**earlier["label_check"], args.model: {
+            "split": split, "pairs_compared": len(compared.pairs), "pairs_scored": len(on_scored),
+            **label_check}},
+    }
+    write_json(summary_file, summary)
+    for name, r in label_check.items():
         print(f"{name}: right on {r['teacher_accuracy_checkable']} of {r['teacher_kept_checkable_pairs']} "
               f"checkable pairs; the retrieval order {r['order_accuracy_on_kept_checkable']}")
     print(summary_file)
+
+
+def _earlier_runs(summary_file: Path) -> dict[str, Any]:
+    """The runs and per-model label checks an earlier run stored in ``summary_file`` (also from the
+    one-run layout it had before it kept them all)."""
+    if not summary_file.is_file():
+        return {"runs": [], "label_check": {}}
+    earlier = read_json(summary_file, "move it away; the next run writes a new one")
+    if "runs" in earlier:
+        return {"runs": earlier["runs"], "label_check": earlier["label_check"]}
+    run_ = {"model": earlier["model"], "split": earlier["split"], "checkable_only": earlier["checkable_only"],
+            **earlier["run"], "command": earlier["commands"][-1]}
+    check = {"split": earlier["split"], "pairs_compared": earlier["pairs_compared"],
+             "pairs_scored": earlier["pairs_scored"], **earlier["label_check"]}
+    return {"runs": [run_], "label_check": {earlier["model"]: check}}
 
 
 if __name__ == "__main__":

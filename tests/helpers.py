@@ -30,8 +30,13 @@ def result(cid: str, tokens: list[tuple[str, dict[str, float]]], prompt_tokens: 
 
 def load_benchmark(name: str) -> ModuleType:
     """The module of ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
+    return load_script(f"benchmarks/{name}.py")
+
+
+def load_script(relative: str) -> ModuleType:
+    """The module of the repository's script at ``relative`` (e.g. ``stage2/score_likelihood.py``)."""
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

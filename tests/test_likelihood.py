@@ -31,6 +31,7 @@ from syntriever.teachers import (
     LIKELIHOOD_RETRIEVER_CHECKABLE,
     teach,
 )
+from tests.helpers import load_script
 from tests.test_teachers import labels, pair, toy  # noqa: F401 (toy is a fixture)
 
 VOCAB = {"claim": [11], "x": [12], "y": [13], "ß": [21, 22]}  # ß: two tokens, each part of a character
@@ -199,3 +200,25 @@ def test_likelihood_teacher_reads_the_scores_beside_the_judges_answers(toy: dict
     assert all(int(t["winner_id"][1]) > int(t["loser_id"][1]) for t in triples) and len(triples) == 12
     assert report["verdicts_from"].startswith("query likelihood") and report["teacher"] == LIKELIHOOD
     assert report["likelihood_max_chars"] == 1500 and report["likelihood_pairs_scored"] == 12
+
+
+def test_score_summary_keeps_every_run_and_each_models_label_check(tmp_path: Path) -> None:
+    script = load_script("stage2/score_likelihood.py")
+    summary_file = tmp_path / "likelihood-v1.summary.json"
+    assert script._earlier_runs(summary_file) == {"runs": [], "label_check": {}}
+    check = {"likelihood": {"teacher_accuracy_checkable": 0.9}}
+    command = "python stage2/score_likelihood.py m-nodev toy"
+    one_run = {"model": "m-nodev", "split": "train-nodev", "checkable_only": True, "pairs_compared": 4,
+               "pairs_scored": 2, "run": {"passages": 3, "seconds": 9.0}, "label_check": check,
+               "commands": ["python datasets/parse_synthetic.py toy", command]}
+    summary_file.write_text(json.dumps(one_run))  # the layout that held one run only
+    earlier = script._earlier_runs(summary_file)
+    assert earlier["runs"] == [{"model": "m-nodev", "split": "train-nodev", "checkable_only": True,
+                                "passages": 3, "seconds": 9.0, "command": command}]
+    assert earlier["label_check"] == {
+        "m-nodev": {"split": "train-nodev", "pairs_compared": 4, "pairs_scored": 2, **check}}
+    summary_file.write_text(json.dumps({**earlier, "runs": [*earlier["runs"], {"model": "m"}]}))
+    assert [r["model"] for r in script._earlier_runs(summary_file)["runs"]] == ["m-nodev", "m"]
+    summary_file.write_text("{not json")
+    with pytest.raises(DataError, match="likelihood-v1.summary.json:1: not JSON"):
+        script._earlier_runs(summary_file)

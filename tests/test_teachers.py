@@ -395,13 +395,17 @@ def test_teacher_benchmark_keeps_earlier_rows_and_refuses_other_flags(tmp_path: 
     from syntriever.errors import UserError
 
     bench = load_benchmark("stage2_teachers")
-    report = {"stage1_model": "s1", "split": "dev", "pairs_from": "p", "train_flags": ["--loss", "pl"]}
+    report = {"stage1_model": "s1", "split": "dev", "pairs_from": "p", "train_flags": ["--loss", "pl"],
+              "stage1": {"ndcg10": 74.8, "ci95": [69.3, 80.2], "result_created": "t1"}}
     out = tmp_path / "report.json"
     assert bench.previous_report(out, report) == {}
     write_json(out, {**report, "teachers": {"oracle": {"ndcg10": 70.0}}})
-    assert bench.previous_report(out, report) == {"oracle": {"ndcg10": 70.0}}  # a rerun keeps it
+    evaluated_again = {**report, "stage1": {**report["stage1"], "result_created": "t2"}}
+    assert bench.previous_report(out, evaluated_again) == {"oracle": {"ndcg10": 70.0}}  # a rerun keeps it
     with pytest.raises(UserError, match="other flags"):
         bench.previous_report(out, {**report, "train_flags": ["--loss", "bt"]})
+    with pytest.raises(UserError, match="stage 1 that scored 74.8 \\(now 74.6"):
+        bench.previous_report(out, {**report, "stage1": {**report["stage1"], "ndcg10": 74.6}})
     args = argparse.Namespace(max_seq_length=256, batch_size=None, epochs=None, loss="pl", pairs_from="p",
                               model="s1", dataset="toy")
     prefs = "generated/toy/comparison-v1-qwen1.5b-p/toy_preferences.jsonl"
