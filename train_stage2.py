@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def default_name(args: argparse.Namespace, split: str) -> str:
     """The model name without --output-name, for a stage-1 model trained on ``split``."""
-    return final_name(args.model, args.loss, args.teacher, nodev=split == TRAIN_NODEV)
+    return final_name(args.model, args.loss, args.teacher, nodev=split == TRAIN_NODEV, seed=args.seed)
 
 
 def main() -> None:

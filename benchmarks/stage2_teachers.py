@@ -2,12 +2,12 @@
 
     python benchmarks/stage2_teachers.py STAGE1_MODEL DATASET [--split dev]
         [--teachers oracle,identity,judge,judge-confident,oracle-flip-4pct,...] [--pairs-from minilm-sft]
-        [--loss pl] [--max-seq-length N] [--batch-size N] [--epochs N]
+        [--loss pl] [--max-seq-length N] [--batch-size N] [--epochs N] [--seed N]
 
 For each teacher (syntriever/teachers.py) trains stage 2 from STAGE1_MODEL over the same judged
 pairs (`train_stage2.py STAGE1_MODEL DATASET --teacher T --pairs-from P`), evaluates it
 (`evaluate.py NAME DATASET --split S`) and the stage-1 model, and writes
-benchmarks/results/stage2_teachers-<STAGE1_MODEL>-<DATASET>-<split>-<loss>.json: nDCG@10 with its
+benchmarks/results/stage2_teachers-<STAGE1_MODEL>-<DATASET>-<split>-<loss>[-seed<N>].json: nDCG@10 with its
 95% bootstrap CI, the paired bootstrap test against the stage-1 model, and each teacher's report
 (pairs kept, judge and retrieval-order accuracy on the label-checkable pairs, threshold). With
 --pairs-from another model, "the retrieval order" (identity, the reports) is STAGE1_MODEL's own.
@@ -85,7 +85,7 @@ def check_card(card: dict[str, Any], path: Path, teacher: str, args: argparse.Na
     for (its folder is named by the teacher and loss only)."""
     recorded = card.get("settings", {})
     wanted = {"max_seq_length": args.max_seq_length, "batch_size": args.batch_size,
-              "epochs": args.epochs}
+              "epochs": args.epochs, "seed": args.seed}
     differ = [f"{key} {recorded.get(key)} (not {value})" for key, value in wanted.items()
               if value is not None and recorded.get(key) != value]
     if card.get("teacher") != teacher or card.get("stage2_loss") != args.loss:
@@ -130,6 +130,8 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="stage 2's training seed (default: train_stage2.py's); names models and file")
     args = parser.parse_args()
     setup_logging()
     folder = model_dir(file_safe(args.model), args.dataset)
@@ -141,11 +143,12 @@ def main() -> None:
                         f"evaluate on dev only a model trained with `--train-split {TRAIN_NODEV}`")
     flags = ["--loss", args.loss]
     for flag, value in (("--pairs-from", args.pairs_from), ("--max-seq-length", args.max_seq_length),
-                        ("--batch-size", args.batch_size), ("--epochs", args.epochs)):
+                        ("--batch-size", args.batch_size), ("--epochs", args.epochs), ("--seed", args.seed)):
         if value is not None:
             flags += [flag, str(value)]
     out = ROOT / "benchmarks" / "results" / (
-        f"stage2_teachers-{file_safe(args.model)}-{args.dataset}-{args.split}-{args.loss}.json")
+        f"stage2_teachers-{file_safe(args.model)}-{args.dataset}-{args.split}-{args.loss}"
+        + ("" if args.seed is None else f"-seed{args.seed}") + ".json")
     base = evaluated(args.model, args.dataset, args.split)
     report: dict[str, Any] = {
         "stage1_model": args.model, "dataset": args.dataset, "split": args.split,
@@ -156,7 +159,7 @@ def main() -> None:
     }
     report["teachers"] = previous_report(out, report)
     for teacher in args.teachers:
-        name = final_name(args.model, args.loss, teacher, nodev=train_split == TRAIN_NODEV)
+        name = final_name(args.model, args.loss, teacher, nodev=train_split == TRAIN_NODEV, seed=args.seed)
         card_path = model_dir(name, args.dataset) / CARD_NAME
         if not card_path.is_file():
             step(["train_stage2.py", args.model, args.dataset, "--teacher", teacher, *flags])

@@ -119,13 +119,16 @@ def stage1_name(
 
 
 def final_name(
-    stage1_model: str, loss: str = PL_LOSS, teacher: str = DEFAULT_TEACHER, *, nodev: bool = False
+    stage1_model: str, loss: str = PL_LOSS, teacher: str = DEFAULT_TEACHER, *, nodev: bool = False,
+    seed: int | None = None,
 ) -> str:
     """minilm-sft -> minilm-final (pl, judge), minilm-final-bt (bt), minilm-final-oracle
-    (oracle teacher); ``nodev`` (stage 2 on train-nodev): minilm-sft-nodev -> minilm-final-nodev."""
+    (oracle teacher); ``nodev`` (stage 2 on train-nodev): minilm-sft-nodev -> minilm-final-nodev;
+    ``seed`` (another training seed than the default): minilm-final-seed7."""
     base = without_nodev(file_safe(stage1_model)).removesuffix(f"-{SFT}")
     return (f"{base}-{FINAL}" + ("" if teacher == DEFAULT_TEACHER else f"-{teacher}")
-            + ("" if loss == PL_LOSS else f"-{loss}") + (f"-{NODEV}" if nodev else ""))
+            + ("" if loss == PL_LOSS else f"-{loss}") + ("" if seed is None else f"-seed{seed}")
+            + (f"-{NODEV}" if nodev else ""))
 
 
 def without_nodev(name: str) -> str:
@@ -153,7 +156,7 @@ _STAGE1 = re.compile(
 )
 _STAGE2 = re.compile(
     rf"(?P<base>.+)-{FINAL}(?:-(?P<teacher>{'|'.join(TEACHERS[1:])}|{_FLIP_PERCENT.pattern}))?"
-    rf"(?:-(?P<loss>{'|'.join(STAGE2_LOSSES[1:])}))?"
+    rf"(?:-(?P<loss>{'|'.join(STAGE2_LOSSES[1:])}))?(?:-seed(?P<seed>[0-9]+))?"
 )
 
 
@@ -201,11 +204,13 @@ def stage2_args(name: str) -> list[str] | None:
     base = match["base"] if stage1_args(match["base"]) else f"{match['base']}-{SFT}"
     stage1 = base + (f"-{NODEV}" if nodev else "")
     teacher, loss = match["teacher"] or DEFAULT_TEACHER, match["loss"] or PL_LOSS
+    seed = None if match["seed"] is None else int(match["seed"])
     if (not is_teacher(teacher) or stage1_args(stage1) is None
-            or final_name(stage1, loss, teacher, nodev=nodev) != name):
+            or final_name(stage1, loss, teacher, nodev=nodev, seed=seed) != name):
         return None
     return [stage1, *(["--teacher", teacher] if match["teacher"] else []),
-            *(["--loss", loss] if match["loss"] else [])]
+            *(["--loss", loss] if match["loss"] else []),
+            *(["--seed", str(seed)] if seed is not None else [])]
 
 
 def train_command(name: str, dataset: str) -> str | None:

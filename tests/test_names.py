@@ -126,6 +126,11 @@ def test_names_record_the_synthetic_data_and_custom_names_have_no_command(
         "minilm-sft-v2-qwen1.5b-final-oracle-nodev")
     assert names.train_command("minilm-final-oracle-nodev", "x") == (
         "python train_stage2.py minilm-sft-nodev x --teacher oracle")
+    seeded = names.final_name("minilm-sft-nodev", "bt", "likelihood-retriever", nodev=True, seed=7)
+    assert seeded == "minilm-final-likelihood-retriever-bt-seed7-nodev"
+    assert names.train_command(seeded, "x") == (
+        "python train_stage2.py minilm-sft-nodev x --teacher likelihood-retriever --loss bt --seed 7")
+    assert names.train_command("minilm-final-seed07", "x") is None  # not the name --seed 7 gives
     custom = ["minilm-labelled-L256-nodev", "minilm-labelled-L256-final-oracle-nodev",
               "minilm-labelled-L256-bf16-nodev", "minilm-sft-final", "minilm-final-L256", "minilm",
               "my-model"]

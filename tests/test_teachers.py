@@ -406,12 +406,15 @@ def test_teacher_benchmark_keeps_earlier_rows_and_refuses_other_flags(tmp_path: 
         bench.previous_report(out, {**report, "train_flags": ["--loss", "bt"]})
     with pytest.raises(UserError, match="stage 1 that scored 74.8 \\(now 74.6"):
         bench.previous_report(out, {**report, "stage1": {**report["stage1"], "ndcg10": 74.6}})
-    args = argparse.Namespace(max_seq_length=256, batch_size=None, epochs=None, loss="pl", pairs_from="p",
-                              model="s1", dataset="toy")
+    args = argparse.Namespace(max_seq_length=256, batch_size=None, epochs=None, seed=None, loss="pl",
+                              pairs_from="p", model="s1", dataset="toy")
     prefs = "generated/toy/comparison-v1-qwen1.5b-p/toy_preferences.jsonl"
     card = {"teacher": "judge", "stage2_loss": "pl", "preferences_file": prefs,
             "settings": {"max_seq_length": 256, "batch_size": 32}}
     bench.check_card(card, tmp_path / "card.json", "judge", args)  # matches: reused
+    with pytest.raises(UserError, match="seed 42 \\(not 7\\)"):
+        bench.check_card({**card, "settings": {**card["settings"], "seed": 42}}, tmp_path / "c.json", "judge",
+                         argparse.Namespace(**{**vars(args), "seed": 7}))
     with pytest.raises(UserError, match="max_seq_length 128"):
         bench.check_card({**card, "settings": {"max_seq_length": 128}}, tmp_path / "c.json", "judge", args)
     with pytest.raises(UserError, match="teacher/loss"):
