@@ -36,6 +36,7 @@ from syntriever.jsonl import write_json
 from syntriever.metrics import bootstrap_ci, paired_bootstrap
 from syntriever.names import final_name, model_dir
 from syntriever.paths import file_safe, portable
+from syntriever.profiles import SEED
 from syntriever.provenance import CARD_NAME
 from syntriever.result_files import HEADLINE, result_path
 from syntriever.stage2 import pairs_preferences, stage1_split
@@ -134,6 +135,8 @@ def main() -> None:
                         help="stage 2's training seed (default: train_stage2.py's); names models and file")
     args = parser.parse_args()
     setup_logging()
+    if args.seed == SEED:  # the default seed: the same models and file as without --seed
+        args.seed = None
     folder = model_dir(file_safe(args.model), args.dataset)
     if not folder.is_dir():
         raise UserError(f"{folder}: stage-1 model not found; train it with `python train_stage1.py ...`")

@@ -303,17 +303,19 @@ def save_answers(results_path: Path, answers: Path, requests: list[dict[str, Any
     return len(order)
 
 
-def earlier_sent(summary_file: Path, settings: ComparisonSettings) -> Sent:
-    """What the earlier runs behind an output sent, from its summary (``sent_all_runs``, else
-    ``sent_this_run``), so that a rebuild from committed answers keeps that record; nothing
-    when there is no summary or it was made with other settings."""
+def earlier_runs(summary_file: Path, settings: ComparisonSettings) -> tuple[Sent, float]:
+    """What the earlier runs behind an output sent and how long they took, from its summary
+    (``sent_all_runs`` and ``seconds_all_runs``, else the one run's ``sent_this_run`` and
+    ``seconds``), so that a rebuild from committed answers keeps that record; nothing when there
+    is no summary or it was made with other settings."""
     if not summary_file.is_file():
-        return Sent()
+        return Sent(), 0.0
     old = json.loads(summary_file.read_text(encoding="utf-8"))
     if old.get("settings") != asdict(settings):
-        return Sent()
+        return Sent(), 0.0
     record = old.get("sent_all_runs") or old.get("sent_this_run") or {}
-    return Sent(*(int(record.get(key, 0)) for key in ("requests", "prompt_tokens", "completion_tokens")))
+    sent = Sent(*(int(record.get(key, 0)) for key in ("requests", "prompt_tokens", "completion_tokens")))
+    return sent, float(old.get("seconds_all_runs", old.get("seconds", 0.0)))
 
 
 def run_comparisons(
@@ -345,11 +347,13 @@ def run_comparisons(
         return None
     triples, summary = build_preferences(records, results, config, settings, qrels)
     out = preferences_path(dataset, config, model_name, limit)
-    earlier = earlier_sent(out.with_suffix(".summary.json"), settings)
+    earlier, earlier_seconds = earlier_runs(out.with_suffix(".summary.json"), settings)
+    seconds = round(time.perf_counter() - start, 1)
     summary.update(answers_seeded_from_file=seeded, sent_this_run=asdict(sent),
                    sent_all_runs=asdict(sent + earlier),
                    retrieval_file=portable(source.resolve()), stage1_model=model_name,
-                   requests=len(requests), seconds=round(time.perf_counter() - start, 1))
+                   requests=len(requests), seconds=seconds,
+                   seconds_all_runs=round(seconds + earlier_seconds, 1))
     write_jsonl(out, triples)
     write_json(out.with_suffix(".summary.json"), with_commands(summary))
     logger.info("wrote %d preference triples (%d of %d pairs decided) to %s", len(triples),

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from syntriever.data import TRAIN_NODEV, check_limit
 from syntriever.paths import check_name, file_safe, model_tag, output_root
-from syntriever.profiles import EMBEDDED_LLM, REMOTE_LLM
+from syntriever.profiles import EMBEDDED_LLM, REMOTE_LLM, SEED
 from syntriever.prompts import PROMPT_VERSION as DEFAULT_PROMPT_VERSION
 
 SFT, FINAL, LABELLED, NODEV = "sft", "final", "labelled", "nodev"
@@ -124,10 +124,10 @@ def final_name(
 ) -> str:
     """minilm-sft -> minilm-final (pl, judge), minilm-final-bt (bt), minilm-final-oracle
     (oracle teacher); ``nodev`` (stage 2 on train-nodev): minilm-sft-nodev -> minilm-final-nodev;
-    ``seed`` (another training seed than the default): minilm-final-seed7."""
+    ``seed`` (another training seed than the default, which names no model): minilm-final-seed7."""
     base = without_nodev(file_safe(stage1_model)).removesuffix(f"-{SFT}")
     return (f"{base}-{FINAL}" + ("" if teacher == DEFAULT_TEACHER else f"-{teacher}")
-            + ("" if loss == PL_LOSS else f"-{loss}") + ("" if seed is None else f"-seed{seed}")
+            + ("" if loss == PL_LOSS else f"-{loss}") + ("" if seed in (None, SEED) else f"-seed{seed}")
             + (f"-{NODEV}" if nodev else ""))
 
 

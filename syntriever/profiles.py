@@ -47,6 +47,8 @@ JUDGE: dict[str, dict[str, Any]] = {
 
 # syntriever.training.TrainSettings per stage; the optimiser is the paper's in both profiles.
 LEARNING_RATE, WEIGHT_DECAY = 2e-5, 0.01
+# The training seed of both stages; models trained with another carry it in their name (-seed<N>).
+SEED = 42
 # The paper: stage 1 10 epochs, batch 60, 1000 warm-up steps; stage 2 1 epoch, batch 100; max
 # length 512. Embedded: what finishes on 2 cores (max length 128, 10% warm-up).
 _PAPER_STAGE1 = {"epochs": 10.0, "batch_size": 60, "warmup_steps": 1000, "warmup_ratio": None,

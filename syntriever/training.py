@@ -40,6 +40,7 @@ from syntriever.profiles import (
     EMBEDDED,
     LEARNING_RATE,
     PAPER,
+    SEED,
     TRAIN,
     WEIGHT_DECAY,
     check_profile,
@@ -62,7 +63,7 @@ class TrainSettings:
     warmup_steps: int = TRAIN[PAPER][1]["warmup_steps"]
     warmup_ratio: float | None = TRAIN[PAPER][1]["warmup_ratio"]  # overrides warmup_steps when set
     max_seq_length: int = TRAIN[PAPER][1]["max_seq_length"]
-    seed: int = 42
+    seed: int = SEED
     fp16: bool = False
     bf16: bool = False
     max_steps: int = -1

@@ -131,6 +131,7 @@ def test_names_record_the_synthetic_data_and_custom_names_have_no_command(
     assert names.train_command(seeded, "x") == (
         "python train_stage2.py minilm-sft-nodev x --teacher likelihood-retriever --loss bt --seed 7")
     assert names.train_command("minilm-final-seed07", "x") is None  # not the name --seed 7 gives
+    assert names.final_name("minilm-sft", seed=names.SEED) == "minilm-final"  # the default seed: one name
     custom = ["minilm-labelled-L256-nodev", "minilm-labelled-L256-final-oracle-nodev",
               "minilm-labelled-L256-bf16-nodev", "minilm-sft-final", "minilm-final-L256", "minilm",
               "my-model"]

@@ -355,11 +355,13 @@ def test_a_rebuild_from_committed_answers_keeps_what_earlier_runs_sent(tmp_gener
     write_jsonl(answers_path(out.parent, settings),
                 [compact_answer(answer(r["custom_id"], "1", -0.2, -1.5)) for r in requests])
     earlier = {"requests": 954, "prompt_tokens": 300_000, "completion_tokens": 5_000}
-    write_json(out.with_suffix(".summary.json"), {"settings": asdict(settings), "sent_this_run": earlier})
+    write_json(out.with_suffix(".summary.json"),
+               {"settings": asdict(settings), "sent_this_run": earlier, "seconds": 5337.3})
     for _ in range(2):  # a rebuild of a rebuild keeps it too
         run_comparisons("toy", "m", OFFLINE, settings)
         summary = json.loads(out.with_suffix(".summary.json").read_text())
         assert summary["sent_this_run"]["requests"] == 0 and summary["sent_all_runs"] == earlier
+        assert summary["seconds"] < 60 and 5337.3 <= summary["seconds_all_runs"] < 5337.3 + 60
     other = ComparisonSettings(k=2, judge_mode="logprobs", max_chars=1500)  # another run's record
     write_json(out.with_suffix(".summary.json"), {"settings": asdict(other), "sent_this_run": earlier})
     run_comparisons("toy", "m", OFFLINE, settings)
