@@ -242,3 +242,19 @@ def paired_bootstrap(
         "n_queries": len(qids),
         "n_resamples": n_resamples,
     }
+
+
+def seed_mean_difference(
+    pairs: Sequence[tuple[Mapping[str, float], Mapping[str, float]]],
+) -> dict[str, float]:
+    """Per query, the mean over seeds of ``a - b``: one ``(a, b)`` pair of per-query values per
+    seed (a model and the one it is compared with, e.g. stage 2 and the stage 1 it was trained
+    from). Every pair must hold the same queries. Resampling these means with
+    :func:`paired_bootstrap` (against zeros) averages the seeds' noise before the queries'."""
+    if not pairs:
+        raise ValueError("seed_mean_difference needs at least one (a, b) pair")
+    queries = sorted(pairs[0][0])
+    for i, (a, b) in enumerate(pairs):
+        if sorted(a) != queries or sorted(b) != queries:
+            raise ValueError(f"seed_mean_difference: pair {i} holds other query ids than pair 0")
+    return {q: sum(float(a[q]) - float(b[q]) for a, b in pairs) / len(pairs) for q in queries}

@@ -252,3 +252,14 @@ def test_malformed_result_file_is_named(tmp_path: Path) -> None:
 
 def test_default_root_is_repo_results() -> None:
     assert result_files.results_dir("scifact") == paths.ROOT / "results" / "scifact"
+
+
+def test_seed_mean_difference_averages_each_query_over_seeds() -> None:
+    seed_a = ({"q1": 0.9, "q2": 0.5}, {"q1": 0.5, "q2": 0.5})  # +0.4, 0
+    seed_b = ({"q1": 0.6, "q2": 0.2}, {"q1": 0.6, "q2": 0.4})  # 0, -0.2
+    mean = metrics.seed_mean_difference([seed_a, seed_b])
+    assert mean == pytest.approx({"q1": 0.2, "q2": -0.1})
+    with pytest.raises(ValueError, match="pair 1 holds other query ids"):
+        metrics.seed_mean_difference([seed_a, ({"q1": 1.0}, {"q1": 0.0})])
+    with pytest.raises(ValueError, match="at least one"):
+        metrics.seed_mean_difference([])
