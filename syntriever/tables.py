@@ -39,6 +39,7 @@ NEGFILTER_SFT = "stage 1, filtered synthetic negatives (not in paper)"
 ZERO_SHOT = "zero-shot (not in paper)"
 THEN_LABELLED_SFT = "stage 1, then labelled epochs (not in paper)"
 STAGE2_OTHER = "stage 2, other teacher (control; not in paper)"
+STAGE2_LIKELIHOOD = "stage 2, query-likelihood teacher (not in paper)"
 PASSAGE_QUERIES_SFT = "labelled pairs + LLM queries for corpus passages (not in paper)"
 
 # nDCG@10 x 100 reported in the paper, per dataset and row. Table 1 gives BM25, E5 fine-tuned and
@@ -84,6 +85,7 @@ MODEL_ROWS: list[tuple[str, int, str]] = [
     (f"*-{FINAL}", 5, SYNTRIEVER),
     (f"*-{FINAL}-bt", 5, BT),
     (f"*-{FINAL}-{NO_VERIFY}", 5, NOVERIFY_FINAL),
+    (f"*-{FINAL}-likelihood*", 5, STAGE2_LIKELIHOOD),  # stage2/score_likelihood.py's teachers
     (f"*-{FINAL}-*", 5, STAGE2_OTHER),
     (f"*-{LABELLED}-{PASSAGE_QUERIES}*", 4, PASSAGE_QUERIES_SFT),  # --passage-queries
     (f"*-{LABELLED}", 2, E5_FT),
