@@ -39,7 +39,8 @@ def test_every_name_finds_its_paper_row() -> None:
     assert tables.paper_row(names.final_name(thenlab)) == tables.SYNTRIEVER  # the pipeline's stage 2
     assert tables.paper_row(names.final_name(thenlab, teacher="oracle")) == tables.STAGE2_OTHER
     assert tables.paper_row("minilm-labelled-L256-final-oracle-nodev") == tables.STAGE2_OTHER
-    assert tables.paper_row(names.final_name(thenlab, "bt", "likelihood-retriever")) == tables.STAGE2_LIKELIHOOD
+    likelihood = names.final_name(thenlab, "bt", "likelihood-retriever")
+    assert tables.paper_row(likelihood) == tables.STAGE2_LIKELIHOOD
     assert tables.paper_row("minilm-labelled-L256-6ep") == tables.E5_FT
 
 
