@@ -2,10 +2,13 @@
 # Build llama.cpp's native OpenAI-compatible `llama-server` from the llama.cpp sources vendored in
 # the llama-cpp-python source package on PyPI. Built once per machine into a cache folder and
 # reused afterwards (the binary is static, ~15 MB). Prints the binary's path on the last line.
+# Built for this CPU (-march=native) but without AMX on x86-64: where the kernel has not enabled
+# AMX tile state (seen in a VM whose CPU reports amx_tile), llama.cpp's AMX kernels fault at their
+# first `ldtilecfg`, so a native build dies at start-up (SIGSEGV, "llama threadpool init").
 set -euo pipefail
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 CACHE="${SYNTRIEVER_CACHE:-$HOME/.cache/syntriever}"
-DEST="$CACHE/llama-server-$VERSION"
+DEST="$CACHE/llama-server-$VERSION-noamx"  # syntriever/llm/local.py's SERVER_DIR
 BIN="$DEST/llama-server"
 if [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1; then
   echo "$BIN"
@@ -18,9 +21,16 @@ echo "building llama-server from llama-cpp-python==$VERSION sources (about 5 min
 "$PY" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$WORK" >&2
 tar -xzf "$WORK"/llama_cpp_python-"$VERSION".tar.gz -C "$WORK"
 SRC="$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp"
+if [ "$(uname -m)" = x86_64 ]; then
+  # GGML_NATIVE would add its own -march=native after these flags and turn AMX back on
+  FLAGS="-march=native -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  ARCH=(-DGGML_NATIVE=OFF "-DCMAKE_C_FLAGS=$FLAGS" "-DCMAKE_CXX_FLAGS=$FLAGS")
+else
+  ARCH=(-DGGML_NATIVE=ON)
+fi
 cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-  -DLLAMA_BUILD_SERVER=ON -DGGML_NATIVE=ON >&2
+  -DLLAMA_BUILD_SERVER=ON "${ARCH[@]}" >&2
 cmake --build "$WORK/build" --target llama-server -j "$(nproc)" >&2
 mkdir -p "$DEST"
 cp "$WORK/build/bin/llama-server" "$BIN.tmp"

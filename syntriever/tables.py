@@ -174,12 +174,8 @@ def sort_results(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]
 
 
 def markdown_table(
-    dataset: str,
-    results: Sequence[Mapping[str, Any]],
-    baseline: str | None = None,
-    *,
-    n_resamples: int = 10000,
-    seed: int = 0,
+    dataset: str, results: Sequence[Mapping[str, Any]], baseline: str | None = None, *,
+    n_resamples: int = 10000, seed: int = 0,
 ) -> str:
     """Markdown table of ``results`` (x100, one decimal) in pipeline order.
 

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 BUILD_SCRIPT = ROOT / "scripts" / "build_llama_server.sh"
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+SERVER_DIR = f"llama-server-{LLAMA_CPP_PYTHON_VERSION}-noamx"  # the build script's DEST (no AMX kernels)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def server_binary(build: bool = True) -> Path:
     env = os.environ.get("SYNTRIEVER_LLAMA_SERVER")
     if env:
         return Path(env)
-    binary = cache_root() / f"llama-server-{LLAMA_CPP_PYTHON_VERSION}" / "llama-server"
+    binary = cache_root() / SERVER_DIR / "llama-server"
     if binary.is_file():
         return binary
     if not build:
