@@ -15,35 +15,27 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from syntriever.cli import run, setup_logging
 from syntriever.errors import UserError
 from syntriever.jsonl import read_json, write_json
-from syntriever.metrics import paired_bootstrap, seed_mean_difference
+from syntriever.metrics import difference_x100, paired_bootstrap, seed_mean_difference
 from syntriever.paths import portable
-from syntriever.result_files import HEADLINE
+from syntriever.result_files import HEADLINE, validate_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def per_query(path: Path) -> dict[str, float]:
-    """nDCG@10 per query of one evaluate.py result file."""
+    """nDCG@10 per query of one evaluate.py result file (checked like every result file)."""
     again = "`python evaluate.py MODEL DATASET --split SPLIT`"
     if not path.is_file():
         raise UserError(f"{path}: result file not found; make it with {again}")
     record = read_json(path, f"evaluate the model again with {again}")
-    try:
-        return record["per_query"][HEADLINE]
-    except (KeyError, TypeError):
-        raise UserError(f"{path}: no per-query {HEADLINE}; is it an evaluate.py result file?") from None
-
-
-def summary(test: dict[str, Any]) -> dict[str, Any]:
-    """A paired bootstrap's difference and CI (x100) and p."""
-    return {"delta": round(100 * test["mean_diff"], 2),
-            "ci95": [round(100 * test["ci_low"], 2), round(100 * test["ci_high"], 2)],
-            "p_value": round(test["p_value"], 4)}
+    validate_result(record, str(path))
+    if HEADLINE not in record.get("per_query", {}):
+        raise UserError(f"{path}: no per-query {HEADLINE}; evaluate the model again with {again}")
+    return record["per_query"][HEADLINE]
 
 
 def main() -> None:
@@ -64,10 +56,10 @@ def main() -> None:
         raise UserError(f"{err}: the result files must be of the same split and queries") from None
     report = {
         "metric": f"{HEADLINE} x 100; paired bootstrap (10,000 resamples of queries)",
-        "seeds": [{"result": portable(a), "base": portable(b), **summary(paired_bootstrap(*v))}
+        "seeds": [{"result": portable(a), "base": portable(b), **difference_x100(paired_bootstrap(*v))}
                   for (a, b), v in zip(files, values, strict=True)],
         "mean_over_seeds": {"seeds": len(values), "queries": len(mean),
-                            **summary(paired_bootstrap(mean, dict.fromkeys(mean, 0.0)))},
+                            **difference_x100(paired_bootstrap(mean, dict.fromkeys(mean, 0.0)))},
     }
     out = ROOT / "benchmarks" / "results" / f"seed_pool-{args.name}.json"
     write_json(out, report)

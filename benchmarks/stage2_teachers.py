@@ -33,7 +33,7 @@ from syntriever.cli import run, setup_logging, teacher_list
 from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.jsonl import write_json
-from syntriever.metrics import bootstrap_ci, paired_bootstrap
+from syntriever.metrics import bootstrap_ci, difference_x100, paired_bootstrap
 from syntriever.names import final_name, model_dir
 from syntriever.paths import file_safe, portable
 from syntriever.profiles import SEED
@@ -73,10 +73,7 @@ def row(record: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
                            "ci95": [round(100 * low, 2), round(100 * high, 2)],
                            "queries": record["num_queries"], "result_created": record["created"]}
     if base is not None:
-        test = paired_bootstrap(per_query, base["per_query"][HEADLINE])
-        out["vs_stage1"] = {"delta": round(100 * test["mean_diff"], 2),
-                            "ci95": [round(100 * test["ci_low"], 2), round(100 * test["ci_high"], 2)],
-                            "p_value": round(test["p_value"], 4)}
+        out["vs_stage1"] = difference_x100(paired_bootstrap(per_query, base["per_query"][HEADLINE]))
     return out
 
 

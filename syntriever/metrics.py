@@ -244,6 +244,13 @@ def paired_bootstrap(
     }
 
 
+def difference_x100(test: Mapping[str, Any]) -> dict[str, Any]:
+    """A :func:`paired_bootstrap` result as reported in tables and benchmark files: the mean
+    difference and its CI x 100 (two decimals) and p (four)."""
+    return {"delta": round(100 * test["mean_diff"], 2),
+            "ci95": [round(100 * test["ci_low"], 2), round(100 * test["ci_high"], 2)],
+            "p_value": round(test["p_value"], 4)}
+
 def seed_mean_difference(
     pairs: Sequence[tuple[Mapping[str, float], Mapping[str, float]]],
 ) -> dict[str, float]:
