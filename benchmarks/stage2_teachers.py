@@ -34,9 +34,8 @@ from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.jsonl import write_json
 from syntriever.metrics import bootstrap_ci, difference_x100, paired_bootstrap
-from syntriever.names import final_name, model_dir
+from syntriever.names import final_name, model_dir, seed_suffix
 from syntriever.paths import file_safe, portable
-from syntriever.profiles import SEED
 from syntriever.provenance import CARD_NAME
 from syntriever.result_files import HEADLINE, result_path
 from syntriever.stage2 import pairs_preferences, stage1_split
@@ -132,7 +131,7 @@ def main() -> None:
                         help="stage 2's training seed (default: train_stage2.py's); names models and file")
     args = parser.parse_args()
     setup_logging()
-    if args.seed == SEED:  # the default seed: the same models and file as without --seed
+    if not seed_suffix(args.seed):  # the default seed: the same models, flags and file as without --seed
         args.seed = None
     folder = model_dir(file_safe(args.model), args.dataset)
     if not folder.is_dir():
@@ -148,7 +147,7 @@ def main() -> None:
             flags += [flag, str(value)]
     out = ROOT / "benchmarks" / "results" / (
         f"stage2_teachers-{file_safe(args.model)}-{args.dataset}-{args.split}-{args.loss}"
-        + ("" if args.seed is None else f"-seed{args.seed}") + ".json")
+        + seed_suffix(args.seed) + ".json")
     base = evaluated(args.model, args.dataset, args.split)
     report: dict[str, Any] = {
         "stage1_model": args.model, "dataset": args.dataset, "split": args.split,

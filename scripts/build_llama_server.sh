@@ -2,13 +2,18 @@
 # Build llama.cpp's native OpenAI-compatible `llama-server` from the llama.cpp sources vendored in
 # the llama-cpp-python source package on PyPI. Built once per machine into a cache folder and
 # reused afterwards (the binary is static, ~15 MB). Prints the binary's path on the last line.
+# Usage: build_llama_server.sh DEST_DIR VERSION -- both decided by syntriever/llm/local.py, which
+# runs this script (scripts/setup.sh goes through it too), so the folder is named in one place.
 # Built for this CPU (-march=native) but without AMX on x86-64: where the kernel has not enabled
 # AMX tile state (seen in a VM whose CPU reports amx_tile), llama.cpp's AMX kernels fault at their
 # first `ldtilecfg`, so a native build dies at start-up (SIGSEGV, "llama threadpool init").
 set -euo pipefail
-VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
-CACHE="${SYNTRIEVER_CACHE:-$HOME/.cache/syntriever}"
-DEST="$CACHE/llama-server-$VERSION-noamx"  # syntriever/llm/local.py's SERVER_DIR
+if [ $# -ne 2 ]; then
+  echo "usage: $0 DEST_DIR VERSION (run by syntriever.llm.local.server_binary)" >&2
+  exit 2
+fi
+DEST="$1"
+VERSION="$2"
 BIN="$DEST/llama-server"
 if [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1; then
   echo "$BIN"

@@ -13,4 +13,4 @@ fi
 .venv/bin/python -m pip install --quiet torch==2.13.0
 .venv/bin/python -m pip install --quiet -r requirements-dev.txt
 .venv/bin/python -m pip install --quiet --no-deps -e .  # dependencies: the pinned ones above
-PYTHON=.venv/bin/python bash scripts/build_llama_server.sh
+.venv/bin/python -c "from syntriever.llm.local import server_binary; print(server_binary())"

@@ -118,6 +118,11 @@ def stage1_name(
     return f"{file_safe(encoder)}-{suffix}{data}" + (f"-{NODEV}" if nodev else "")
 
 
+def seed_suffix(seed: int | None) -> str:
+    """``-seed<N>`` for a training seed other than the default (``SEED``, which names nothing)."""
+    return "" if seed in (None, SEED) else f"-seed{seed}"
+
+
 def final_name(
     stage1_model: str, loss: str = PL_LOSS, teacher: str = DEFAULT_TEACHER, *, nodev: bool = False,
     seed: int | None = None,
@@ -127,7 +132,7 @@ def final_name(
     ``seed`` (another training seed than the default, which names no model): minilm-final-seed7."""
     base = without_nodev(file_safe(stage1_model)).removesuffix(f"-{SFT}")
     return (f"{base}-{FINAL}" + ("" if teacher == DEFAULT_TEACHER else f"-{teacher}")
-            + ("" if loss == PL_LOSS else f"-{loss}") + ("" if seed in (None, SEED) else f"-seed{seed}")
+            + ("" if loss == PL_LOSS else f"-{loss}") + seed_suffix(seed)
             + (f"-{NODEV}" if nodev else ""))
 
 

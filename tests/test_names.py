@@ -134,6 +134,8 @@ def test_names_record_the_synthetic_data_and_custom_names_have_no_command(
         "python train_stage2.py minilm-sft-nodev x --teacher likelihood-retriever --loss bt --seed 7")
     assert names.train_command("minilm-final-seed07", "x") is None  # not the name --seed 7 gives
     assert names.final_name("minilm-sft", seed=names.SEED) == "minilm-final"  # the default seed: one name
+    suffixes = (names.seed_suffix(7), names.seed_suffix(names.SEED), names.seed_suffix(None))
+    assert suffixes == ("-seed7", "", "")
     custom = ["minilm-labelled-L256-nodev", "minilm-labelled-L256-final-oracle-nodev",
               "minilm-labelled-L256-bf16-nodev", "minilm-sft-final", "minilm-final-L256", "minilm",
               "my-model"]

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 BUILD_SCRIPT = ROOT / "scripts" / "build_llama_server.sh"
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
-SERVER_DIR = f"llama-server-{LLAMA_CPP_PYTHON_VERSION}-noamx"  # the build script's DEST (no AMX kernels)
+SERVER_DIR = f"llama-server-{LLAMA_CPP_PYTHON_VERSION}-noamx"  # built without AMX kernels (see the script)
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,10 @@ def server_binary(build: bool = True) -> Path:
     if not build:
         raise RuntimeError(f"llama-server not built; run `bash {BUILD_SCRIPT}`")
     logger.info("llama-server not found; building it (once per machine)")
-    env_vars = dict(os.environ, PYTHON=sys.executable, SYNTRIEVER_CACHE=str(cache_root()))
+    env_vars = dict(os.environ, PYTHON=sys.executable)
     out = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], env=env_vars, check=True, stdout=subprocess.PIPE, text=True
+        ["bash", str(BUILD_SCRIPT), str(binary.parent), LLAMA_CPP_PYTHON_VERSION],
+        env=env_vars, check=True, stdout=subprocess.PIPE, text=True,
     )
     return Path(out.stdout.strip().splitlines()[-1])
 
