@@ -12,10 +12,12 @@ benchmarks/results/stage2_teachers-<STAGE1_MODEL>-<DATASET>-<split>-<loss>[-seed
 (pairs kept, judge and retrieval-order accuracy on the label-checkable pairs, threshold). With
 --pairs-from another model, "the retrieval order" (identity, the reports) is STAGE1_MODEL's own.
 
-Resumable: a trained model (its card exists) is not trained again, an evaluation newer than the
-model is not run again; the JSON is rewritten after every teacher. Choices are made on the dev
-split: a stage-1 model trained with the dev queries is refused there (train it with
-`train_stage1.py ... --train-split train-nodev`).
+Resumable: a trained model (its card exists) is not trained again, a saved evaluation of the
+weights now in a model's folder is not run again (a result that records another model fingerprint,
+or was created before the model's card, is of another training run of that name and is evaluated
+again; syntriever.evaluation.current_result); the JSON is rewritten after every teacher.
+Choices are made on the dev split: a stage-1 model trained with the dev queries is refused there
+(train it with `train_stage1.py ... --train-split train-nodev`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 from syntriever.cli import run, setup_logging, teacher_list
 from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
+from syntriever.evaluation import current_result
 from syntriever.jsonl import write_json
 from syntriever.metrics import bootstrap_ci, difference_x100, paired_bootstrap
 from syntriever.names import final_name, model_dir, seed_suffix
@@ -55,13 +58,13 @@ def step(args: list[str]) -> None:
 
 
 def evaluated(name: str, dataset: str, split: str) -> dict[str, Any]:
-    """The result of ``name`` on ``split``; evaluated now unless a result newer than the
-    model's card exists."""
-    path = result_path(dataset, name, split=split)
-    card = model_dir(name, dataset) / CARD_NAME
-    if not path.is_file() or (card.is_file() and path.stat().st_mtime < card.stat().st_mtime):
+    """The result of ``name`` on ``split``; evaluated now unless the saved result is of the
+    weights now in the model's folder (syntriever.evaluation.current_result)."""
+    record = current_result(name, dataset, split)
+    if record is None:
         step(["evaluate.py", name, dataset, "--split", split])
-    return json.loads(path.read_text())
+        record = json.loads(result_path(dataset, name, split=split).read_text())
+    return record
 
 
 def row(record: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:

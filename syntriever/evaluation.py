@@ -7,6 +7,7 @@ whole corpus (in memory, or sharded and memory-mapped, or through FAISS for larg
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import time
 from collections.abc import Sequence
@@ -16,11 +17,13 @@ from typing import Any
 from syntriever.data import load_dataset
 from syntriever.encoders import open_encoder
 from syntriever.errors import UserError
+from syntriever.jsonl import read_json
 from syntriever.metrics import evaluate_run
+from syntriever.names import model_dir
 from syntriever.paths import portable
-from syntriever.provenance import with_commands
-from syntriever.result_files import make_result, save_result
-from syntriever.retrieval import bm25_search, dense_search
+from syntriever.provenance import CARD_NAME, with_commands
+from syntriever.result_files import make_result, result_path, save_result
+from syntriever.retrieval import bm25_search, dense_search, model_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ def evaluate_model(
             retriever=f"dense {index} cosine", index=index, devices=list(devices) if devices else None,
             shard_size=stats.shard_size, max_seq_length=model.max_seq_length, batch_size=batch_size,
             prompts=model.prompts, precision=stats.precision, corpus_embeddings_cached=stats.corpus_cache_hit,
+            model_fingerprint=model_fingerprint(model),
         )
         if stats.passages_per_s:
             config["passages_per_s"] = stats.passages_per_s
@@ -85,3 +89,26 @@ def evaluate_model(
     )
     path = save_result(record, results_root)
     return record, path
+
+
+def current_result(name: str, dataset: str, split: str) -> dict[str, Any] | None:
+    """The saved result of the trained model ``name`` on ``split`` if it evaluated the weights now
+    in the model's folder, else None (evaluate again). A result that records another model
+    fingerprint, or (results older than the fingerprint) was created before the model's card was
+    written, is of another training run of the same name, e.g. a committed result beside a model
+    trained again on this machine. Its ``created`` stamp is compared, not the file's time, which a
+    git checkout renews. Without a card (a preset, bm25) a saved result is current."""
+    path = result_path(dataset, name, split=split)
+    if not path.is_file():
+        return None
+    record = read_json(path, f"evaluate again: `python evaluate.py {name} {dataset} --split {split}`")
+    card = model_dir(name, dataset) / CARD_NAME
+    if not card.is_file():
+        return record
+    recorded = record.get("config", {}).get("model_fingerprint")
+    if recorded is not None:
+        model, _ = open_encoder(name, dataset)
+        return record if recorded == model_fingerprint(model) else None
+    trained = _dt.datetime.fromtimestamp(card.stat().st_mtime, _dt.timezone.utc)
+    created = _dt.datetime.fromisoformat(record.get("created", "1970-01-01T00:00:00+00:00"))
+    return record if created >= trained else None

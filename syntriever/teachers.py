@@ -293,6 +293,12 @@ def teacher_report(
         "teacher_kept_checkable_pairs": len(kept),
         "teacher_accuracy_checkable": _share(sum(w == t for _, w, t in kept), len(kept)),
         "order_accuracy_on_kept_checkable": _share(sum(p.order_winner() == t for p, _, t in kept), len(kept)),
+        # where the teacher's winner differs from the retrieval order's: what stage 2 can learn beyond
+        # the order (the identity teacher teaches none of it), and how often labels say it is right
+        "teacher_overrides_order": sum(w is not None and w != p.order_winner()
+                                       for p, w in zip(pairs, winners, strict=True)),
+        "teacher_overrides_order_checkable": sum(w != p.order_winner() for p, w, _ in kept),
+        "teacher_override_right_checkable": sum(w != p.order_winner() and w == t for p, w, t in kept),
         "judge_overrides_order_checkable": sum(
             p.verdict.winner != p.order_winner() for p, _ in judged),
         "judge_override_right_checkable": sum(

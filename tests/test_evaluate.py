@@ -64,3 +64,35 @@ def test_evaluate_cli_reports_a_clear_error_for_unknown_dataset(tmp_path: Path) 
     )
     assert out.returncode != 0
     assert "dataset not found" in out.stderr and "datasets/download.py no-such-dataset" in out.stderr
+
+
+def test_current_result_is_of_the_weights_in_the_model_folder(
+    tiny_st_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from syntriever import evaluation
+    from syntriever.names import model_dir
+    from syntriever.provenance import CARD_NAME
+    from syntriever.retrieval import model_fingerprint
+
+    monkeypatch.setenv("SYNTRIEVER_OUTPUT", str(tmp_path / "out"))
+    saved = tmp_path / "m.json"
+    monkeypatch.setattr(evaluation, "result_path", lambda dataset, name, split: saved)
+    assert evaluation.current_result("m", "toy", "dev") is None  # nothing saved
+    folder = model_dir("m", "toy")
+    tiny_st_model.save(str(folder))
+    (folder / CARD_NAME).write_text("{}")
+    own = model_fingerprint(evaluation.open_encoder("m", "toy")[0])
+    record = {"model": "m", "created": "2000-01-01T00:00:00+00:00", "config": {"model_fingerprint": own}}
+    saved.write_text(json.dumps(record))
+    assert evaluation.current_result("m", "toy", "dev") == record  # same weights: current, however old
+    with torch.no_grad():
+        next(tiny_st_model.parameters()).add_(1.0)
+    tiny_st_model.save(str(folder))  # trained again under the same name
+    assert evaluation.current_result("m", "toy", "dev") is None
+    # a result without a fingerprint: current only if created after the card was written
+    saved.write_text(json.dumps({"model": "m", "created": "2000-01-01T00:00:00+00:00"}))
+    assert evaluation.current_result("m", "toy", "dev") is None
+    saved.write_text(json.dumps({"model": "m", "created": "2999-01-01T00:00:00+00:00"}))
+    assert evaluation.current_result("m", "toy", "dev") is not None

@@ -171,6 +171,9 @@ def test_judge_and_report_fields_on_checkable_pairs() -> None:
     assert report["judge_accuracy_checkable"] == round(2 / 3, 4)
     assert report["order_accuracy_on_judged_checkable"] == round(2 / 3, 4)
     assert (report["judge_overrides_order_checkable"], report["judge_override_right_checkable"]) == (2, 1)
+    # the teacher (here the judge) overrides the order on q2, q3 (checkable) and nowhere else
+    assert report["teacher_overrides_order"] == 2
+    assert (report["teacher_overrides_order_checkable"], report["teacher_override_right_checkable"]) == (2, 1)
     assert report["kept_pairs_without_labelled_passage"] == 1
     assert report["position_bias_rate"] == pytest.approx(1 / 5)
     assert report["threshold"] is None and report["teacher"] == JUDGE
@@ -218,6 +221,19 @@ def test_judge_plus_retrieval_score_weighs_both_in_units_of_their_spread() -> No
     triples, report = teach(pairs, JUDGE_RETRIEVER, {})
     assert [t["winner_id"] for t in triples] == ["q1-a", "q2-b", "q3-a"]
     assert report["pairs_kept"] == 3 and report["teacher"] == JUDGE_RETRIEVER
+    # only q2 goes against the order (A scored more); unlabelled, so no checkable override
+    assert report["teacher_overrides_order"] == 1 and report["teacher_overrides_order_checkable"] == 0
+    _, identity = teach(pairs, IDENTITY, labels(q2="a"))
+    assert identity["teacher_overrides_order"] == identity["teacher_override_right_checkable"] == 0
+
+
+def test_override_benchmark_counts_net_corrections_on_checkable_pairs() -> None:
+    pairs = [pair("q1", 2.0), pair("q2", -1.0), pair("q3", -0.5), pair("q4", -0.4), pair("q5", -3.0)]
+    _, report = teach(pairs, JUDGE, labels(q1="a", q2="b", q3="a", q4="b", q5=""))
+    row = load_benchmark("teacher_overrides").overrides(report)
+    # overrides: q2 (right), q3 (wrong), q4 (right) checkable, q5 unlabelled
+    assert row["teacher_overrides_order"] == 4 and row["teacher_overrides_order_checkable"] == 3
+    assert row["net_corrections_checkable"] == 2 - 1
 
 
 def test_stage2_names_distinguish_teachers_and_nodev() -> None:
@@ -374,17 +390,23 @@ def test_teacher_rows_are_paired_against_stage1_and_evaluations_resume(
     row = bench.row(better, base)
     assert row["ndcg10"] == 60.0 and row["vs_stage1"]["delta"] == 10.0
     assert row["vs_stage1"]["ci95"][0] > 0 and row["ci95"][0] <= 60.0 <= row["ci95"][1]
-    # a result newer than the model's card is reused; an older one is evaluated again
+    # a result created after the model's card was written is reused; one created before it (another
+    # training run of the name, e.g. a committed result) is evaluated again, whatever the file's time
+    from syntriever import evaluation
+
     monkeypatch.setenv("SYNTRIEVER_OUTPUT", str(tmp_path / "out"))
-    monkeypatch.setattr(bench, "result_path", lambda dataset, name, split: tmp_path / f"{name}.json")
+    where = lambda dataset, name, split: tmp_path / f"{name}.json"  # noqa: E731
+    monkeypatch.setattr(bench, "result_path", where)
+    monkeypatch.setattr(evaluation, "result_path", where)
     calls: list[list[str]] = []
     monkeypatch.setattr(bench, "step", lambda args: calls.append(args))
     card = bench.model_dir("m", "toy") / "syntriever.json"
     write_json(card, {})
     result_file = tmp_path / "m.json"
-    write_json(result_file, better)
+    write_json(result_file, {**better, "created": "2999-01-01T00:00:00+00:00"})
     assert bench.evaluated("m", "toy", "dev")["model"] == "s2" and calls == []
-    os.utime(result_file, (card.stat().st_mtime - 10, card.stat().st_mtime - 10))
+    write_json(result_file, {**better, "created": "2000-01-01T00:00:00+00:00"})
+    os.utime(result_file, (card.stat().st_mtime + 10, card.stat().st_mtime + 10))  # as a checkout leaves it
     bench.evaluated("m", "toy", "dev")
     assert calls == [["evaluate.py", "m", "toy", "--split", "dev"]]
 

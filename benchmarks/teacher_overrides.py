@@ -1,0 +1,72 @@
+"""Benchmark: where each stage-2 teacher goes against the retrieval order, and how often labels
+say it is right there. No training, no LLM request.
+
+    python benchmarks/teacher_overrides.py STAGE1_MODEL DATASET [--pairs-from minilm-sft]
+        [--teachers likelihood-retriever,judge,oracle,identity]
+
+Over the pairs stage 2 of STAGE1_MODEL would train on (its training split's queries, the judged
+pairs of --pairs-from re-scored by STAGE1_MODEL, as ``train_stage2.py`` builds them), each
+teacher's report (:func:`syntriever.teachers.teacher_report`) gives the pairs whose winner differs
+from STAGE1_MODEL's own order (``teacher_overrides_order``), those of them with exactly one
+labelled-relevant passage, and how many of those the teacher gets right. The identity teacher
+overrides nothing, so stage 2 can learn only from the overrides; right minus wrong overrides on
+the checkable pairs (``net_corrections_checkable``) is the part of the oracle's corrections a
+teacher delivers. Writes benchmarks/results/teacher_overrides-<STAGE1_MODEL>-<DATASET>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from syntriever.cli import run, setup_logging, teacher_list
+from syntriever.jsonl import write_json
+from syntriever.paths import file_safe
+from syntriever.provenance import command_line
+from syntriever.stage2 import order_model_for, pairs_preferences, teacher_preferences, trained_stage1
+from syntriever.teachers import IDENTITY, JUDGE, ORACLE
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("pairs_compared", "pairs_kept", "label_checkable_pairs", "teacher_kept_checkable_pairs",
+        "teacher_accuracy_checkable", "order_accuracy_on_kept_checkable", "teacher_overrides_order",
+        "teacher_overrides_order_checkable", "teacher_override_right_checkable")
+
+
+def overrides(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's override fields and the net corrections on the checkable pairs."""
+    right, total = report["teacher_override_right_checkable"], report["teacher_overrides_order_checkable"]
+    return {**{key: report[key] for key in KEYS}, "net_corrections_checkable": right - (total - right)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("model", help="the stage-1 model stage 2 would train")
+    parser.add_argument("dataset")
+    parser.add_argument("--pairs-from", default=None, metavar="MODEL",
+                        help="stage-1 model whose judged pairs are used (default: MODEL)")
+    parser.add_argument("--teachers", type=teacher_list, default=[ORACLE, IDENTITY, JUDGE],
+                        help="comma-separated (default: oracle,identity,judge)")
+    args = parser.parse_args()
+    setup_logging()
+    _, split = trained_stage1(args.model, args.dataset)
+    pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from)
+    order_model = order_model_for(args.model, pairs_model, args.dataset)
+    teachers = {}
+    for teacher in args.teachers:
+        _, report = teacher_preferences(args.dataset, preferences, pairs_model, teacher, split,
+                                        order_model=order_model)
+        teachers[teacher] = overrides(report)
+    out = ROOT / "benchmarks" / "results" / f"teacher_overrides-{file_safe(args.model)}-{args.dataset}.json"
+    write_json(out, {"stage1_model": args.model, "dataset": args.dataset, "split": split,
+                     "pairs_from": pairs_model, "command": command_line(), "teachers": teachers})
+    for teacher, row in teachers.items():
+        print(f"{teacher}: overrides the order on {row['teacher_overrides_order']} of "
+              f"{row['pairs_kept']} pairs; on the checkable ones right "
+              f"{row['teacher_override_right_checkable']} of {row['teacher_overrides_order_checkable']} "
+              f"(net {row['net_corrections_checkable']:+d})")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    run(main)
