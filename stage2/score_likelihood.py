@@ -1,7 +1,7 @@
 """Stage 2, another judge (not in the paper): the query likelihood of each passage the judge compared.
 
     python stage2/score_likelihood.py MODEL DATASET [--pairs-from MODEL-sft] [--checkable-only]
-        [--llm-model qwen1.5b] [--max-chars 1500]
+        [--top-k K] [--llm-model qwen1.5b] [--max-chars 1500]
 
 For the pairs the pairwise judge compared for MODEL (or for --pairs-from), restricted to the
 queries of MODEL's training split, asks a local llama-server for log P(query | passage) of every
@@ -10,6 +10,10 @@ generated/<dataset>/comparison-.../likelihood-<version>.jsonl beside the judge's
 stopped run resumes where it stopped. `train_stage2.py MODEL DATASET --teacher likelihood...`
 then decides the pairs on these scores (teachers `likelihood`, `likelihood-retriever`,
 `likelihood-checkable`, `likelihood-retriever-checkable`).
+
+--top-k K also scores the rest of the top K of the pairs model's retrieval (K = 5: the paper's 10
+pairs per query, where the pairwise judge compared the top 3), query by query after the judged
+passages, so that a stopped run leaves whole queries scored.
 
 --checkable-only scores only the passages of the pairs with exactly one labelled-relevant passage
 (the teachers' label-checkable pairs): what the `-checkable` controls need, at about 60% of the
@@ -25,7 +29,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from syntriever.cli import run, setup_logging
+from syntriever.cli import positive_int, run, setup_logging
 from syntriever.jsonl import read_json, write_json
 from syntriever.likelihood import (
     DEFAULT_MAX_CHARS,
@@ -40,7 +44,13 @@ from syntriever.llm.local import DEFAULT_JUDGE_PRESET, LocalServer
 from syntriever.paths import check_name, portable
 from syntriever.prompts import LIKELIHOOD_VERSION
 from syntriever.provenance import command_line
-from syntriever.stage2 import compared_pairs, order_model_for, pairs_preferences, trained_stage1
+from syntriever.stage2 import (
+    compared_pairs,
+    order_model_for,
+    pairs_preferences,
+    retrieved_passages,
+    trained_stage1,
+)
 from syntriever.teachers import JUDGE_CHECKABLE, LIKELIHOOD_CHECKABLE, LIKELIHOOD_RETRIEVER_CHECKABLE, teach
 
 REPORT_KEYS = ("label_checkable_pairs", "teacher_kept_checkable_pairs", "teacher_accuracy_checkable",
@@ -54,12 +64,16 @@ def main() -> None:
     parser.add_argument("--pairs-from", default=None, help="the stage-1 model whose judged pairs to score")
     parser.add_argument("--checkable-only", action="store_true",
                         help="only the pairs with exactly one labelled-relevant passage")
+    parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
+                        help="also score the rest of the top K of the pairs model's retrieval")
     parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET, help="embedded GGUF preset")
     parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS,
                         help=f"passage characters in the prompt (default {DEFAULT_MAX_CHARS}; 0 = whole)")
     args = parser.parse_args()
     setup_logging()
     check_name(args.dataset)
+    if args.top_k is not None and args.checkable_only:
+        parser.error("--top-k scores every passage of the top K; drop --checkable-only")
     _, split = trained_stage1(args.model, args.dataset)
     pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from, args.llm_model)
     order_model = order_model_for(args.model, pairs_model, args.dataset)
@@ -68,9 +82,13 @@ def main() -> None:
     if args.checkable_only:
         pairs = [p for p in pairs if p.checkable_truth(compared.qrels) is not None]
     out = likelihood_path(preferences.parent)
+    items: dict[tuple[str, str], tuple[str, str, str, str]] = {}  # (query id, passage id) -> item
+    extra = [] if args.top_k is None else retrieved_passages(args.dataset, pairs_model, split, args.top_k)
+    for item in passages_of(pairs) + extra:  # the judged pairs' passages first
+        items.setdefault((item[0], item[2]), item)
     with LocalServer(model=args.llm_model, parallel=1, ctx_per_slot=4096) as server:
         client = LikelihoodClient(server.base_url, args.max_chars or None)
-        stats = score_passages(passages_of(pairs), client, out)
+        stats = score_passages(list(items.values()), client, out)
 
     scores, _ = load_likelihoods(out, args.max_chars or None)
     # the same pairs for every row: those whose two passages are scored
@@ -84,7 +102,8 @@ def main() -> None:
     }
     summary_file = out.with_suffix(".summary.json")
     earlier = _earlier_runs(summary_file)
-    this_run = {"model": args.model, "split": split, "checkable_only": args.checkable_only, **stats,
+    this_run = {"model": args.model, "split": split, "checkable_only": args.checkable_only,
+                "top_k": args.top_k, **stats,
                 "command": command_line()}
     label_check = {name: {k: r[k] for k in REPORT_KEYS} for name, r in reports.items()}
     summary = {

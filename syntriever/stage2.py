@@ -187,6 +187,22 @@ def compared_pairs(
     return ComparedPairs(pairs, qrels, len(records), source, answers, judged)
 
 
+def retrieved_passages(
+    dataset: str, pairs_model: str, split: str, k: int
+) -> list[tuple[str, str, str, str]]:
+    """(query id, query, passage id, passage text) of the top ``k`` of ``pairs_model``'s retrieval
+    file for the queries of ``split``, query by query in rank order: the passages a pointwise judge
+    scores for pairs among the top ``k``, beyond the ``k`` the pairwise judge compared."""
+    qrels = load_dataset(dataset, split).qrels
+    source = retrieval_path(dataset, pairs_model)
+    records = [rec for rec in load_retrieval(source) if rec["query_id"] in qrels]
+    if not records:
+        raise DataError(f"{source}: no query of split {split!r}; make it with "
+                        f"`python retrieval.py {pairs_model} {dataset}`")
+    return [(rec["query_id"], rec["query"], doc, text) for rec in attach_texts(records, dataset, k)
+            for doc, text in zip(rec["doc_ids"][:k], rec["texts"][:k], strict=True)]
+
+
 def order_model_for(
     model: str, pairs_model: str, dataset: str, loaded: SentenceTransformer | None = None
 ) -> SentenceTransformer | None:

@@ -22,7 +22,7 @@ from syntriever.likelihood import (
     token_grammar,
     with_likelihood,
 )
-from syntriever.stage2 import teacher_preferences
+from syntriever.stage2 import retrieved_passages, teacher_preferences
 from syntriever.teachers import (
     JUDGE_RETRIEVER_CHECKABLE,
     LIKELIHOOD,
@@ -200,6 +200,15 @@ def test_likelihood_teacher_reads_the_scores_beside_the_judges_answers(toy: dict
     assert all(int(t["winner_id"][1]) > int(t["loser_id"][1]) for t in triples) and len(triples) == 12
     assert report["verdicts_from"].startswith("query likelihood") and report["teacher"] == LIKELIHOOD
     assert report["likelihood_max_chars"] == 1500 and report["likelihood_pairs_scored"] == 12
+
+
+def test_top_k_passages_are_the_splits_queries_in_rank_order_with_corpus_texts(
+    toy: dict[str, Any],  # noqa: F811
+) -> None:
+    got = retrieved_passages("toy", "m-sft", "train-nodev", 2)  # q4 is carved into dev
+    want = [(q, f"question {q[1]}", d, f"passage {d[1]}") for q in ("q1", "q2", "q3") for d in ("d0", "d1")]
+    assert got == want
+    assert len(retrieved_passages("toy", "m-sft", "train", 5)) == 4 * 3  # the file holds 3 per query
 
 
 def test_score_summary_keeps_every_run_and_each_models_label_check(tmp_path: Path) -> None:
