@@ -2,7 +2,7 @@
 say it is right there. No training, no LLM request.
 
     python benchmarks/teacher_overrides.py STAGE1_MODEL DATASET [--pairs-from minilm-sft]
-        [--teachers likelihood-retriever,judge,oracle,identity]
+        [--teachers oracle,identity,judge,likelihood-retriever]
 
 Over the pairs stage 2 of STAGE1_MODEL would train on (its training split's queries, the judged
 pairs of --pairs-from re-scored by STAGE1_MODEL, as ``train_stage2.py`` builds them), each
@@ -11,7 +11,8 @@ from STAGE1_MODEL's own order (``teacher_overrides_order``), those of them with 
 labelled-relevant passage, and how many of those the teacher gets right. The identity teacher
 overrides nothing, so stage 2 can learn only from the overrides; right minus wrong overrides on
 the checkable pairs (``net_corrections_checkable``) is the part of the oracle's corrections a
-teacher delivers. Writes benchmarks/results/teacher_overrides-<STAGE1_MODEL>-<DATASET>.json.
+teacher delivers. Writes benchmarks/results/teacher_overrides-<STAGE1_MODEL>-<DATASET>.json; the
+rows of teachers an earlier run covered are kept, and a file made over other pairs is refused.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from syntriever.cli import run, setup_logging, teacher_list
-from syntriever.jsonl import write_json
+from syntriever.errors import UserError
+from syntriever.jsonl import read_json, write_json
 from syntriever.paths import file_safe
 from syntriever.provenance import command_line
 from syntriever.stage2 import order_model_for, pairs_preferences, teacher_preferences, trained_stage1
 from syntriever.teachers import IDENTITY, JUDGE, ORACLE
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TEACHERS = (ORACLE, IDENTITY, JUDGE)
 KEYS = ("pairs_compared", "pairs_kept", "label_checkable_pairs", "teacher_kept_checkable_pairs",
         "teacher_accuracy_checkable", "order_accuracy_on_kept_checkable", "teacher_overrides_order",
         "teacher_overrides_order_checkable", "teacher_override_right_checkable")
@@ -39,28 +42,41 @@ def overrides(report: dict[str, Any]) -> dict[str, Any]:
     return {**{key: report[key] for key in KEYS}, "net_corrections_checkable": right - (total - right)}
 
 
+def earlier_rows(out: Path, split: str, pairs_model: str) -> dict[str, Any]:
+    """The teacher rows an earlier run wrote to ``out``; refused when made over other pairs."""
+    if not out.is_file():
+        return {}
+    old = read_json(out, "move it away; the next run writes a new one")
+    if (old.get("split"), old.get("pairs_from")) != (split, pairs_model):
+        held = old.get("pairs_from")
+        raise UserError(f"{out}: holds the pairs of {held} on {old.get('split')} (not {pairs_model} on "
+                        f"{split}); move it away or run with --pairs-from {held}")
+    return dict(old.get("teachers", {}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="the stage-1 model stage 2 would train")
     parser.add_argument("dataset")
     parser.add_argument("--pairs-from", default=None, metavar="MODEL",
                         help="stage-1 model whose judged pairs are used (default: MODEL)")
-    parser.add_argument("--teachers", type=teacher_list, default=[ORACLE, IDENTITY, JUDGE],
-                        help="comma-separated (default: oracle,identity,judge)")
+    parser.add_argument("--teachers", type=teacher_list, default=list(DEFAULT_TEACHERS),
+                        help=f"comma-separated (default: {','.join(DEFAULT_TEACHERS)})")
     args = parser.parse_args()
     setup_logging()
     _, split = trained_stage1(args.model, args.dataset)
     pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from)
     order_model = order_model_for(args.model, pairs_model, args.dataset)
-    teachers = {}
+    out = ROOT / "benchmarks" / "results" / f"teacher_overrides-{file_safe(args.model)}-{args.dataset}.json"
+    teachers = earlier_rows(out, split, pairs_model)
     for teacher in args.teachers:
         _, report = teacher_preferences(args.dataset, preferences, pairs_model, teacher, split,
                                         order_model=order_model)
         teachers[teacher] = overrides(report)
-    out = ROOT / "benchmarks" / "results" / f"teacher_overrides-{file_safe(args.model)}-{args.dataset}.json"
     write_json(out, {"stage1_model": args.model, "dataset": args.dataset, "split": split,
                      "pairs_from": pairs_model, "command": command_line(), "teachers": teachers})
-    for teacher, row in teachers.items():
+    for teacher in args.teachers:
+        row = teachers[teacher]
         print(f"{teacher}: overrides the order on {row['teacher_overrides_order']} of "
               f"{row['pairs_kept']} pairs; on the checkable ones right "
               f"{row['teacher_override_right_checkable']} of {row['teacher_overrides_order_checkable']} "

@@ -102,13 +102,18 @@ def current_result(name: str, dataset: str, split: str) -> dict[str, Any] | None
     if not path.is_file():
         return None
     record = read_json(path, f"evaluate again: `python evaluate.py {name} {dataset} --split {split}`")
-    card = model_dir(name, dataset) / CARD_NAME
-    if not card.is_file():
+    card = None if "/" in name else model_dir(name, dataset) / CARD_NAME  # a hub id has no card
+    if card is None or not card.is_file():
         return record
-    recorded = record.get("config", {}).get("model_fingerprint")
+    recorded = (record.get("config") or {}).get("model_fingerprint")
     if recorded is not None:
         model, _ = open_encoder(name, dataset)
         return record if recorded == model_fingerprint(model) else None
+    try:
+        created = _dt.datetime.fromisoformat(str(record.get("created")))
+    except ValueError:
+        return None  # no usable stamp: evaluate again
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=_dt.timezone.utc)
     trained = _dt.datetime.fromtimestamp(card.stat().st_mtime, _dt.timezone.utc)
-    created = _dt.datetime.fromisoformat(record.get("created", "1970-01-01T00:00:00+00:00"))
     return record if created >= trained else None

@@ -157,6 +157,18 @@ class ComparedPairs:
     judged: dict[str, Any]  # the comparison run's summary
 
 
+def split_retrieval(
+    dataset: str, pairs_model: str, qrels: dict[str, dict[str, int]], split: str
+) -> tuple[Path, list[dict[str, Any]]]:
+    """``pairs_model``'s retrieval file and its records of the queries in ``qrels`` (``split``'s)."""
+    source = retrieval_path(dataset, pairs_model)
+    records = [rec for rec in load_retrieval(source) if rec["query_id"] in qrels]
+    if not records:
+        raise DataError(f"{source}: no query of split {split!r}; make it with "
+                        f"`python retrieval.py {pairs_model} {dataset}`")
+    return source, records
+
+
 def compared_pairs(
     dataset: str, preferences: Path, pairs_model: str, split: str = "train",
     order_model: SentenceTransformer | None = None,
@@ -175,11 +187,7 @@ def compared_pairs(
     if not answers.is_file():
         raise DataError(f"{answers}: judge answers not found; make them with `{make}`")
     qrels = load_dataset(dataset, split).qrels
-    source = retrieval_path(dataset, pairs_model)
-    records = [rec for rec in load_retrieval(source) if rec["query_id"] in qrels]
-    if not records:
-        raise DataError(f"{source}: no query of split {split!r}; make it with "
-                        f"`python retrieval.py {pairs_model} {dataset}`")
+    source, records = split_retrieval(dataset, pairs_model, qrels, split)
     records = attach_texts(records, dataset, settings.k)
     pairs = answered(judged_pairs(records, load_results(answers), settings))
     if order_model is not None:
@@ -193,12 +201,7 @@ def retrieved_passages(
     """(query id, query, passage id, passage text) of the top ``k`` of ``pairs_model``'s retrieval
     file for the queries of ``split``, query by query in rank order: the passages a pointwise judge
     scores for pairs among the top ``k``, beyond the ``k`` the pairwise judge compared."""
-    qrels = load_dataset(dataset, split).qrels
-    source = retrieval_path(dataset, pairs_model)
-    records = [rec for rec in load_retrieval(source) if rec["query_id"] in qrels]
-    if not records:
-        raise DataError(f"{source}: no query of split {split!r}; make it with "
-                        f"`python retrieval.py {pairs_model} {dataset}`")
+    _, records = split_retrieval(dataset, pairs_model, load_dataset(dataset, split).qrels, split)
     return [(rec["query_id"], rec["query"], doc, text) for rec in attach_texts(records, dataset, k)
             for doc, text in zip(rec["doc_ids"][:k], rec["texts"][:k], strict=True)]
 

@@ -264,6 +264,12 @@ def _share(hits: int, total: int) -> float | None:
     return round(hits / total, 4) if total else None
 
 
+def _overrides(pair: Pair, winner: str | None) -> bool:
+    """The teacher kept ``pair`` with the winner the retrieval order (untied) did not pick."""
+    order = pair.order_winner()
+    return winner is not None and order is not None and winner != order
+
+
 def teacher_report(
     pairs: Sequence[Pair], winners: Sequence[str | None], teacher: str,
     qrels: Mapping[str, Mapping[str, int]], dropped: Mapping[str, int],
@@ -293,12 +299,12 @@ def teacher_report(
         "teacher_kept_checkable_pairs": len(kept),
         "teacher_accuracy_checkable": _share(sum(w == t for _, w, t in kept), len(kept)),
         "order_accuracy_on_kept_checkable": _share(sum(p.order_winner() == t for p, _, t in kept), len(kept)),
-        # where the teacher's winner differs from the retrieval order's: what stage 2 can learn beyond
-        # the order (the identity teacher teaches none of it), and how often labels say it is right
-        "teacher_overrides_order": sum(w is not None and w != p.order_winner()
-                                       for p, w in zip(pairs, winners, strict=True)),
-        "teacher_overrides_order_checkable": sum(w != p.order_winner() for p, w, _ in kept),
-        "teacher_override_right_checkable": sum(w != p.order_winner() and w == t for p, w, t in kept),
+        # where the teacher's winner goes against the retrieval order's (tied scores: no order to go
+        # against): what stage 2 can learn beyond the order (the identity teacher teaches none of
+        # it), and how often labels say it is right there
+        "teacher_overrides_order": sum(_overrides(p, w) for p, w in zip(pairs, winners, strict=True)),
+        "teacher_overrides_order_checkable": sum(_overrides(p, w) for p, w, _ in kept),
+        "teacher_override_right_checkable": sum(_overrides(p, w) and w == t for p, w, t in kept),
         "judge_overrides_order_checkable": sum(
             p.verdict.winner != p.order_winner() for p, _ in judged),
         "judge_override_right_checkable": sum(

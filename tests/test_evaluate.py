@@ -90,9 +90,13 @@ def test_current_result_is_of_the_weights_in_the_model_folder(
     with torch.no_grad():
         next(tiny_st_model.parameters()).add_(1.0)
     tiny_st_model.save(str(folder))  # trained again under the same name
-    assert evaluation.current_result("m", "toy", "dev") is None
+    saved.write_text(json.dumps({**record, "created": "2999-01-01T00:00:00+00:00"}))
+    assert evaluation.current_result("m", "toy", "dev") is None  # only the fingerprint tells
     # a result without a fingerprint: current only if created after the card was written
     saved.write_text(json.dumps({"model": "m", "created": "2000-01-01T00:00:00+00:00"}))
     assert evaluation.current_result("m", "toy", "dev") is None
-    saved.write_text(json.dumps({"model": "m", "created": "2999-01-01T00:00:00+00:00"}))
+    saved.write_text(json.dumps({"model": "m", "created": "2999-01-01T00:00:00"}))  # naive: UTC
     assert evaluation.current_result("m", "toy", "dev") is not None
+    saved.write_text(json.dumps({"model": "m", "created": None, "config": None}))
+    assert evaluation.current_result("m", "toy", "dev") is None
+    assert evaluation.current_result("org/hub-model", "toy", "dev") is not None  # no card to compare

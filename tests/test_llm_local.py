@@ -33,5 +33,5 @@ def test_missing_binary_is_built_into_the_folder_local_py_names(
     assert calls == [["bash", str(local.BUILD_SCRIPT), str(tmp_path / local.SERVER_DIR),
                       local.LLAMA_CPP_PYTHON_VERSION]]
     assert binary == tmp_path / local.SERVER_DIR / "llama-server"
-    with pytest.raises(RuntimeError, match="not built"):
+    with pytest.raises(RuntimeError, match="not built; run `bash scripts/setup.sh`"):
         local.server_binary(build=False)

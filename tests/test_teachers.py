@@ -444,3 +444,15 @@ def test_teacher_benchmark_keeps_earlier_rows_and_refuses_other_flags(tmp_path: 
     with pytest.raises(UserError, match="pairs generated/toy/comparison-v1-qwen1.5b-p-v2"):
         bench.check_card({**card, "preferences_file": prefs.replace("-p/", "-p-v2/")}, tmp_path / "c.json",
                          "judge", args)
+
+
+def test_override_benchmark_keeps_earlier_rows_and_refuses_other_pairs(tmp_path: Path) -> None:
+    from syntriever.errors import UserError
+
+    bench = load_benchmark("teacher_overrides")
+    out = tmp_path / "overrides.json"
+    assert bench.earlier_rows(out, "train", "m-sft") == {}
+    write_json(out, {"split": "train", "pairs_from": "m-sft", "teachers": {"oracle": {"pairs_kept": 3}}})
+    assert bench.earlier_rows(out, "train", "m-sft") == {"oracle": {"pairs_kept": 3}}
+    with pytest.raises(UserError, match="holds the pairs of m-sft on train .* --pairs-from m-sft"):
+        bench.earlier_rows(out, "train", "other")

@@ -142,7 +142,7 @@ def server_binary(build: bool = True) -> Path:
     if binary.is_file():
         return binary
     if not build:
-        raise RuntimeError(f"llama-server not built; run `bash {BUILD_SCRIPT}`")
+        raise RuntimeError("llama-server not built; run `bash scripts/setup.sh` (it builds it once)")
     logger.info("llama-server not found; building it (once per machine)")
     env_vars = dict(os.environ, PYTHON=sys.executable)
     out = subprocess.run(
