@@ -39,7 +39,7 @@ from syntriever.jsonl import write_json
 from syntriever.metrics import bootstrap_ci, difference_x100, paired_bootstrap
 from syntriever.names import final_name, model_dir, seed_suffix
 from syntriever.paths import file_safe, portable
-from syntriever.provenance import CARD_NAME
+from syntriever.provenance import CARD_NAME, check_same_run
 from syntriever.result_files import HEADLINE, result_path
 from syntriever.stage2 import pairs_preferences, stage1_split
 from syntriever.teachers import CONFIDENT, IDENTITY, JUDGE, ORACLE
@@ -105,11 +105,8 @@ def previous_report(out: Path, report: dict[str, Any]) -> dict[str, Any]:
     if not out.is_file():
         return {}
     old = json.loads(out.read_text())
-    keys = ("stage1_model", "split", "pairs_from", "train_flags")
-    if any(old.get(key) != report[key] for key in keys):
-        held = ", ".join(f"{k}={old.get(k)}" for k in keys)
-        raise UserError(f"{out}: holds a run with other flags ({held}); move it away to start a new "
-                        "comparison")
+    same = ("stage1_model", "split", "pairs_from", "train_flags")
+    check_same_run(out, old, {key: report[key] for key in same})
     then, now = old.get("stage1", {}), report["stage1"]
     if old.get("teachers") and (then.get("ndcg10"), then.get("ci95")) != (now["ndcg10"], now["ci95"]):
         raise UserError(f"{out}: its rows are paired against a stage 1 that scored {then.get('ndcg10')} "

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from syntriever.cli import run, setup_logging, teacher_list
-from syntriever.errors import UserError
 from syntriever.jsonl import read_json, write_json
 from syntriever.paths import file_safe
-from syntriever.provenance import command_line
+from syntriever.provenance import check_same_run, command_line
 from syntriever.stage2 import order_model_for, pairs_preferences, teacher_preferences, trained_stage1
 from syntriever.teachers import IDENTITY, JUDGE, ORACLE
 
@@ -47,10 +46,7 @@ def earlier_rows(out: Path, split: str, pairs_model: str) -> dict[str, Any]:
     if not out.is_file():
         return {}
     old = read_json(out, "move it away; the next run writes a new one")
-    if (old.get("split"), old.get("pairs_from")) != (split, pairs_model):
-        held = old.get("pairs_from")
-        raise UserError(f"{out}: holds the pairs of {held} on {old.get('split')} (not {pairs_model} on "
-                        f"{split}); move it away or run with --pairs-from {held}")
+    check_same_run(out, old, {"split": split, "pairs_from": pairs_model})
     return dict(old.get("teachers", {}))
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from syntriever.errors import UserError
 from syntriever.llm.secrets import redact
 from syntriever.paths import ROOT
 
@@ -74,3 +75,12 @@ def command_chain(record: Mapping[str, Any], _depth: int = 0) -> list[str]:
     if record.get("command"):
         chain.append(str(record["command"]))
     return list(dict.fromkeys(chain))
+
+
+def check_same_run(path: Path, earlier: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    """Refuse to add to the report at ``path`` (read as ``earlier``) rows of a run made with other
+    settings than ``wanted`` (key -> value): one line naming what it holds."""
+    if any(earlier.get(key) != value for key, value in wanted.items()):
+        held = ", ".join(f"{key}={earlier.get(key)}" for key in wanted)
+        raise UserError(f"{path}: holds a run with other flags ({held}); move it away to start a new "
+                        "comparison")

@@ -454,5 +454,5 @@ def test_override_benchmark_keeps_earlier_rows_and_refuses_other_pairs(tmp_path:
     assert bench.earlier_rows(out, "train", "m-sft") == {}
     write_json(out, {"split": "train", "pairs_from": "m-sft", "teachers": {"oracle": {"pairs_kept": 3}}})
     assert bench.earlier_rows(out, "train", "m-sft") == {"oracle": {"pairs_kept": 3}}
-    with pytest.raises(UserError, match="holds the pairs of m-sft on train .* --pairs-from m-sft"):
+    with pytest.raises(UserError, match="other flags \\(split=train, pairs_from=m-sft\\); move it away"):
         bench.earlier_rows(out, "train", "other")
