@@ -20,7 +20,8 @@ paper) instead of the pairwise judge's answers. With --pairs-from another
 model, "the retrieval order" is MODEL's own: it re-scores the pairs
 (syntriever.stage2.rescore_pairs). Only the queries of --train-split give triples (train-nodev:
 never a dev query; the default for a -nodev stage-1 model). Saves
-output/<MODEL>-final[-<teacher>][-bt][-nodev]-<DATASET>, where <MODEL> is MODEL-sft without "-sft"
+output/<MODEL>-final[-<teacher>][-top<K>][-bt][-seed<N>][-nodev]-<DATASET>, where <MODEL> is
+MODEL-sft without "-sft"
 (syntriever/names.py); the model card holds the teacher's report (pairs kept, judge and
 retrieval-order accuracy on the label-checkable pairs, position bias, threshold).
 """
@@ -29,7 +30,7 @@ import argparse
 import json
 from pathlib import Path
 
-from syntriever.cli import add_train_args, run, settings_from_args, setup_logging, teacher_name
+from syntriever.cli import add_train_args, positive_int, run, settings_from_args, setup_logging, teacher_name
 from syntriever.data import TRAIN_NODEV
 from syntriever.encoders import load_encoder
 from syntriever.jsonl import DataError
@@ -75,19 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pairs-from", default=None, metavar="MODEL",
                         help="stage-1 model whose retrieval file and judge answers give the pairs "
                         "(default: MODEL)")
+    parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
+                        help="likelihood teachers: every pair of the top K of the retrieval file, not "
+                        "only the judged ones (score them with stage2/score_likelihood.py --top-k K)")
     parser.add_argument("--preferences", type=Path, default=None,
                         help="use this preference JSONL as is (judge teacher, split train only)")
     parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET,
                         help="which judge's preferences to use (default: the embedded judge)")
     parser.add_argument("--output-name", default=None,
-                        help="model name (default: MODEL-final[-TEACHER][-bt][-nodev])")
+                        help="model name (default: MODEL-final[-TEACHER][-topK][-bt][-nodev])")
     add_train_args(parser, describe_training(2))
     return parser
 
 
 def default_name(args: argparse.Namespace, split: str) -> str:
     """The model name without --output-name, for a stage-1 model trained on ``split``."""
-    return final_name(args.model, args.loss, args.teacher, nodev=split == TRAIN_NODEV, seed=args.seed)
+    return final_name(args.model, args.loss, args.teacher, nodev=split == TRAIN_NODEV, seed=args.seed,
+                      top_k=args.top_k)
 
 
 def main() -> None:
@@ -100,6 +105,8 @@ def main() -> None:
         parser.error(f"{args.model!r} was trained on split {split!r}: stage 2 must use it too "
                      f"(--train-split {split}, or leave the flag out), so that a -nodev model never "
                      "saw a dev query and a stage-2 name never stands for two models")
+    if args.top_k is not None and args.preferences:
+        parser.error("--top-k builds the pairs from the retrieval file; leave out --preferences")
     if args.preferences and (args.teacher != JUDGE or split != "train"):
         parser.error("--preferences is used as is: only with --teacher judge and --train-split train")
     name = args.output_name or default_name(args, split)
@@ -115,7 +122,7 @@ def main() -> None:
     else:
         order_model = order_model_for(args.model, pairs_model, args.dataset, model)
         triples, report = teacher_preferences(args.dataset, pref_file, pairs_model, args.teacher, split,
-                                              order_model=order_model)
+                                              order_model=order_model, top_k=args.top_k)
     if not triples:
         raise DataError(f"teacher {args.teacher} kept no pair of {pref_file}")
     summary_file = pref_file.with_suffix(".summary.json")
@@ -125,7 +132,7 @@ def main() -> None:
     card = {
         "stage": 2, "base_model": args.model, "base_model_path": portable(source), "dataset": args.dataset,
         "split": split, "preferences_file": portable(pref_file.resolve()), "stage2_loss": args.loss,
-        "teacher": args.teacher, "teacher_report": report,
+        "teacher": args.teacher, "top_k": args.top_k, "teacher_report": report,
         "prompt_version": judge.get("prompt_version"), "judge": judge.get("llm"),
         "judge_settings": judge.get("settings"),
         "example_counts": {"triples": len(triples), "queries": len({t["query_id"] for t in triples})},

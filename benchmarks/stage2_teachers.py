@@ -2,15 +2,16 @@
 
     python benchmarks/stage2_teachers.py STAGE1_MODEL DATASET [--split dev]
         [--teachers oracle,identity,judge,judge-confident,oracle-flip-4pct,...] [--pairs-from minilm-sft]
-        [--loss pl] [--max-seq-length N] [--batch-size N] [--epochs N] [--seed N]
+        [--loss pl] [--top-k K] [--max-seq-length N] [--batch-size N] [--epochs N] [--seed N]
 
 For each teacher (syntriever/teachers.py) trains stage 2 from STAGE1_MODEL over the same judged
 pairs (`train_stage2.py STAGE1_MODEL DATASET --teacher T --pairs-from P`), evaluates it
 (`evaluate.py NAME DATASET --split S`) and the stage-1 model, and writes
-benchmarks/results/stage2_teachers-<STAGE1_MODEL>-<DATASET>-<split>-<loss>[-seed<N>].json: nDCG@10 with its
-95% bootstrap CI, the paired bootstrap test against the stage-1 model, and each teacher's report
-(pairs kept, judge and retrieval-order accuracy on the label-checkable pairs, threshold). With
---pairs-from another model, "the retrieval order" (identity, the reports) is STAGE1_MODEL's own.
+benchmarks/results/stage2_teachers-<STAGE1_MODEL>-<DATASET>-<split>-<loss>[-top<K>][-seed<N>].json:
+nDCG@10 with its 95% bootstrap CI, the paired bootstrap test against the stage-1 model, and each
+teacher's report (pairs kept, judge and retrieval-order accuracy on the label-checkable pairs,
+threshold). With --pairs-from another model, "the retrieval order" (identity, the reports) is
+STAGE1_MODEL's own.
 
 Resumable: a trained model (its card exists) is not trained again, a saved evaluation of the
 weights now in a model's folder is not run again (a result that records another model fingerprint,
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from syntriever.cli import run, setup_logging, teacher_list
+from syntriever.cli import positive_int, run, setup_logging, teacher_list
 from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.evaluation import current_result
@@ -90,6 +91,8 @@ def check_card(card: dict[str, Any], path: Path, teacher: str, args: argparse.Na
               if value is not None and recorded.get(key) != value]
     if card.get("teacher") != teacher or card.get("stage2_loss") != args.loss:
         differ.append(f"teacher/loss {card.get('teacher')}/{card.get('stage2_loss')}")
+    if card.get("top_k") != args.top_k:
+        differ.append(f"top-k {card.get('top_k')}")
     _, pairs = pairs_preferences(args.dataset, args.model, args.pairs_from)  # as train_stage2.py runs
     if card.get("preferences_file") != portable(pairs.resolve()):
         differ.append(f"pairs {card.get('preferences_file')}")
@@ -124,6 +127,8 @@ def main() -> None:
     parser.add_argument("--pairs-from", default=None, metavar="MODEL",
                         help="stage-1 model whose judged pairs are used (default: MODEL)")
     parser.add_argument("--loss", choices=["pl", "bt"], default="pl")
+    parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
+                        help="likelihood teachers over every pair of the top K (train_stage2.py --top-k)")
     parser.add_argument("--max-seq-length", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--epochs", type=float, default=None)
@@ -141,13 +146,14 @@ def main() -> None:
         raise UserError(f"{args.model!r} was trained on {train_split!r}, which holds the dev queries; "
                         f"evaluate on dev only a model trained with `--train-split {TRAIN_NODEV}`")
     flags = ["--loss", args.loss]
-    for flag, value in (("--pairs-from", args.pairs_from), ("--max-seq-length", args.max_seq_length),
+    for flag, value in (("--pairs-from", args.pairs_from), ("--top-k", args.top_k),
+                        ("--max-seq-length", args.max_seq_length),
                         ("--batch-size", args.batch_size), ("--epochs", args.epochs), ("--seed", args.seed)):
         if value is not None:
             flags += [flag, str(value)]
     out = ROOT / "benchmarks" / "results" / (
         f"stage2_teachers-{file_safe(args.model)}-{args.dataset}-{args.split}-{args.loss}"
-        + seed_suffix(args.seed) + ".json")
+        + ("" if args.top_k is None else f"-top{args.top_k}") + seed_suffix(args.seed) + ".json")
     base = evaluated(args.model, args.dataset, args.split)
     report: dict[str, Any] = {
         "stage1_model": args.model, "dataset": args.dataset, "split": args.split,
@@ -158,7 +164,8 @@ def main() -> None:
     }
     report["teachers"] = previous_report(out, report)
     for teacher in args.teachers:
-        name = final_name(args.model, args.loss, teacher, nodev=train_split == TRAIN_NODEV, seed=args.seed)
+        name = final_name(args.model, args.loss, teacher, nodev=train_split == TRAIN_NODEV, seed=args.seed,
+                          top_k=args.top_k)
         card_path = model_dir(name, args.dataset) / CARD_NAME
         if not card_path.is_file():
             step(["train_stage2.py", args.model, args.dataset, "--teacher", teacher, *flags])

@@ -125,13 +125,16 @@ def seed_suffix(seed: int | None) -> str:
 
 def final_name(
     stage1_model: str, loss: str = PL_LOSS, teacher: str = DEFAULT_TEACHER, *, nodev: bool = False,
-    seed: int | None = None,
+    seed: int | None = None, top_k: int | None = None,
 ) -> str:
     """minilm-sft -> minilm-final (pl, judge), minilm-final-bt (bt), minilm-final-oracle
     (oracle teacher); ``nodev`` (stage 2 on train-nodev): minilm-sft-nodev -> minilm-final-nodev;
-    ``seed`` (another training seed than the default, which names no model): minilm-final-seed7."""
+    ``seed`` (another training seed than the default, which names no model): minilm-final-seed7;
+    ``top_k`` (a likelihood teacher over every pair of the top K, not the judged pairs):
+    minilm-final-likelihood-top5."""
     base = without_nodev(file_safe(stage1_model)).removesuffix(f"-{SFT}")
     return (f"{base}-{FINAL}" + ("" if teacher == DEFAULT_TEACHER else f"-{teacher}")
+            + ("" if top_k is None else f"-top{top_k}")
             + ("" if loss == PL_LOSS else f"-{loss}") + seed_suffix(seed)
             + (f"-{NODEV}" if nodev else ""))
 
@@ -161,7 +164,7 @@ _STAGE1 = re.compile(
 )
 _STAGE2 = re.compile(
     rf"(?P<base>.+)-{FINAL}(?:-(?P<teacher>{'|'.join(TEACHERS[1:])}|{_FLIP_PERCENT.pattern}))?"
-    rf"(?:-(?P<loss>{'|'.join(STAGE2_LOSSES[1:])}))?(?:-seed(?P<seed>[0-9]+))?"
+    rf"(?:-top(?P<topk>[0-9]+))?(?:-(?P<loss>{'|'.join(STAGE2_LOSSES[1:])}))?(?:-seed(?P<seed>[0-9]+))?"
 )
 
 
@@ -210,10 +213,12 @@ def stage2_args(name: str) -> list[str] | None:
     stage1 = base + (f"-{NODEV}" if nodev else "")
     teacher, loss = match["teacher"] or DEFAULT_TEACHER, match["loss"] or PL_LOSS
     seed = None if match["seed"] is None else int(match["seed"])
+    top_k = None if match["topk"] is None else int(match["topk"])
     if (not is_teacher(teacher) or stage1_args(stage1) is None
-            or final_name(stage1, loss, teacher, nodev=nodev, seed=seed) != name):
+            or final_name(stage1, loss, teacher, nodev=nodev, seed=seed, top_k=top_k) != name):
         return None
     return [stage1, *(["--teacher", teacher] if match["teacher"] else []),
+            *(["--top-k", str(top_k)] if top_k is not None else []),
             *(["--loss", loss] if match["loss"] else []),
             *(["--seed", str(seed)] if seed is not None else [])]
 

@@ -171,11 +171,13 @@ def split_retrieval(
 
 def compared_pairs(
     dataset: str, preferences: Path, pairs_model: str, split: str = "train",
-    order_model: SentenceTransformer | None = None,
+    order_model: SentenceTransformer | None = None, top_k: int | None = None,
 ) -> ComparedPairs:
     """The pairs the judge compared for ``pairs_model`` (whose comparison run wrote
     ``preferences`` and its summary) with the judge's verdicts, for the queries of ``split``;
-    re-scored by ``order_model`` when given (:func:`rescore_pairs`)."""
+    re-scored by ``order_model`` when given (:func:`rescore_pairs`). ``top_k``: every pair of
+    the top K instead, those the judge did not answer with a "missing" verdict (for a pointwise
+    judge that replaces the verdicts: :func:`syntriever.likelihood.with_likelihood`)."""
     summary_file = preferences.with_suffix(".summary.json")
     make = f"python stage2/parse_comparison.py {pairs_model} {dataset}"
     if not summary_file.is_file():
@@ -188,8 +190,11 @@ def compared_pairs(
         raise DataError(f"{answers}: judge answers not found; make them with `{make}`")
     qrels = load_dataset(dataset, split).qrels
     source, records = split_retrieval(dataset, pairs_model, qrels, split)
+    if top_k is not None:
+        settings = dataclasses.replace(settings, k=top_k, pairs=None)
     records = attach_texts(records, dataset, settings.k)
-    pairs = answered(judged_pairs(records, load_results(answers), settings))
+    pairs = judged_pairs(records, load_results(answers), settings)
+    pairs = answered(pairs) if top_k is None else pairs
     if order_model is not None:
         pairs = rescore_pairs(pairs, order_model)
     return ComparedPairs(pairs, qrels, len(records), source, answers, judged)
@@ -219,15 +224,15 @@ def order_model_for(
 
 def _likelihood_pairs(
     pairs: list[Pair], teacher: str, qrels: dict[str, dict[str, int]], preferences: Path, pairs_model: str,
-    dataset: str,
+    dataset: str, top_k: int | None = None,
 ) -> tuple[list[Pair], dict[str, Any]]:
     """``pairs`` with the query likelihood's verdicts and the report's record of them; refuses
     scores that do not cover every pair the teacher decides (the checkable ones for a
     ``-checkable`` teacher), which would silently make it another teacher."""
     scores_file = likelihood_path(preferences.parent)
     checkable_only = LIKELIHOOD_OF[teacher] in CHECKABLE_ONLY
-    make = (f"python stage2/score_likelihood.py MODEL {dataset} --pairs-from {pairs_model}"
-            + (" --checkable-only" if checkable_only else ""))
+    scope = f" --top-k {top_k}" if top_k is not None else " --checkable-only" if checkable_only else ""
+    make = f"python stage2/score_likelihood.py MODEL {dataset} --pairs-from {pairs_model}{scope}"
     scores, cut = load_likelihoods(scores_file)
     scored = with_likelihood(pairs, scores)
     needed = [p for p in scored if not checkable_only or p.checkable_truth(qrels) is not None]
@@ -239,12 +244,14 @@ def _likelihood_pairs(
         "verdicts_from": "query likelihood (the report's judge_* fields are its figures)",
         "likelihood_file": portable(scores_file.resolve()), "likelihood_max_chars": cut,
         "likelihood_prompt": prompts.LIKELIHOOD_VERSION, "likelihood_pairs_scored": len(needed),
+        "likelihood_top_k": top_k,
     }
 
 
 def teacher_preferences(
     dataset: str, preferences: Path, pairs_model: str, teacher: str, split: str = "train",
     min_pairs: int = MIN_CALIBRATION_PAIRS, order_model: SentenceTransformer | None = None,
+    top_k: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The ``teacher``'s triples over the pairs the judge compared for ``pairs_model`` (whose
     comparison run wrote ``preferences`` and its summary), for the queries of ``split``, and
@@ -255,11 +262,16 @@ def teacher_preferences(
     teacher, judge-retriever's score gap, the confident judge's calibration and the report's
     order accuracies) instead of the retrieval file's scores. A ``likelihood`` teacher decides on
     the query likelihood scores beside ``preferences`` (:func:`syntriever.likelihood.likelihood_path`,
-    made by ``stage2/score_likelihood.py``) instead of the judge's answers."""
-    compared = compared_pairs(dataset, preferences, pairs_model, split, order_model)
+    made by ``stage2/score_likelihood.py``) instead of the judge's answers; with ``top_k``, over
+    every pair of the top K (``score_likelihood.py --top-k K`` scores their passages)."""
+    if top_k is not None and teacher not in LIKELIHOOD_OF:
+        raise UserError(f"--top-k needs a pointwise judge: a likelihood teacher, not {teacher!r} "
+                        "(the pairwise judge answered only the pairs it compared)")
+    compared = compared_pairs(dataset, preferences, pairs_model, split, order_model, top_k)
     pairs, extra = compared.pairs, {}
     if teacher in LIKELIHOOD_OF:
-        pairs, extra = _likelihood_pairs(pairs, teacher, compared.qrels, preferences, pairs_model, dataset)
+        pairs, extra = _likelihood_pairs(pairs, teacher, compared.qrels, preferences, pairs_model, dataset,
+                                         top_k)
     triples, report = teach(pairs, teacher, compared.qrels, min_pairs)
     report.update(split=split, queries=compared.queries, pairs_model=pairs_model,
                   order_from="the trained stage-1 model's scores" if order_model is not None

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from syntriever import prompts
+from syntriever.errors import UserError
 from syntriever.jsonl import DataError, write_jsonl
 from syntriever.likelihood import (
     LikelihoodClient,
@@ -200,6 +201,21 @@ def test_likelihood_teacher_reads_the_scores_beside_the_judges_answers(toy: dict
     assert all(int(t["winner_id"][1]) > int(t["loser_id"][1]) for t in triples) and len(triples) == 12
     assert report["verdicts_from"].startswith("query likelihood") and report["teacher"] == LIKELIHOOD
     assert report["likelihood_max_chars"] == 1500 and report["likelihood_pairs_scored"] == 12
+
+
+def test_likelihood_teacher_over_every_pair_of_the_top_k(toy: dict[str, Any]) -> None:  # noqa: F811
+    # the toy judge answered all 3 pairs of the top 3; top 2 keeps one pair per query, whatever
+    # was judged; the pairwise judge cannot decide pairs it never compared
+    rows = [{"query_id": q, "doc_id": d, "loglik": float(d[1]), "max_chars": 1500}
+            for q in ("q1", "q2", "q3", "q4") for d in ("d0", "d1")]
+    write_jsonl(likelihood_path(toy["prefs"].parent), rows)
+    triples, report = teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train", top_k=2)
+    assert [(t["winner_id"], t["loser_id"]) for t in triples] == [("d1", "d0")] * 4
+    assert report["likelihood_top_k"] == 2 and report["pairs_compared"] == 4
+    with pytest.raises(DataError, match="8 of the 12 pairs .* --top-k 3"):
+        teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train", top_k=3)
+    with pytest.raises(UserError, match="--top-k needs a pointwise judge"):
+        teacher_preferences("toy", toy["prefs"], "m-sft", "judge", "train", top_k=2)
 
 
 def test_top_k_passages_are_the_splits_queries_in_rank_order_with_corpus_texts(

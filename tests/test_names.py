@@ -128,6 +128,10 @@ def test_names_record_the_synthetic_data_and_custom_names_have_no_command(
         "minilm-sft-v2-qwen1.5b-final-oracle-nodev")
     assert names.train_command("minilm-final-oracle-nodev", "x") == (
         "python train_stage2.py minilm-sft-nodev x --teacher oracle")
+    top = names.final_name("minilm-sft-nodev", "bt", "likelihood-retriever", nodev=True, seed=7, top_k=5)
+    assert top == "minilm-final-likelihood-retriever-top5-bt-seed7-nodev"
+    assert names.train_command(top, "x") == ("python train_stage2.py minilm-sft-nodev x --teacher "
+                                             "likelihood-retriever --top-k 5 --loss bt --seed 7")
     seeded = names.final_name("minilm-sft-nodev", "bt", "likelihood-retriever", nodev=True, seed=7)
     assert seeded == "minilm-final-likelihood-retriever-bt-seed7-nodev"
     assert names.train_command(seeded, "x") == (

@@ -429,7 +429,7 @@ def test_teacher_benchmark_keeps_earlier_rows_and_refuses_other_flags(tmp_path: 
     with pytest.raises(UserError, match="stage 1 that scored 74.8 \\(now 74.6"):
         bench.previous_report(out, {**report, "stage1": {**report["stage1"], "ndcg10": 74.6}})
     args = argparse.Namespace(max_seq_length=256, batch_size=None, epochs=None, seed=None, loss="pl",
-                              pairs_from="p", model="s1", dataset="toy")
+                              pairs_from="p", model="s1", dataset="toy", top_k=None)
     prefs = "generated/toy/comparison-v1-qwen1.5b-p/toy_preferences.jsonl"
     card = {"teacher": "judge", "stage2_loss": "pl", "preferences_file": prefs,
             "settings": {"max_seq_length": 256, "batch_size": 32}}
@@ -441,6 +441,8 @@ def test_teacher_benchmark_keeps_earlier_rows_and_refuses_other_flags(tmp_path: 
         bench.check_card({**card, "settings": {"max_seq_length": 128}}, tmp_path / "c.json", "judge", args)
     with pytest.raises(UserError, match="teacher/loss"):
         bench.check_card(card, tmp_path / "c.json", "oracle", args)
+    with pytest.raises(UserError, match="top-k None"):  # a judged-pairs model is not a top-5 one
+        bench.check_card(card, tmp_path / "c.json", "judge", argparse.Namespace(**{**vars(args), "top_k": 5}))
     with pytest.raises(UserError, match="pairs generated/toy/comparison-v1-qwen1.5b-p-v2"):
         bench.check_card({**card, "preferences_file": prefs.replace("-p/", "-p-v2/")}, tmp_path / "c.json",
                          "judge", args)
