@@ -45,6 +45,7 @@ TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-ret
             "judge-checkable", "identity-checkable", "oracle-flip-judge", "oracle-flip-identity",
             "judge-retriever-checkable", "likelihood", "likelihood-retriever", "likelihood-checkable",
             "likelihood-retriever-checkable")
+POINTWISE_TEACHERS = TEACHERS[-4:]  # the query likelihood's: they can decide any pair of the top K
 # and a family of controls beside them: the oracle with P% of its triples turned round (0 < P <= 50)
 _FLIP_PERCENT = re.compile(r"oracle-flip-(?P<pct>\d+(?:\.\d+)?)pct")
 NEGATIVE_FILTERS = ("copies", "coverage", "judge")  # see syntriever.stage1.keep_negative
@@ -121,6 +122,16 @@ def stage1_name(
 def seed_suffix(seed: int | None) -> str:
     """``-seed<N>`` for a training seed other than the default (``SEED``, which names nothing)."""
     return "" if seed in (None, SEED) else f"-seed{seed}"
+
+
+def top_k_error(teacher: str, top_k: int | None) -> str | None:
+    """Why ``--top-k top_k`` cannot go with ``teacher`` (None: it can, or no --top-k)."""
+    if top_k is None:
+        return None
+    if teacher not in POINTWISE_TEACHERS:
+        return (f"--top-k needs a pointwise judge: one of {', '.join(POINTWISE_TEACHERS)}, not {teacher!r} "
+                "(the pairwise judge answered only the pairs it compared)")
+    return None if top_k >= 2 else f"--top-k must be at least 2 to form a pair, not {top_k}"
 
 
 def final_name(
@@ -214,7 +225,7 @@ def stage2_args(name: str) -> list[str] | None:
     teacher, loss = match["teacher"] or DEFAULT_TEACHER, match["loss"] or PL_LOSS
     seed = None if match["seed"] is None else int(match["seed"])
     top_k = None if match["topk"] is None else int(match["topk"])
-    if (not is_teacher(teacher) or stage1_args(stage1) is None
+    if (not is_teacher(teacher) or top_k_error(teacher, top_k) or stage1_args(stage1) is None
             or final_name(stage1, loss, teacher, nodev=nodev, seed=seed, top_k=top_k) != name):
         return None
     return [stage1, *(["--teacher", teacher] if match["teacher"] else []),

@@ -52,7 +52,7 @@ from syntriever.likelihood import likelihood_path, load_likelihoods, with_likeli
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.llm.requests import load_results
-from syntriever.names import NODEV, model_dir
+from syntriever.names import NODEV, model_dir, top_k_error
 from syntriever.paths import file_safe, portable
 from syntriever.precision import resolve_precision
 from syntriever.provenance import CARD_NAME
@@ -176,8 +176,8 @@ def compared_pairs(
     """The pairs the judge compared for ``pairs_model`` (whose comparison run wrote
     ``preferences`` and its summary) with the judge's verdicts, for the queries of ``split``;
     re-scored by ``order_model`` when given (:func:`rescore_pairs`). ``top_k``: every pair of
-    the top K instead, those the judge did not answer with a "missing" verdict (for a pointwise
-    judge that replaces the verdicts: :func:`syntriever.likelihood.with_likelihood`)."""
+    the top K instead, answered or not (an unanswered pair's verdict is "missing"), for a pointwise
+    judge that replaces the verdicts (:func:`syntriever.likelihood.with_likelihood`)."""
     summary_file = preferences.with_suffix(".summary.json")
     make = f"python stage2/parse_comparison.py {pairs_model} {dataset}"
     if not summary_file.is_file():
@@ -264,9 +264,8 @@ def teacher_preferences(
     the query likelihood scores beside ``preferences`` (:func:`syntriever.likelihood.likelihood_path`,
     made by ``stage2/score_likelihood.py``) instead of the judge's answers; with ``top_k``, over
     every pair of the top K (``score_likelihood.py --top-k K`` scores their passages)."""
-    if top_k is not None and teacher not in LIKELIHOOD_OF:
-        raise UserError(f"--top-k needs a pointwise judge: a likelihood teacher, not {teacher!r} "
-                        "(the pairwise judge answered only the pairs it compared)")
+    if (problem := top_k_error(teacher, top_k)) is not None:
+        raise UserError(problem)
     compared = compared_pairs(dataset, preferences, pairs_model, split, order_model, top_k)
     pairs, extra = compared.pairs, {}
     if teacher in LIKELIHOOD_OF:

@@ -13,7 +13,8 @@ import pytest
 
 from syntriever import prompts
 from syntriever.errors import UserError
-from syntriever.jsonl import DataError, write_jsonl
+from syntriever.jsonl import DataError, read_jsonl, write_jsonl
+from syntriever.judge import ComparisonSettings, answers_path
 from syntriever.likelihood import (
     LikelihoodClient,
     likelihood_path,
@@ -204,18 +205,27 @@ def test_likelihood_teacher_reads_the_scores_beside_the_judges_answers(toy: dict
 
 
 def test_likelihood_teacher_over_every_pair_of_the_top_k(toy: dict[str, Any]) -> None:  # noqa: F811
-    # the toy judge answered all 3 pairs of the top 3; top 2 keeps one pair per query, whatever
-    # was judged; the pairwise judge cannot decide pairs it never compared
+    # the judge never answered q1's pair d1|d2: the judged pairs lack it, the top 3 has it
+    answers = answers_path(toy["prefs"].parent, ComparisonSettings(k=3, judge_mode="logprobs"))
+    kept = [r for r in read_jsonl(answers) if not r["custom_id"].startswith("q1:d1|d2")]
+    write_jsonl(answers, kept)
     rows = [{"query_id": q, "doc_id": d, "loglik": float(d[1]), "max_chars": 1500}
-            for q in ("q1", "q2", "q3", "q4") for d in ("d0", "d1")]
+            for q in ("q1", "q2", "q3", "q4") for d in ("d0", "d1", "d2")]
     write_jsonl(likelihood_path(toy["prefs"].parent), rows)
-    triples, report = teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train", top_k=2)
-    assert [(t["winner_id"], t["loser_id"]) for t in triples] == [("d1", "d0")] * 4
-    assert report["likelihood_top_k"] == 2 and report["pairs_compared"] == 4
+    _, judged = teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train")
+    triples, report = teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train", top_k=3)
+    assert (judged["pairs_compared"], report["pairs_compared"]) == (11, 12)
+    assert ("d2", "d1") in {(t["winner_id"], t["loser_id"]) for t in triples if t["query_id"] == "q1"}
+    assert report["likelihood_top_k"] == 3
+    _, top2 = teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train", top_k=2)
+    assert top2["pairs_compared"] == 4  # one pair (d0, d1) per query
+    write_jsonl(likelihood_path(toy["prefs"].parent), [r for r in rows if r["doc_id"] != "d2"])
     with pytest.raises(DataError, match="8 of the 12 pairs .* --top-k 3"):
         teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train", top_k=3)
     with pytest.raises(UserError, match="--top-k needs a pointwise judge"):
         teacher_preferences("toy", toy["prefs"], "m-sft", "judge", "train", top_k=2)
+    with pytest.raises(UserError, match="at least 2"):
+        teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train", top_k=1)
 
 
 def test_top_k_passages_are_the_splits_queries_in_rank_order_with_corpus_texts(
