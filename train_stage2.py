@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stage-1 model whose retrieval file and judge answers give the pairs "
                         "(default: MODEL)")
     parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
-                        help="likelihood teachers: every pair of the top K of the retrieval file, not "
-                        "only the judged ones (score them with stage2/score_likelihood.py --top-k K)")
+                        help="every pair of the top K of the retrieval file, not only the judged ones "
+                        "(oracle, identity, likelihood teachers; the likelihood scores them with "
+                        "stage2/score_likelihood.py --top-k K)")
     parser.add_argument("--preferences", type=Path, default=None,
                         help="use this preference JSONL as is (judge teacher, split train only)")
     parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET,

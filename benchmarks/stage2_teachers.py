@@ -128,7 +128,7 @@ def main() -> None:
                         help="stage-1 model whose judged pairs are used (default: MODEL)")
     parser.add_argument("--loss", choices=["pl", "bt"], default="pl")
     parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
-                        help="likelihood teachers over every pair of the top K (train_stage2.py --top-k)")
+                        help="every pair of the top K, not the judged ones (train_stage2.py --top-k)")
     parser.add_argument("--max-seq-length", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--epochs", type=float, default=None)

@@ -2,7 +2,7 @@
 say it is right there. No training, no LLM request.
 
     python benchmarks/teacher_overrides.py STAGE1_MODEL DATASET [--pairs-from minilm-sft]
-        [--teachers oracle,identity,judge,likelihood-retriever]
+        [--teachers oracle,identity,judge,likelihood-retriever] [--top-k K]
 
 Over the pairs stage 2 of STAGE1_MODEL would train on (its training split's queries, the judged
 pairs of --pairs-from re-scored by STAGE1_MODEL, as ``train_stage2.py`` builds them), each
@@ -11,7 +11,8 @@ from STAGE1_MODEL's own order (``teacher_overrides_order``), those of them with 
 labelled-relevant passage, and how many of those the teacher gets right. The identity teacher
 overrides nothing, so stage 2 can learn only from the overrides; right minus wrong overrides on
 the checkable pairs (``net_corrections_checkable``) is the part of the oracle's corrections a
-teacher delivers. Writes benchmarks/results/teacher_overrides-<STAGE1_MODEL>-<DATASET>.json; the
+teacher delivers. --top-k K: over every pair of the top K instead (teachers that need no pairwise
+judge's answer). Writes benchmarks/results/teacher_overrides-<STAGE1_MODEL>-<DATASET>[-top<K>].json; the
 rows of teachers an earlier run covered are kept, and a file made over other pairs is refused.
 """
 
@@ -21,8 +22,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from syntriever.cli import run, setup_logging, teacher_list
+from syntriever.cli import positive_int, run, setup_logging, teacher_list
 from syntriever.jsonl import read_json, write_json
+from syntriever.names import top_k_error
 from syntriever.paths import file_safe
 from syntriever.provenance import check_same_run, command_line
 from syntriever.stage2 import order_model_for, pairs_preferences, teacher_preferences, trained_stage1
@@ -56,18 +58,25 @@ def main() -> None:
     parser.add_argument("dataset")
     parser.add_argument("--pairs-from", default=None, metavar="MODEL",
                         help="stage-1 model whose judged pairs are used (default: MODEL)")
+    parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
+                        help="every pair of the top K (train_stage2.py --top-k), not the judged pairs")
     parser.add_argument("--teachers", type=teacher_list, default=list(DEFAULT_TEACHERS),
                         help=f"comma-separated (default: {','.join(DEFAULT_TEACHERS)})")
     args = parser.parse_args()
+    for teacher in args.teachers:
+        if (problem := top_k_error(teacher, args.top_k)) is not None:
+            parser.error(problem)
     setup_logging()
     _, split = trained_stage1(args.model, args.dataset)
     pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from)
     order_model = order_model_for(args.model, pairs_model, args.dataset)
-    out = ROOT / "benchmarks" / "results" / f"teacher_overrides-{file_safe(args.model)}-{args.dataset}.json"
+    top = "" if args.top_k is None else f"-top{args.top_k}"
+    name = f"teacher_overrides-{file_safe(args.model)}-{args.dataset}{top}.json"
+    out = ROOT / "benchmarks" / "results" / name
     teachers = earlier_rows(out, split, pairs_model)
     for teacher in args.teachers:
         _, report = teacher_preferences(args.dataset, preferences, pairs_model, teacher, split,
-                                        order_model=order_model)
+                                        order_model=order_model, top_k=args.top_k)
         teachers[teacher] = overrides(report)
     write_json(out, {"stage1_model": args.model, "dataset": args.dataset, "split": split,
                      "pairs_from": pairs_model, "command": command_line(), "teachers": teachers})

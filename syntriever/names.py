@@ -45,7 +45,9 @@ TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-ret
             "judge-checkable", "identity-checkable", "oracle-flip-judge", "oracle-flip-identity",
             "judge-retriever-checkable", "likelihood", "likelihood-retriever", "likelihood-checkable",
             "likelihood-retriever-checkable")
-POINTWISE_TEACHERS = TEACHERS[-4:]  # the query likelihood's: they can decide any pair of the top K
+# teachers that decide a pair without the pairwise judge's answer (labels, the retrieval order, the
+# query likelihood's pointwise scores): they can train on any pair of the top K (--top-k)
+TOP_K_TEACHERS = ("oracle", "identity", *TEACHERS[-4:])
 # and a family of controls beside them: the oracle with P% of its triples turned round (0 < P <= 50)
 _FLIP_PERCENT = re.compile(r"oracle-flip-(?P<pct>\d+(?:\.\d+)?)pct")
 NEGATIVE_FILTERS = ("copies", "coverage", "judge")  # see syntriever.stage1.keep_negative
@@ -128,9 +130,10 @@ def top_k_error(teacher: str, top_k: int | None) -> str | None:
     """Why ``--top-k top_k`` cannot go with ``teacher`` (None: it can, or no --top-k)."""
     if top_k is None:
         return None
-    if teacher not in POINTWISE_TEACHERS:
-        return (f"--top-k needs a pointwise judge: one of {', '.join(POINTWISE_TEACHERS)}, not {teacher!r} "
-                "(the pairwise judge answered only the pairs it compared)")
+    if teacher not in TOP_K_TEACHERS:
+        return (f"--top-k needs a teacher that decides a pair without the pairwise judge's answer (one "
+                f"of {', '.join(TOP_K_TEACHERS)}), not {teacher!r}: the judge answered only the pairs it "
+                "compared")
     return None if top_k >= 2 else f"--top-k must be at least 2 to form a pair, not {top_k}"
 
 
@@ -141,8 +144,8 @@ def final_name(
     """minilm-sft -> minilm-final (pl, judge), minilm-final-bt (bt), minilm-final-oracle
     (oracle teacher); ``nodev`` (stage 2 on train-nodev): minilm-sft-nodev -> minilm-final-nodev;
     ``seed`` (another training seed than the default, which names no model): minilm-final-seed7;
-    ``top_k`` (a likelihood teacher over every pair of the top K, not the judged pairs):
-    minilm-final-likelihood-top5."""
+    ``top_k`` (a teacher of ``TOP_K_TEACHERS`` over every pair of the top K, not the judged
+    pairs): minilm-final-likelihood-top5."""
     base = without_nodev(file_safe(stage1_model)).removesuffix(f"-{SFT}")
     return (f"{base}-{FINAL}" + ("" if teacher == DEFAULT_TEACHER else f"-{teacher}")
             + ("" if top_k is None else f"-top{top_k}")

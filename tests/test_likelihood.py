@@ -222,8 +222,13 @@ def test_likelihood_teacher_over_every_pair_of_the_top_k(toy: dict[str, Any]) ->
     write_jsonl(likelihood_path(toy["prefs"].parent), [r for r in rows if r["doc_id"] != "d2"])
     with pytest.raises(DataError, match="8 of the 12 pairs .* --top-k 3"):
         teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train", top_k=3)
-    with pytest.raises(UserError, match="--top-k needs a pointwise judge"):
+    with pytest.raises(UserError, match="--top-k needs a teacher that decides a pair without"):
         teacher_preferences("toy", toy["prefs"], "m-sft", "judge", "train", top_k=2)
+    oracle, oracle_report = teacher_preferences("toy", toy["prefs"], "m-sft", "oracle", "train", top_k=3)
+    relevant = {"q1": "d1", "q2": "d0", "q3": "d2", "q4": "d2"}
+    assert oracle_report["pairs_kept"] == 8  # one labelled passage against each of the two others
+    assert all(t["winner_id"] == relevant[t["query_id"]] for t in oracle)
+    assert ("q1", "d1", "d2") in {(t["query_id"], t["winner_id"], t["loser_id"]) for t in oracle}  # unjudged
     with pytest.raises(UserError, match="at least 2"):
         teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train", top_k=1)
 

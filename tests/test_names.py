@@ -132,8 +132,10 @@ def test_names_record_the_synthetic_data_and_custom_names_have_no_command(
     assert top == "minilm-final-likelihood-retriever-top5-bt-seed7-nodev"
     assert names.train_command(top, "x") == ("python train_stage2.py minilm-sft-nodev x --teacher "
                                              "likelihood-retriever --top-k 5 --loss bt --seed 7")
-    for never in ("minilm-final-top5", "minilm-final-oracle-top5", "minilm-final-likelihood-top1"):
-        assert names.train_command(never, "x") is None  # --top-k only with a pointwise judge, K >= 2
+    for never in ("minilm-final-top5", "minilm-final-judge-confident-top5", "minilm-final-likelihood-top1"):
+        assert names.train_command(never, "x") is None  # --top-k: no pairwise judge's verdicts, K >= 2
+    assert names.train_command("minilm-final-oracle-top5", "x") == (
+        "python train_stage2.py minilm-sft x --teacher oracle --top-k 5")
     seeded = names.final_name("minilm-sft-nodev", "bt", "likelihood-retriever", nodev=True, seed=7)
     assert seeded == "minilm-final-likelihood-retriever-bt-seed7-nodev"
     assert names.train_command(seeded, "x") == (
