@@ -38,7 +38,7 @@ from syntriever.errors import UserError
 from syntriever.evaluation import current_result
 from syntriever.jsonl import write_json
 from syntriever.metrics import bootstrap_ci, difference_x100, paired_bootstrap
-from syntriever.names import final_name, model_dir, seed_suffix, top_k_error
+from syntriever.names import final_name, model_dir, seed_suffix, top_k_error, top_k_suffix
 from syntriever.paths import file_safe, portable
 from syntriever.provenance import CARD_NAME, check_same_run
 from syntriever.result_files import HEADLINE, result_path
@@ -156,7 +156,7 @@ def main() -> None:
             flags += [flag, str(value)]
     out = ROOT / "benchmarks" / "results" / (
         f"stage2_teachers-{file_safe(args.model)}-{args.dataset}-{args.split}-{args.loss}"
-        + ("" if args.top_k is None else f"-top{args.top_k}") + seed_suffix(args.seed) + ".json")
+        + top_k_suffix(args.top_k) + seed_suffix(args.seed) + ".json")
     base = evaluated(args.model, args.dataset, args.split)
     report: dict[str, Any] = {
         "stage1_model": args.model, "dataset": args.dataset, "split": args.split,

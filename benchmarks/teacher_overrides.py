@@ -24,7 +24,7 @@ from typing import Any
 
 from syntriever.cli import positive_int, run, setup_logging, teacher_list
 from syntriever.jsonl import read_json, write_json
-from syntriever.names import top_k_error
+from syntriever.names import top_k_error, top_k_suffix
 from syntriever.paths import file_safe
 from syntriever.provenance import check_same_run, command_line
 from syntriever.stage2 import order_model_for, pairs_preferences, teacher_preferences, trained_stage1
@@ -70,8 +70,7 @@ def main() -> None:
     _, split = trained_stage1(args.model, args.dataset)
     pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from)
     order_model = order_model_for(args.model, pairs_model, args.dataset)
-    top = "" if args.top_k is None else f"-top{args.top_k}"
-    name = f"teacher_overrides-{file_safe(args.model)}-{args.dataset}{top}.json"
+    name = f"teacher_overrides-{file_safe(args.model)}-{args.dataset}{top_k_suffix(args.top_k)}.json"
     out = ROOT / "benchmarks" / "results" / name
     teachers = earlier_rows(out, split, pairs_model)
     for teacher in args.teachers:

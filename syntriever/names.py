@@ -126,6 +126,11 @@ def seed_suffix(seed: int | None) -> str:
     return "" if seed in (None, SEED) else f"-seed{seed}"
 
 
+def top_k_suffix(top_k: int | None) -> str:
+    """``-top<K>`` for a stage 2 over every pair of the top K (None: the judged pairs, no suffix)."""
+    return "" if top_k is None else f"-top{top_k}"
+
+
 def top_k_error(teacher: str, top_k: int | None) -> str | None:
     """Why ``--top-k top_k`` cannot go with ``teacher`` (None: it can, or no --top-k)."""
     if top_k is None:
@@ -148,7 +153,7 @@ def final_name(
     pairs): minilm-final-likelihood-top5."""
     base = without_nodev(file_safe(stage1_model)).removesuffix(f"-{SFT}")
     return (f"{base}-{FINAL}" + ("" if teacher == DEFAULT_TEACHER else f"-{teacher}")
-            + ("" if top_k is None else f"-top{top_k}")
+            + top_k_suffix(top_k)
             + ("" if loss == PL_LOSS else f"-{loss}") + seed_suffix(seed)
             + (f"-{NODEV}" if nodev else ""))
 
