@@ -30,7 +30,15 @@ import argparse
 import json
 from pathlib import Path
 
-from syntriever.cli import add_train_args, positive_int, run, settings_from_args, setup_logging, teacher_name
+from syntriever.cli import (
+    add_train_args,
+    check_top_k,
+    positive_int,
+    run,
+    settings_from_args,
+    setup_logging,
+    teacher_name,
+)
 from syntriever.data import TRAIN_NODEV
 from syntriever.encoders import load_encoder
 from syntriever.jsonl import DataError
@@ -43,7 +51,6 @@ from syntriever.names import (
     final_name,
     model_dir,
     teacher_choices,
-    top_k_error,
 )
 from syntriever.paths import check_name, portable
 from syntriever.profiles import describe_training
@@ -107,8 +114,7 @@ def main() -> None:
         parser.error(f"{args.model!r} was trained on split {split!r}: stage 2 must use it too "
                      f"(--train-split {split}, or leave the flag out), so that a -nodev model never "
                      "saw a dev query and a stage-2 name never stands for two models")
-    if (problem := top_k_error(args.teacher, args.top_k)) is not None:
-        parser.error(problem)
+    check_top_k(parser, [args.teacher], args.top_k)
     if args.top_k is not None and args.preferences:
         parser.error("--top-k builds the pairs from the retrieval file; leave out --preferences")
     if args.preferences and (args.teacher != JUDGE or split != "train"):

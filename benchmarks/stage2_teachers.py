@@ -32,13 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from syntriever.cli import positive_int, run, setup_logging, teacher_list
+from syntriever.cli import check_top_k, positive_int, run, setup_logging, teacher_list
 from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.evaluation import current_result
 from syntriever.jsonl import write_json
 from syntriever.metrics import bootstrap_ci, difference_x100, paired_bootstrap
-from syntriever.names import final_name, model_dir, seed_suffix, top_k_error, top_k_suffix
+from syntriever.names import final_name, model_dir, seed_suffix, top_k_suffix
 from syntriever.paths import file_safe, portable
 from syntriever.provenance import CARD_NAME, check_same_run
 from syntriever.result_files import HEADLINE, result_path
@@ -136,9 +136,7 @@ def main() -> None:
                         help="stage 2's training seed (default: train_stage2.py's); names models and file")
     args = parser.parse_args()
     setup_logging()
-    for teacher in args.teachers:
-        if (problem := top_k_error(teacher, args.top_k)) is not None:
-            parser.error(problem)
+    check_top_k(parser, args.teachers, args.top_k)
     if not seed_suffix(args.seed):  # the default seed: the same models, flags and file as without --seed
         args.seed = None
     folder = model_dir(file_safe(args.model), args.dataset)

@@ -22,12 +22,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from syntriever.cli import positive_int, run, setup_logging, teacher_list
+from syntriever.cli import check_top_k, positive_int, run, setup_logging, teacher_list
 from syntriever.jsonl import read_json, write_json
-from syntriever.names import top_k_error, top_k_suffix
+from syntriever.names import top_k_suffix
 from syntriever.paths import file_safe
 from syntriever.provenance import check_same_run, command_line
-from syntriever.stage2 import order_model_for, pairs_preferences, teacher_preferences, trained_stage1
+from syntriever.stage2 import (
+    compared_pairs,
+    order_model_for,
+    pairs_preferences,
+    teacher_preferences,
+    trained_stage1,
+)
 from syntriever.teachers import IDENTITY, JUDGE, ORACLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,9 +69,7 @@ def main() -> None:
     parser.add_argument("--teachers", type=teacher_list, default=list(DEFAULT_TEACHERS),
                         help=f"comma-separated (default: {','.join(DEFAULT_TEACHERS)})")
     args = parser.parse_args()
-    for teacher in args.teachers:
-        if (problem := top_k_error(teacher, args.top_k)) is not None:
-            parser.error(problem)
+    check_top_k(parser, args.teachers, args.top_k)
     setup_logging()
     _, split = trained_stage1(args.model, args.dataset)
     pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from)
@@ -73,9 +77,10 @@ def main() -> None:
     name = f"teacher_overrides-{file_safe(args.model)}-{args.dataset}{top_k_suffix(args.top_k)}.json"
     out = ROOT / "benchmarks" / "results" / name
     teachers = earlier_rows(out, split, pairs_model)
+    compared = compared_pairs(args.dataset, preferences, pairs_model, split, order_model, args.top_k)
     for teacher in args.teachers:
         _, report = teacher_preferences(args.dataset, preferences, pairs_model, teacher, split,
-                                        order_model=order_model, top_k=args.top_k)
+                                        order_model=order_model, top_k=args.top_k, compared=compared)
         teachers[teacher] = overrides(report)
     write_json(out, {"stage1_model": args.model, "dataset": args.dataset, "split": split,
                      "pairs_from": pairs_model, "command": command_line(), "teachers": teachers})

@@ -43,7 +43,7 @@ from syntriever.jsonl import read_jsonl_numbered, write_json
 from syntriever.losses import bradley_terry_loss, partial_plackett_luce_loss
 from syntriever.paths import file_safe
 from syntriever.retrieval import encode
-from syntriever.stage2 import stage1_split, teacher_preferences
+from syntriever.stage2 import compared_pairs, stage1_split, teacher_preferences
 from syntriever.teachers import JUDGE, ORACLE
 
 LABEL = {True: "labelled", False: "unlabelled"}
@@ -157,8 +157,10 @@ def main() -> None:
         model, source = open_encoder(args.model, args.dataset)
         split = stage1_split(args.model, Path(source))  # the split stage 2 from this model trains on
         report.update(model=args.model, pairs_from=args.pairs_from, split=split, batch_size=args.batch_size)
+        compared = compared_pairs(args.dataset, path, args.pairs_from, split, model)
         taught = {teacher: teacher_preferences(args.dataset, path, args.pairs_from, teacher, split,
-                                               order_model=model)[0] for teacher in (JUDGE, ORACLE)}
+                                               order_model=model, compared=compared)[0]
+                  for teacher in (JUDGE, ORACLE)}
         emb = embeddings([t for triples in taught.values() for t in triples], model)
         for teacher, triples in taught.items():
             report[f"loser_direction_{teacher}"] = loss_directions(triples, emb, qrels, args.batch_size)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from syntriever.errors import UserError
-from syntriever.names import is_teacher, teacher_choices
+from syntriever.names import is_teacher, teacher_choices, top_k_error
 from syntriever.precision import PRECISIONS
 
 if TYPE_CHECKING:
@@ -84,6 +84,14 @@ def teacher_list(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"no teacher in {text!r}; use {teacher_choices()}")
     return [teacher_name(t) for t in names]
+
+
+def check_top_k(parser: argparse.ArgumentParser, teachers: list[str], top_k: int | None) -> None:
+    """``parser.error`` for the first of ``teachers`` that cannot teach over every pair of the top
+    ``top_k`` (:func:`syntriever.names.top_k_error`); nothing when ``top_k`` is None."""
+    for teacher in teachers:
+        if (problem := top_k_error(teacher, top_k)) is not None:
+            parser.error(problem)
 
 
 def positive_int(text: str) -> int:

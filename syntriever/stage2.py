@@ -251,7 +251,7 @@ def _likelihood_pairs(
 def teacher_preferences(
     dataset: str, preferences: Path, pairs_model: str, teacher: str, split: str = "train",
     min_pairs: int = MIN_CALIBRATION_PAIRS, order_model: SentenceTransformer | None = None,
-    top_k: int | None = None,
+    top_k: int | None = None, compared: ComparedPairs | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The ``teacher``'s triples over the pairs the judge compared for ``pairs_model`` (whose
     comparison run wrote ``preferences`` and its summary), for the queries of ``split``, and
@@ -263,10 +263,13 @@ def teacher_preferences(
     order accuracies) instead of the retrieval file's scores. A ``likelihood`` teacher decides on
     the query likelihood scores beside ``preferences`` (:func:`syntriever.likelihood.likelihood_path`,
     made by ``stage2/score_likelihood.py``) instead of the judge's answers; with ``top_k``, over
-    every pair of the top K (``score_likelihood.py --top-k K`` scores their passages)."""
+    every pair of the top K (``score_likelihood.py --top-k K`` scores their passages).
+    ``compared``: the pairs already built by :func:`compared_pairs` with these arguments, so that
+    several teachers over the same pairs load and re-score them once."""
     if (problem := top_k_error(teacher, top_k)) is not None:
         raise UserError(problem)
-    compared = compared_pairs(dataset, preferences, pairs_model, split, order_model, top_k)
+    if compared is None:
+        compared = compared_pairs(dataset, preferences, pairs_model, split, order_model, top_k)
     pairs, extra = compared.pairs, {}
     if teacher in LIKELIHOOD_OF:
         pairs, extra = _likelihood_pairs(pairs, teacher, compared.qrels, preferences, pairs_model, dataset,

@@ -24,7 +24,7 @@ from syntriever.judge import (
 )
 from syntriever.llm.config import LLMConfig
 from syntriever.names import final_name
-from syntriever.stage2 import rescore_pairs, stage1_split, teacher_preferences
+from syntriever.stage2 import compared_pairs, rescore_pairs, stage1_split, teacher_preferences
 from syntriever.teachers import (
     CONFIDENT,
     IDENTITY,
@@ -307,6 +307,18 @@ def test_train_nodev_gives_no_dev_query_any_triple(toy: dict[str, Any], teacher:
     assert report["split"] == TRAIN_NODEV and report["queries"] == 3 and report["pairs_compared"] == 9
     everything, _ = teacher_preferences("toy", toy["prefs"], "m-sft", teacher, "train")
     assert "q4" in {t["query_id"] for t in everything}
+
+
+def test_prebuilt_compared_pairs_teach_as_the_built_ones(toy: dict[str, Any]) -> None:
+    compared = compared_pairs("toy", toy["prefs"], "m-sft", TRAIN_NODEV)
+    for teacher in (JUDGE, ORACLE, IDENTITY):
+        built = teacher_preferences("toy", toy["prefs"], "m-sft", teacher, TRAIN_NODEV)
+        given = teacher_preferences("toy", toy["prefs"], "m-sft", teacher, TRAIN_NODEV, compared=compared)
+        assert given == built
+    # the given pairs are used as they are: one query fewer, three pairs fewer
+    fewer = dataclasses.replace(compared, pairs=[p for p in compared.pairs if p.query_id != "q1"])
+    _, report = teacher_preferences("toy", toy["prefs"], "m-sft", IDENTITY, TRAIN_NODEV, compared=fewer)
+    assert report["pairs_compared"] == len(compared.pairs) - 3
 
 
 def test_oracle_on_train_nodev_uses_only_train_nodev_labels(toy: dict[str, Any]) -> None:
