@@ -88,7 +88,8 @@ def teacher_list(text: str) -> list[str]:
 
 def check_top_k(parser: argparse.ArgumentParser, teachers: list[str], top_k: int | None) -> None:
     """``parser.error`` for the first of ``teachers`` that cannot teach over every pair of the top
-    ``top_k`` (:func:`syntriever.names.top_k_error`); nothing when ``top_k`` is None."""
+    ``top_k``, or for a ``top_k`` below 2 (:func:`syntriever.names.top_k_error`); nothing when
+    ``top_k`` is None."""
     for teacher in teachers:
         if (problem := top_k_error(teacher, top_k)) is not None:
             parser.error(problem)

@@ -155,6 +155,7 @@ class ComparedPairs:
     retrieval_file: Path
     answers_file: Path
     judged: dict[str, Any]  # the comparison run's summary
+    made_with: tuple[str, str, int | None, bool]  # pairs model, split, top_k, re-scored by an order model
 
 
 def split_retrieval(
@@ -197,7 +198,8 @@ def compared_pairs(
     pairs = answered(pairs) if top_k is None else pairs
     if order_model is not None:
         pairs = rescore_pairs(pairs, order_model)
-    return ComparedPairs(pairs, qrels, len(records), source, answers, judged)
+    return ComparedPairs(pairs, qrels, len(records), source, answers, judged,
+                         (pairs_model, split, top_k, order_model is not None))
 
 
 def retrieved_passages(
@@ -264,12 +266,15 @@ def teacher_preferences(
     the query likelihood scores beside ``preferences`` (:func:`syntriever.likelihood.likelihood_path`,
     made by ``stage2/score_likelihood.py``) instead of the judge's answers; with ``top_k``, over
     every pair of the top K (``score_likelihood.py --top-k K`` scores their passages).
-    ``compared``: the pairs already built by :func:`compared_pairs` with these arguments, so that
-    several teachers over the same pairs load and re-score them once."""
+    ``compared``: the pairs already built by :func:`compared_pairs` with these arguments (pairs
+    model, split, top K and whether re-scored are checked), so that several teachers over the same
+    pairs load and re-score them once."""
     if (problem := top_k_error(teacher, top_k)) is not None:
         raise UserError(problem)
     if compared is None:
         compared = compared_pairs(dataset, preferences, pairs_model, split, order_model, top_k)
+    elif compared.made_with != (made_with := (pairs_model, split, top_k, order_model is not None)):
+        raise ValueError(f"the given pairs were made with {compared.made_with}, not {made_with}")
     pairs, extra = compared.pairs, {}
     if teacher in LIKELIHOOD_OF:
         pairs, extra = _likelihood_pairs(pairs, teacher, compared.qrels, preferences, pairs_model, dataset,

@@ -315,10 +315,14 @@ def test_prebuilt_compared_pairs_teach_as_the_built_ones(toy: dict[str, Any]) ->
         built = teacher_preferences("toy", toy["prefs"], "m-sft", teacher, TRAIN_NODEV)
         given = teacher_preferences("toy", toy["prefs"], "m-sft", teacher, TRAIN_NODEV, compared=compared)
         assert given == built
-    # the given pairs are used as they are: one query fewer, three pairs fewer
+    # the given pairs are used as they are: q1's three pairs fewer
     fewer = dataclasses.replace(compared, pairs=[p for p in compared.pairs if p.query_id != "q1"])
     _, report = teacher_preferences("toy", toy["prefs"], "m-sft", IDENTITY, TRAIN_NODEV, compared=fewer)
     assert report["pairs_compared"] == len(compared.pairs) - 3
+    with pytest.raises(ValueError, match="made with"):  # pairs of another split or top K are refused
+        teacher_preferences("toy", toy["prefs"], "m-sft", IDENTITY, "train", compared=compared)
+    with pytest.raises(ValueError, match="made with"):
+        teacher_preferences("toy", toy["prefs"], "m-sft", ORACLE, TRAIN_NODEV, top_k=3, compared=compared)
 
 
 def test_oracle_on_train_nodev_uses_only_train_nodev_labels(toy: dict[str, Any]) -> None:
