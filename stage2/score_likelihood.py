@@ -44,13 +44,7 @@ from syntriever.llm.local import DEFAULT_JUDGE_PRESET, LocalServer
 from syntriever.paths import check_name, portable
 from syntriever.prompts import LIKELIHOOD_VERSION
 from syntriever.provenance import command_line
-from syntriever.stage2 import (
-    compared_pairs,
-    order_model_for,
-    pairs_preferences,
-    retrieved_passages,
-    trained_stage1,
-)
+from syntriever.stage2 import compared_pairs, order_model_for, pairs_preferences, trained_stage1
 from syntriever.teachers import JUDGE_CHECKABLE, LIKELIHOOD_CHECKABLE, LIKELIHOOD_RETRIEVER_CHECKABLE, teach
 
 REPORT_KEYS = ("label_checkable_pairs", "teacher_kept_checkable_pairs", "teacher_accuracy_checkable",
@@ -82,13 +76,12 @@ def main() -> None:
     if args.checkable_only:
         pairs = [p for p in pairs if p.checkable_truth(compared.qrels) is not None]
     out = likelihood_path(preferences.parent)
-    items: dict[tuple[str, str], tuple[str, str, str, str]] = {}  # (query id, passage id) -> item
-    extra = [] if args.top_k is None else retrieved_passages(args.dataset, pairs_model, split, args.top_k)
-    for item in passages_of(pairs) + extra:  # the judged pairs' passages first
-        items.setdefault((item[0], item[2]), item)
+    if args.top_k is not None:  # after the judged pairs' passages, the rest of each query's top K
+        top_k = compared_pairs(args.dataset, preferences, pairs_model, split, top_k=args.top_k)
+        pairs = [*pairs, *top_k.pairs]
     with LocalServer(model=args.llm_model, parallel=1, ctx_per_slot=4096) as server:
         client = LikelihoodClient(server.base_url, args.max_chars or None)
-        stats = score_passages(list(items.values()), client, out)
+        stats = score_passages(passages_of(pairs), client, out)
 
     scores, _ = load_likelihoods(out, args.max_chars or None)
     # the same pairs for every row: those whose two passages are scored

@@ -158,18 +158,6 @@ class ComparedPairs:
     made_with: tuple[str, str, int | None, bool]  # pairs model, split, top_k, re-scored by an order model
 
 
-def split_retrieval(
-    dataset: str, pairs_model: str, qrels: dict[str, dict[str, int]], split: str
-) -> tuple[Path, list[dict[str, Any]]]:
-    """``pairs_model``'s retrieval file and its records of the queries in ``qrels`` (``split``'s)."""
-    source = retrieval_path(dataset, pairs_model)
-    records = [rec for rec in load_retrieval(source) if rec["query_id"] in qrels]
-    if not records:
-        raise DataError(f"{source}: no query of split {split!r}; make it with "
-                        f"`python retrieval.py {pairs_model} {dataset}`")
-    return source, records
-
-
 def compared_pairs(
     dataset: str, preferences: Path, pairs_model: str, split: str = "train",
     order_model: SentenceTransformer | None = None, top_k: int | None = None,
@@ -190,7 +178,11 @@ def compared_pairs(
     if not answers.is_file():
         raise DataError(f"{answers}: judge answers not found; make them with `{make}`")
     qrels = load_dataset(dataset, split).qrels
-    source, records = split_retrieval(dataset, pairs_model, qrels, split)
+    source = retrieval_path(dataset, pairs_model)
+    records = [rec for rec in load_retrieval(source) if rec["query_id"] in qrels]
+    if not records:
+        raise DataError(f"{source}: no query of split {split!r}; make it with "
+                        f"`python retrieval.py {pairs_model} {dataset}`")
     if top_k is not None:
         settings = dataclasses.replace(settings, k=top_k, pairs=None)
     records = attach_texts(records, dataset, settings.k)
@@ -200,17 +192,6 @@ def compared_pairs(
         pairs = rescore_pairs(pairs, order_model)
     return ComparedPairs(pairs, qrels, len(records), source, answers, judged,
                          (pairs_model, split, top_k, order_model is not None))
-
-
-def retrieved_passages(
-    dataset: str, pairs_model: str, split: str, k: int
-) -> list[tuple[str, str, str, str]]:
-    """(query id, query, passage id, passage text) of the top ``k`` of ``pairs_model``'s retrieval
-    file for the queries of ``split``, query by query in rank order: the passages a pointwise judge
-    scores for pairs among the top ``k``, beyond the ``k`` the pairwise judge compared."""
-    _, records = split_retrieval(dataset, pairs_model, load_dataset(dataset, split).qrels, split)
-    return [(rec["query_id"], rec["query"], doc, text) for rec in attach_texts(records, dataset, k)
-            for doc, text in zip(rec["doc_ids"][:k], rec["texts"][:k], strict=True)]
 
 
 def order_model_for(

@@ -24,7 +24,7 @@ from syntriever.likelihood import (
     token_grammar,
     with_likelihood,
 )
-from syntriever.stage2 import retrieved_passages, teacher_preferences
+from syntriever.stage2 import compared_pairs, teacher_preferences
 from syntriever.teachers import (
     JUDGE_RETRIEVER_CHECKABLE,
     LIKELIHOOD,
@@ -236,10 +236,13 @@ def test_likelihood_teacher_over_every_pair_of_the_top_k(toy: dict[str, Any]) ->
 def test_top_k_passages_are_the_splits_queries_in_rank_order_with_corpus_texts(
     toy: dict[str, Any],  # noqa: F811
 ) -> None:
-    got = retrieved_passages("toy", "m-sft", "train-nodev", 2)  # q4 is carved into dev
+    def top_k(split: str, k: int) -> list[tuple[str, str, str, str]]:
+        return passages_of(compared_pairs("toy", toy["prefs"], "m-sft", split, top_k=k).pairs)
+
+    got = top_k("train-nodev", 2)  # q4 is carved into dev
     want = [(q, f"question {q[1]}", d, f"passage {d[1]}") for q in ("q1", "q2", "q3") for d in ("d0", "d1")]
     assert got == want
-    assert len(retrieved_passages("toy", "m-sft", "train", 5)) == 4 * 3  # the file holds 3 per query
+    assert len(top_k("train", 5)) == 4 * 3  # the file holds 3 per query
 
 
 def test_score_summary_keeps_every_run_and_each_models_label_check(tmp_path: Path) -> None:
