@@ -47,7 +47,7 @@ TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-ret
             "likelihood-retriever-checkable")
 # teachers that decide a pair without the pairwise judge's answer (labels, the retrieval order, the
 # query likelihood's pointwise scores): they can train on any pair of the top K (--top-k)
-TOP_K_TEACHERS = ("oracle", "identity", *TEACHERS[-4:])
+TOP_K_TEACHERS = ("oracle", "identity", *(t for t in TEACHERS if t.startswith("likelihood")))
 # and a family of controls beside them: the oracle with P% of its triples turned round (0 < P <= 50)
 _FLIP_PERCENT = re.compile(r"oracle-flip-(?P<pct>\d+(?:\.\d+)?)pct")
 NEGATIVE_FILTERS = ("copies", "coverage", "judge")  # see syntriever.stage1.keep_negative
