@@ -3,7 +3,8 @@
     python train_stage2.py MODEL-sft DATASET [--loss pl|bt] [--teacher judge|judge-confident|oracle|
         identity|judge-retriever|oracle-judge|judge-checkable|identity-checkable|oracle-flip-judge|
         oracle-flip-identity|oracle-flip-<P>pct|judge-retriever-checkable|likelihood|likelihood-retriever|
-        likelihood-checkable|likelihood-retriever-checkable] [--train-split train|train-nodev]
+        likelihood-checkable|likelihood-retriever-checkable|oracle-judge-retriever|
+        oracle-likelihood-retriever] [--train-split train|train-nodev]
         [--pairs-from MODEL] [training flags]
 
 Loads the stage-1 model (output/<MODEL-sft>-<DATASET>) and trains it with the partial

@@ -16,7 +16,8 @@ A trained model is named after its encoder and what trained it, and saved in
   controls ``-judge-checkable``, ``-identity-checkable``, ``-oracle-flip-judge``,
   ``-oracle-flip-identity``, ``-oracle-flip-<P>pct``, ``-judge-retriever-checkable``; the query
   likelihood's ``-likelihood``, ``-likelihood-retriever``, ``-likelihood-checkable``,
-  ``-likelihood-retriever-checkable``) and
+  ``-likelihood-retriever-checkable``; labels where they decide, an LLM teacher elsewhere:
+  ``-oracle-judge-retriever``, ``-oracle-likelihood-retriever``) and
   ``-bt`` for the Bradley-Terry ablation (:func:`final_name`);
 - trained without the dev queries (split ``train-nodev``): any of these plus ``-nodev``.
 
@@ -44,10 +45,10 @@ DEFAULT_TEACHER = "judge"  # stage 2's own teacher (syntriever.teachers); others
 TEACHERS = (DEFAULT_TEACHER, "judge-confident", "oracle", "identity", "judge-retriever", "oracle-judge",
             "judge-checkable", "identity-checkable", "oracle-flip-judge", "oracle-flip-identity",
             "judge-retriever-checkable", "likelihood", "likelihood-retriever", "likelihood-checkable",
-            "likelihood-retriever-checkable")
+            "likelihood-retriever-checkable", "oracle-judge-retriever", "oracle-likelihood-retriever")
 # teachers that decide a pair without the pairwise judge's answer (labels, the retrieval order, the
 # query likelihood's pointwise scores): they can train on any pair of the top K (--top-k)
-TOP_K_TEACHERS = ("oracle", "identity", *(t for t in TEACHERS if t.startswith("likelihood")))
+TOP_K_TEACHERS = ("oracle", "identity", *(t for t in TEACHERS if "likelihood" in t))
 # and a family of controls beside them: the oracle with P% of its triples turned round (0 < P <= 50)
 _FLIP_PERCENT = re.compile(r"oracle-flip-(?P<pct>\d+(?:\.\d+)?)pct")
 NEGATIVE_FILTERS = ("copies", "coverage", "judge")  # see syntriever.stage1.keep_negative

@@ -18,7 +18,8 @@ query in the retrieval file, every pair the judge answered). A teacher turns eac
 - ``oracle-judge``: the training qrels where they decide (the oracle's triples), the judge's
   verdict where neither passage is labelled (both labelled: dropped, as by the oracle). Its
   triples are the oracle's plus the judge's on the pairs labels cannot check, so oracle against
-  oracle-judge measures what the judge adds where labels say nothing;
+  oracle-judge measures what the judge adds where labels say nothing; ``oracle-judge-retriever``
+  likewise with judge-retriever's choice where neither passage is labelled;
 - ``judge-checkable``, ``identity-checkable``: the judge, the retrieval order, on the oracle's
   pairs only (exactly one passage labelled relevant), each pair decided by that teacher;
 - ``oracle-flip-judge``, ``oracle-flip-identity``: the oracle with a share of its triples turned
@@ -27,7 +28,8 @@ query in the retrieval file, every pair the judge answered). A teacher turns eac
 - ``judge-retriever-checkable``: judge-retriever on the oracle's pairs only;
 - ``likelihood``, ``likelihood-retriever``, ``likelihood-checkable``,
   ``likelihood-retriever-checkable``: ``judge``, ``judge-retriever``, ``judge-checkable``,
-  ``judge-retriever-checkable`` on the query likelihood's verdicts instead of the pairwise
+  ``judge-retriever-checkable`` (and ``oracle-likelihood-retriever``: ``oracle-judge-retriever``)
+  on the query likelihood's verdicts instead of the pairwise
   judge's (:mod:`syntriever.likelihood`; the caller replaces the verdicts, :data:`LIKELIHOOD_OF`);
 - ``oracle-flip-<P>pct`` (e.g. ``oracle-flip-4pct``): the oracle with round(P% of its triples)
   turned round at seeded random pairs: a teacher of a chosen accuracy (about 100 - P% on the
@@ -61,7 +63,8 @@ logger = logging.getLogger(__name__)
 
 (JUDGE, CONFIDENT, ORACLE, IDENTITY, JUDGE_RETRIEVER, ORACLE_JUDGE, JUDGE_CHECKABLE, IDENTITY_CHECKABLE,
  ORACLE_FLIP_JUDGE, ORACLE_FLIP_IDENTITY, JUDGE_RETRIEVER_CHECKABLE, LIKELIHOOD, LIKELIHOOD_RETRIEVER,
- LIKELIHOOD_CHECKABLE, LIKELIHOOD_RETRIEVER_CHECKABLE) = TEACHERS  # see names.py
+ LIKELIHOOD_CHECKABLE, LIKELIHOOD_RETRIEVER_CHECKABLE, ORACLE_JUDGE_RETRIEVER,
+ ORACLE_LIKELIHOOD_RETRIEVER) = TEACHERS  # see names.py
 # the controls' underlying teacher: on the checkable pairs only, or the oracle with flips
 CONTROL_OF = {JUDGE_CHECKABLE: JUDGE, IDENTITY_CHECKABLE: IDENTITY,
               JUDGE_RETRIEVER_CHECKABLE: JUDGE_RETRIEVER,
@@ -70,7 +73,10 @@ CHECKABLE_ONLY = (JUDGE_CHECKABLE, IDENTITY_CHECKABLE, JUDGE_RETRIEVER_CHECKABLE
 # the judge's teachers on the query likelihood's verdicts (syntriever.likelihood.with_likelihood)
 LIKELIHOOD_OF = {LIKELIHOOD: JUDGE, LIKELIHOOD_RETRIEVER: JUDGE_RETRIEVER,
                  LIKELIHOOD_CHECKABLE: JUDGE_CHECKABLE,
-                 LIKELIHOOD_RETRIEVER_CHECKABLE: JUDGE_RETRIEVER_CHECKABLE}
+                 LIKELIHOOD_RETRIEVER_CHECKABLE: JUDGE_RETRIEVER_CHECKABLE,
+                 ORACLE_LIKELIHOOD_RETRIEVER: ORACLE_JUDGE_RETRIEVER}
+# the oracle's triples where labels decide, this teacher's where neither passage is labelled
+FILL_IN = {ORACLE_JUDGE: JUDGE, ORACLE_JUDGE_RETRIEVER: JUDGE_RETRIEVER}
 FLIP_RATE_OF = {ORACLE_FLIP_JUDGE: JUDGE, ORACLE_FLIP_IDENTITY: IDENTITY}
 FLIP_SEED = 0
 # the confident judge's threshold rule (recorded in every report that uses it)
@@ -188,7 +194,8 @@ def teacher_winners(
                          "(syntriever.likelihood.with_likelihood), not the judge's")
     control = LIKELIHOOD_OF.get(teacher, teacher)
     teacher = ORACLE if percent else CONTROL_OF.get(control, control)
-    if teacher == JUDGE_RETRIEVER:
+    fill = FILL_IN.get(teacher)
+    if JUDGE_RETRIEVER in (teacher, fill):
         scored = [p for p in pairs if p.margin is not None]
         d_scale = _spread([p.margin for p in scored])
         gap_scale = _spread([p.retrieval_scores[0] - p.retrieval_scores[1] for p in scored])
@@ -198,7 +205,7 @@ def teacher_winners(
         if control in CHECKABLE_ONLY and pair.checkable_truth(qrels) is None:
             winner = None
             dropped["not_label_checkable"] += 1
-        elif teacher == ORACLE or (teacher == ORACLE_JUDGE and any(labelled)):
+        elif teacher == ORACLE or (fill and any(labelled)):
             winner = pair.checkable_truth(qrels)
             if winner is None:
                 dropped["both_relevant" if labelled[0] else "neither_relevant"] += 1
@@ -206,7 +213,7 @@ def teacher_winners(
             winner = pair.order_winner()
             if winner is None:
                 dropped["tied_retrieval_scores"] += 1
-        elif teacher == JUDGE_RETRIEVER:
+        elif JUDGE_RETRIEVER in (teacher, fill):
             if pair.margin is None:
                 winner = None
                 dropped[f"judge_{pair.verdict.status}"] += 1
@@ -280,6 +287,7 @@ def teacher_report(
     checkable = [(p, w, t) for p, w, t in checkable if t is not None]
     judged = [(p, t) for p, _, t in checkable if p.verdict.winner is not None]
     kept = [(p, w, t) for p, w, t in checkable if w is not None]
+    overridden = [w == t for p, w, t in kept if _overrides(p, w)]  # right or not, per checkable override
     both_unlabelled = sum(
         w is not None and not any(p.relevant(qrels)) for p, w in zip(pairs, winners, strict=True))
     kept_count = sum(w is not None for w in winners)
@@ -303,8 +311,8 @@ def teacher_report(
         # against): what stage 2 can learn beyond the order (the identity teacher teaches none of
         # it), and how often labels say it is right there
         "teacher_overrides_order": sum(_overrides(p, w) for p, w in zip(pairs, winners, strict=True)),
-        "teacher_overrides_order_checkable": sum(_overrides(p, w) for p, w, _ in kept),
-        "teacher_override_right_checkable": sum(_overrides(p, w) and w == t for p, w, t in kept),
+        "teacher_overrides_order_checkable": len(overridden),
+        "teacher_override_right_checkable": sum(overridden),
         "judge_overrides_order_checkable": sum(
             p.verdict.winner != p.order_winner() for p, _ in judged),
         "judge_override_right_checkable": sum(

@@ -36,6 +36,8 @@ from syntriever.teachers import (
     ORACLE_FLIP_IDENTITY,
     ORACLE_FLIP_JUDGE,
     ORACLE_JUDGE,
+    ORACLE_JUDGE_RETRIEVER,
+    ORACLE_LIKELIHOOD_RETRIEVER,
     Pair,
     calibrate_threshold,
     teach,
@@ -88,6 +90,25 @@ def test_oracle_judge_adds_the_judges_verdicts_where_no_passage_is_labelled() ->
     assert report["pairs_dropped"] == {"both_relevant": 1, "judge_unparseable": 1}
     assert report["kept_pairs_without_labelled_passage"] == 2
     assert report["teacher_accuracy_checkable"] == 1.0
+
+
+def test_oracle_judge_retriever_fills_in_with_margin_plus_gap_where_no_passage_is_labelled() -> None:
+    # q1: labelled, the labels decide against judge and order; u1: unlabelled, a small margin for B
+    # loses to a large score gap for A; u2: unlabelled, a large margin for B wins over a small gap
+    pairs = [pair("q1", 2.0, (0.9, 0.1)), pair("u1", -0.1, (0.9, 0.1)), pair("u2", -2.0, (0.5, 0.45)),
+             pair("q2", 1.0)]
+    qrels = labels(q1="b", u1="", u2="", q2="ab")
+    triples, report = teach(pairs, ORACLE_JUDGE_RETRIEVER, qrels)
+    alone, _ = teach(pairs, JUDGE_RETRIEVER, qrels)
+    assert [(t["query_id"], t["winner_id"]) for t in triples] == [
+        ("q1", "q1-b"), ("u1", "u1-a"), ("u2", "u2-b")]
+    # where no passage is labelled it chooses as judge-retriever does over the same pairs
+    assert [t["winner_id"] for t in triples[1:]] == [t["winner_id"] for t in alone[1:3]]
+    assert report["pairs_dropped"] == {"both_relevant": 1}
+    assert report["kept_pairs_without_labelled_passage"] == 2
+    assert report["teacher_accuracy_checkable"] == 1.0
+    with pytest.raises(ValueError, match="needs the query likelihood's verdicts"):
+        teach(pairs, ORACLE_LIKELIHOOD_RETRIEVER, qrels)
 
 
 def test_checkable_controls_keep_the_oracles_pairs_and_their_own_verdicts(
