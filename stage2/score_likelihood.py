@@ -9,7 +9,8 @@ passage (syntriever/likelihood.py) and appends the scores to
 generated/<dataset>/comparison-.../likelihood-<version>.jsonl beside the judge's answers; a
 stopped run resumes where it stopped. `train_stage2.py MODEL DATASET --teacher likelihood...`
 then decides the pairs on these scores (teachers `likelihood`, `likelihood-retriever`,
-`likelihood-checkable`, `likelihood-retriever-checkable`).
+`likelihood-checkable`, `likelihood-retriever-checkable`,
+`oracle-likelihood-retriever`).
 
 --top-k K also scores the rest of the top K of the pairs model's retrieval (K = 5: the paper's 10
 pairs per query, where the pairwise judge compared the top 3), query by query after the judged

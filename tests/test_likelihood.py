@@ -31,6 +31,7 @@ from syntriever.teachers import (
     LIKELIHOOD_CHECKABLE,
     LIKELIHOOD_RETRIEVER,
     LIKELIHOOD_RETRIEVER_CHECKABLE,
+    ORACLE_LIKELIHOOD_RETRIEVER,
     teach,
 )
 from tests.helpers import load_script
@@ -180,6 +181,10 @@ def test_likelihood_verdicts_replace_the_judges_and_drive_its_teachers() -> None
     assert [t["winner_id"] for t in checkable] == ["q1-b", "q2-a"]
     judge_checkable, _ = teach(pairs, JUDGE_RETRIEVER_CHECKABLE, qrels)
     assert [t["winner_id"] for t in judge_checkable] == ["q1-a", "q2-a"]
+    # the labels where a passage is labelled (q2: against the likelihood), likelihood + gap on q3
+    filled, report = teach(scored, ORACLE_LIKELIHOOD_RETRIEVER, qrels)
+    assert [t["winner_id"] for t in filled] == ["q1-b", "q2-b", "q3-a"]
+    assert report["teacher_accuracy_checkable"] == 1.0 and report["kept_pairs_without_labelled_passage"] == 1
     with pytest.raises(ValueError, match="needs the query likelihood's verdicts"):
         teach(pairs, LIKELIHOOD, qrels)  # the judge's verdicts under a likelihood name
 
