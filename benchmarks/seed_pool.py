@@ -9,6 +9,11 @@ paired bootstrap of nDCG@10 (delta, 95% CI, p), and the mean over seeds of each 
 with its 95% bootstrap CI and p (syntriever.metrics.seed_mean_difference): seeds averaged first,
 then queries resampled. A base that differs across seeds (a retrained model) is allowed: each
 seed is compared with its own.
+
+--by-train-overlap also pools the seeds separately over the queries that share a relevant passage
+with a query of the split the models trained on (train-nodev for dev results, train for test
+results) and over the rest: stage 2 trained on the training queries' passages can help the first
+group by lifting those very passages, which says nothing of queries about other passages.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import argparse
 from pathlib import Path
 
 from syntriever.cli import run, setup_logging
+from syntriever.data import DEV, TRAIN_NODEV, Qrels, split_qrels
 from syntriever.errors import UserError
 from syntriever.jsonl import read_json, write_json
 from syntriever.metrics import difference_x100, paired_bootstrap, seed_mean_difference
-from syntriever.paths import portable
+from syntriever.paths import dataset_dir, portable
 from syntriever.result_files import HEADLINE, validate_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +44,41 @@ def per_query(path: Path) -> dict[str, float]:
     return record["per_query"][HEADLINE]
 
 
+def sharing_train_passages(evaluated: Qrels, trained: Qrels) -> set[str]:
+    """The evaluated queries with a relevant passage that is also relevant to a trained query."""
+    seen = {doc for docs in trained.values() for doc, score in docs.items() if score > 0}
+    return {q for q, docs in evaluated.items()
+            if any(score > 0 and doc in seen for doc, score in docs.items())}
+
+
+def pooled(mean: dict[str, float]) -> dict[str, object]:
+    """The per-query means over seeds (:func:`seed_mean_difference`), bootstrapped against zero."""
+    return {"queries": len(mean), **difference_x100(paired_bootstrap(mean, dict.fromkeys(mean, 0.0)))}
+
+
+def by_train_overlap(base: Path, mean: dict[str, float]) -> dict[str, object]:
+    """The mean over seeds pooled separately over the queries that share a relevant passage with
+    the training queries (:func:`sharing_train_passages`) and over the rest."""
+    record = read_json(base, "evaluate the model again with `python evaluate.py MODEL DATASET --split SPLIT`")
+    dataset, split = record["dataset"], record["split"]
+    folder = dataset_dir(dataset)
+    training_split = TRAIN_NODEV if split == DEV else "train"
+    evaluated, _ = split_qrels(folder, split)
+    trained, _ = split_qrels(folder, training_split)
+    sharing = sharing_train_passages(evaluated, trained)
+    groups = {"sharing": {q: d for q, d in mean.items() if q in sharing},
+              "not_sharing": {q: d for q, d in mean.items() if q not in sharing}}
+    return {"rule": f"a relevant passage of the query is also relevant to a query of {training_split}",
+            **{name: pooled(part) for name, part in groups.items() if part}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("name", help="names the output file: benchmarks/results/seed_pool-NAME.json")
     parser.add_argument("pairs", nargs="+", metavar="RESULT:BASE_RESULT")
+    parser.add_argument("--by-train-overlap", action="store_true",
+                        help="also pool over the queries sharing a relevant passage with the training "
+                             "queries, and over the rest")
     args = parser.parse_args()
     setup_logging()
     files = []
@@ -58,14 +95,19 @@ def main() -> None:
         "metric": f"{HEADLINE} x 100; paired bootstrap (10,000 resamples of queries)",
         "seeds": [{"result": portable(a), "base": portable(b), **difference_x100(paired_bootstrap(*v))}
                   for (a, b), v in zip(files, values, strict=True)],
-        "mean_over_seeds": {"seeds": len(values), "queries": len(mean),
-                            **difference_x100(paired_bootstrap(mean, dict.fromkeys(mean, 0.0)))},
+        "mean_over_seeds": {"seeds": len(values), **pooled(mean)},
     }
+    if args.by_train_overlap:
+        report["by_train_overlap"] = by_train_overlap(files[0][1], mean)
     out = ROOT / "benchmarks" / "results" / f"seed_pool-{args.name}.json"
     write_json(out, report)
-    pooled = report["mean_over_seeds"]
-    print(f"{args.name}: mean over {pooled['seeds']} seeds {pooled['delta']:+.2f} "
-          f"[{pooled['ci95'][0]:+.2f}, {pooled['ci95'][1]:+.2f}] p={pooled['p_value']}")
+    overall = report["mean_over_seeds"]
+    print(f"{args.name}: mean over {overall['seeds']} seeds {overall['delta']:+.2f} "
+          f"[{overall['ci95'][0]:+.2f}, {overall['ci95'][1]:+.2f}] p={overall['p_value']}")
+    for name, part in report.get("by_train_overlap", {}).items():
+        if name != "rule":
+            print(f"  {name} ({part['queries']} queries): {part['delta']:+.2f} "
+                  f"[{part['ci95'][0]:+.2f}, {part['ci95'][1]:+.2f}] p={part['p_value']}")
     print(out)
 
 
