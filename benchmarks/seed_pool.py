@@ -11,21 +11,25 @@ then queries resampled. A base that differs across seeds (a retrained model) is 
 seed is compared with its own.
 
 --by-train-overlap also pools the seeds separately over the queries that share a relevant passage
-with a query of the split the models trained on (train-nodev for dev results, train for test
-results) and over the rest: stage 2 trained on the training queries' passages can help the first
+with a query of the split the option's models trained on (train-nodev for a ``-nodev`` name, else
+train) and over the rest: a model trained on the training queries' passages can help the first
 group by lifting those very passages, which says nothing of queries about other passages.
+The report records the command that made it.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 from syntriever.cli import run, setup_logging
-from syntriever.data import DEV, TRAIN_NODEV, Qrels, split_qrels
+from syntriever.data import TRAIN_NODEV, Qrels, split_qrels
 from syntriever.errors import UserError
 from syntriever.jsonl import read_json, write_json
 from syntriever.metrics import difference_x100, paired_bootstrap, seed_mean_difference
+from syntriever.names import NODEV
 from syntriever.paths import dataset_dir, portable
 from syntriever.result_files import HEADLINE, validate_result
 
@@ -56,19 +60,34 @@ def pooled(mean: dict[str, float]) -> dict[str, object]:
     return {"queries": len(mean), **difference_x100(paired_bootstrap(mean, dict.fromkeys(mean, 0.0)))}
 
 
-def by_train_overlap(base: Path, mean: dict[str, float]) -> dict[str, object]:
+def training_split(model: str) -> str:
+    """The split a model of this project trained on, read from its name (``-nodev``: train-nodev)."""
+    return TRAIN_NODEV if model.endswith(f"-{NODEV}") else "train"
+
+
+def by_train_overlap(files: list[tuple[Path, Path]], mean: dict[str, float]) -> dict[str, object]:
     """The mean over seeds pooled separately over the queries that share a relevant passage with
-    the training queries (:func:`sharing_train_passages`) and over the rest."""
-    record = read_json(base, "evaluate the model again with `python evaluate.py MODEL DATASET --split SPLIT`")
-    dataset, split = record["dataset"], record["split"]
+    a query of the split the option's models trained on (:func:`sharing_train_passages`) and over
+    the rest. Every file must be of one dataset and split, every option model of one training split."""
+    fix = "evaluate the model again with `python evaluate.py MODEL DATASET --split SPLIT`"
+    records = {path: read_json(path, fix) for pair in files for path in pair}
+    evaluated_on = {(r["dataset"], r["split"]) for r in records.values()}
+    trained_on = {training_split(records[result]["model"]) for result, _ in files}
+    if len(evaluated_on) != 1 or len(trained_on) != 1:
+        raise UserError(f"--by-train-overlap: the result files are of {sorted(evaluated_on)} and their "
+                        f"models trained on {sorted(trained_on)}; give files of one dataset, split and "
+                        "training split")
+    (dataset, split), trained_split = evaluated_on.pop(), trained_on.pop()
     folder = dataset_dir(dataset)
-    training_split = TRAIN_NODEV if split == DEV else "train"
-    evaluated, _ = split_qrels(folder, split)
-    trained, _ = split_qrels(folder, training_split)
+    evaluated, qrels_file = split_qrels(folder, split)
+    trained, _ = split_qrels(folder, trained_split)
+    if unknown := sorted(set(mean) - set(evaluated)):
+        raise UserError(f"{qrels_file}: no qrels for {len(unknown)} queries of the result files "
+                        f"(e.g. {unknown[0]}); were they evaluated on another version of {dataset}?")
     sharing = sharing_train_passages(evaluated, trained)
     groups = {"sharing": {q: d for q, d in mean.items() if q in sharing},
               "not_sharing": {q: d for q, d in mean.items() if q not in sharing}}
-    return {"rule": f"a relevant passage of the query is also relevant to a query of {training_split}",
+    return {"rule": f"a relevant passage of the query is also relevant to a query of {trained_split}",
             **{name: pooled(part) for name, part in groups.items() if part}}
 
 
@@ -92,13 +111,14 @@ def main() -> None:
     except ValueError as err:
         raise UserError(f"{err}: the result files must be of the same split and queries") from None
     report = {
+        "command": shlex.join(["python", "benchmarks/seed_pool.py", *sys.argv[1:]]),
         "metric": f"{HEADLINE} x 100; paired bootstrap (10,000 resamples of queries)",
         "seeds": [{"result": portable(a), "base": portable(b), **difference_x100(paired_bootstrap(*v))}
                   for (a, b), v in zip(files, values, strict=True)],
         "mean_over_seeds": {"seeds": len(values), **pooled(mean)},
     }
     if args.by_train_overlap:
-        report["by_train_overlap"] = by_train_overlap(files[0][1], mean)
+        report["by_train_overlap"] = by_train_overlap(files, mean)
     out = ROOT / "benchmarks" / "results" / f"seed_pool-{args.name}.json"
     write_json(out, report)
     overall = report["mean_over_seeds"]

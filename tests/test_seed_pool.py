@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from syntriever.data import write_qrels
+from syntriever.errors import UserError
 from syntriever.jsonl import write_json
 from tests.helpers import load_benchmark
 
@@ -20,15 +21,38 @@ def test_sharing_train_passages_counts_relevant_passages_only() -> None:
     assert bench.sharing_train_passages(evaluated, trained) == {"e1", "e3"}
 
 
-def test_by_train_overlap_pools_each_group_against_the_training_split_of_the_result(
+def _results(tmp_path: Path, split: str, models: list[tuple[str, str]]) -> list[tuple[Path, Path]]:
+    """Result files (only the fields the grouping reads) for (option model, base model) pairs."""
+    files = []
+    for i, pair in enumerate(models):
+        paths = tuple(tmp_path / f"{i}-{role}.json" for role in ("result", "base"))
+        for path, model in zip(paths, pair, strict=True):
+            write_json(path, {"dataset": "toy", "split": split, "model": model})
+        files.append(paths)
+    return files
+
+
+def test_by_train_overlap_pools_each_group_against_the_training_split_of_the_models(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTRIEVER_DATA", str(tmp_path))
+    bench = load_benchmark("seed_pool")
     folder = tmp_path / "toy"
-    write_qrels(folder / "qrels" / "train.tsv", {"t1": {"d1": 1}})
+    write_qrels(folder / "qrels" / "train.tsv", {"t1": {"d1": 1}, "e2": {"d2": 1}})
     write_qrels(folder / "qrels" / "test.tsv", {"e1": {"d1": 1}, "e2": {"d2": 1}, "e3": {"d3": 1}})
-    base = tmp_path / "base.json"
-    write_json(base, {"dataset": "toy", "split": "test"})
-    row = load_benchmark("seed_pool").by_train_overlap(base, {"e1": 0.5, "e2": -0.1, "e3": -0.3})
+    write_qrels(folder / "qrels" / "dev.tsv", {"e1": {"d1": 1}, "e2": {"d2": 1}, "e3": {"d3": 1}})
+    mean = {"e1": 0.5, "e2": -0.1, "e3": -0.3}
+    # test results of models trained on train: e1 and e2 share a passage with train's queries
+    row = bench.by_train_overlap(_results(tmp_path, "test", [("m-final", "m")]), mean)
     assert row["rule"].endswith("of train")
+    assert (row["sharing"]["queries"], row["sharing"]["delta"]) == (2, 20.0)
+    assert (row["not_sharing"]["queries"], row["not_sharing"]["delta"]) == (1, -30.0)
+    # dev results of -nodev models: train-nodev leaves out the dev queries, so e2 does not share
+    # its passage with itself
+    row = bench.by_train_overlap(_results(tmp_path, "dev", [("m-final-nodev", "m-nodev")]), mean)
+    assert row["rule"].endswith("of train-nodev")
     assert (row["sharing"]["queries"], row["sharing"]["delta"]) == (1, 50.0)
-    assert (row["not_sharing"]["queries"], row["not_sharing"]["delta"]) == (2, -20.0)
+    assert row["not_sharing"]["queries"] == 2
+    with pytest.raises(UserError, match="one dataset, split and training split"):
+        bench.by_train_overlap(_results(tmp_path, "dev", [("m-final-nodev", "m"), ("m-final", "m")]), mean)
+    with pytest.raises(UserError, match="no qrels for 1 queries"):
+        bench.by_train_overlap(_results(tmp_path, "test", [("m-final", "m")]), {**mean, "e9": 0.0})
