@@ -23,21 +23,22 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from syntriever.cli import run, setup_logging
-from syntriever.data import TRAIN_NODEV, Qrels, split_qrels
+from syntriever.data import Qrels, split_qrels
 from syntriever.errors import UserError
 from syntriever.jsonl import read_json, write_json
 from syntriever.metrics import difference_x100, paired_bootstrap, seed_mean_difference
-from syntriever.names import NODEV
+from syntriever.names import name_split
 from syntriever.paths import dataset_dir, portable
 from syntriever.result_files import HEADLINE, validate_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def per_query(path: Path) -> dict[str, float]:
-    """nDCG@10 per query of one evaluate.py result file (checked like every result file)."""
+def load_result(path: Path) -> dict[str, Any]:
+    """One evaluate.py result file, checked like every result file, with its per-query nDCG@10."""
     again = "`python evaluate.py MODEL DATASET --split SPLIT`"
     if not path.is_file():
         raise UserError(f"{path}: result file not found; make it with {again}")
@@ -45,7 +46,7 @@ def per_query(path: Path) -> dict[str, float]:
     validate_result(record, str(path))
     if HEADLINE not in record.get("per_query", {}):
         raise UserError(f"{path}: no per-query {HEADLINE}; evaluate the model again with {again}")
-    return record["per_query"][HEADLINE]
+    return record
 
 
 def sharing_train_passages(evaluated: Qrels, trained: Qrels) -> set[str]:
@@ -60,19 +61,14 @@ def pooled(mean: dict[str, float]) -> dict[str, object]:
     return {"queries": len(mean), **difference_x100(paired_bootstrap(mean, dict.fromkeys(mean, 0.0)))}
 
 
-def training_split(model: str) -> str:
-    """The split a model of this project trained on, read from its name (``-nodev``: train-nodev)."""
-    return TRAIN_NODEV if model.endswith(f"-{NODEV}") else "train"
-
-
-def by_train_overlap(files: list[tuple[Path, Path]], mean: dict[str, float]) -> dict[str, object]:
+def by_train_overlap(records: list[tuple[dict[str, Any], dict[str, Any]]],
+                     mean: dict[str, float]) -> dict[str, object]:
     """The mean over seeds pooled separately over the queries that share a relevant passage with
     a query of the split the option's models trained on (:func:`sharing_train_passages`) and over
-    the rest. Every file must be of one dataset and split, every option model of one training split."""
-    fix = "evaluate the model again with `python evaluate.py MODEL DATASET --split SPLIT`"
-    records = {path: read_json(path, fix) for pair in files for path in pair}
-    evaluated_on = {(r["dataset"], r["split"]) for r in records.values()}
-    trained_on = {training_split(records[result]["model"]) for result, _ in files}
+    the rest. ``records``: the (option, base) result records per seed. Every record must be of one
+    dataset and split, every option model of one training split (read from its name)."""
+    evaluated_on = {(r["dataset"], r["split"]) for pair in records for r in pair}
+    trained_on = {name_split(result["model"]) for result, _ in records}
     if len(evaluated_on) != 1 or len(trained_on) != 1:
         raise UserError(f"--by-train-overlap: the result files are of {sorted(evaluated_on)} and their "
                         f"models trained on {sorted(trained_on)}; give files of one dataset, split and "
@@ -105,7 +101,8 @@ def main() -> None:
         if pair.count(":") != 1:
             raise UserError(f"{pair!r}: give RESULT:BASE_RESULT, two result files joined by ':'")
         files.append(tuple(Path(part).resolve() for part in pair.split(":")))
-    values = [(per_query(a), per_query(b)) for a, b in files]
+    records = [(load_result(a), load_result(b)) for a, b in files]
+    values = [(a["per_query"][HEADLINE], b["per_query"][HEADLINE]) for a, b in records]
     try:
         mean = seed_mean_difference(values)
     except ValueError as err:
@@ -118,7 +115,7 @@ def main() -> None:
         "mean_over_seeds": {"seeds": len(values), **pooled(mean)},
     }
     if args.by_train_overlap:
-        report["by_train_overlap"] = by_train_overlap(files, mean)
+        report["by_train_overlap"] = by_train_overlap(records, mean)
     out = ROOT / "benchmarks" / "results" / f"seed_pool-{args.name}.json"
     write_json(out, report)
     overall = report["mean_over_seeds"]

@@ -164,6 +164,11 @@ def without_nodev(name: str) -> str:
     return name.removesuffix(f"-{NODEV}")
 
 
+def name_split(name: str) -> str:
+    """The split a model of this name trained on: ``train-nodev`` for a ``-nodev`` name, else ``train``."""
+    return TRAIN_NODEV if file_safe(name).endswith(f"-{NODEV}") else "train"
+
+
 def is_project_name(name: str) -> bool:
     """Whether ``name`` holds a marker word of this project's model names (``sft``, ``final``,
     ``labelled``, ``nodev``): a trained model's name, never a hub id."""

@@ -36,7 +36,7 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 
 from syntriever import prompts
-from syntriever.data import TRAIN_NODEV, load_dataset
+from syntriever.data import load_dataset
 from syntriever.encoders import add_prefix, load_encoder, resolve
 from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_json, read_jsonl_numbered
@@ -52,7 +52,7 @@ from syntriever.likelihood import likelihood_path, load_likelihoods, with_likeli
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.llm.requests import load_results
-from syntriever.names import NODEV, model_dir, top_k_error
+from syntriever.names import model_dir, name_split, top_k_error
 from syntriever.paths import file_safe, portable
 from syntriever.precision import resolve_precision
 from syntriever.provenance import CARD_NAME
@@ -110,7 +110,7 @@ def stage1_split(model: str, folder: Path) -> str:
     card = folder / CARD_NAME
     fix = "restore the model folder, or train the stage-1 model again"
     split = read_json(card, fix).get("split") if card.is_file() else None
-    return split or (TRAIN_NODEV if file_safe(model).endswith(f"-{NODEV}") else "train")
+    return split or name_split(model)
 
 
 def trained_stage1(model: str, dataset: str) -> tuple[Path, str]:

@@ -195,7 +195,8 @@ def teacher_winners(
     control = LIKELIHOOD_OF.get(teacher, teacher)
     teacher = ORACLE if percent else CONTROL_OF.get(control, control)
     fill = FILL_IN.get(teacher)
-    if JUDGE_RETRIEVER in (teacher, fill):
+    rule = fill or teacher  # what decides the pairs the labels do not (all pairs for the others)
+    if rule == JUDGE_RETRIEVER:
         scored = [p for p in pairs if p.margin is not None]
         d_scale = _spread([p.margin for p in scored])
         gap_scale = _spread([p.retrieval_scores[0] - p.retrieval_scores[1] for p in scored])
@@ -209,11 +210,11 @@ def teacher_winners(
             winner = pair.checkable_truth(qrels)
             if winner is None:
                 dropped["both_relevant" if labelled[0] else "neither_relevant"] += 1
-        elif teacher == IDENTITY:
+        elif rule == IDENTITY:
             winner = pair.order_winner()
             if winner is None:
                 dropped["tied_retrieval_scores"] += 1
-        elif JUDGE_RETRIEVER in (teacher, fill):
+        elif rule == JUDGE_RETRIEVER:
             if pair.margin is None:
                 winner = None
                 dropped[f"judge_{pair.verdict.status}"] += 1

@@ -26,6 +26,8 @@ def test_stage1_and_final_names() -> None:
     assert names.final_name("minilm-sft") == "minilm-final"
     assert names.final_name("minilm-sft", "bt") == "minilm-final-bt"
     assert names.without_nodev("minilm-sft-nodev") == "minilm-sft"
+    assert [names.name_split(n) for n in ("minilm-sft-nodev", "minilm-sft", "minilm-nodevx-sft")] == [
+        "train-nodev", "train", "train"]
 
 
 def test_every_name_finds_its_paper_row() -> None:

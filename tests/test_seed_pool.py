@@ -9,7 +9,6 @@ import pytest
 
 from syntriever.data import write_qrels
 from syntriever.errors import UserError
-from syntriever.jsonl import write_json
 from tests.helpers import load_benchmark
 
 
@@ -21,15 +20,9 @@ def test_sharing_train_passages_counts_relevant_passages_only() -> None:
     assert bench.sharing_train_passages(evaluated, trained) == {"e1", "e3"}
 
 
-def _results(tmp_path: Path, split: str, models: list[tuple[str, str]]) -> list[tuple[Path, Path]]:
-    """Result files (only the fields the grouping reads) for (option model, base model) pairs."""
-    files = []
-    for i, pair in enumerate(models):
-        paths = tuple(tmp_path / f"{i}-{role}.json" for role in ("result", "base"))
-        for path, model in zip(paths, pair, strict=True):
-            write_json(path, {"dataset": "toy", "split": split, "model": model})
-        files.append(paths)
-    return files
+def _records(split: str, models: list[tuple[str, str]]) -> list[tuple[dict[str, str], ...]]:
+    """Result records (only the fields the grouping reads) for (option model, base model) pairs."""
+    return [tuple({"dataset": "toy", "split": split, "model": model} for model in pair) for pair in models]
 
 
 def test_by_train_overlap_pools_each_group_against_the_training_split_of_the_models(
@@ -42,17 +35,17 @@ def test_by_train_overlap_pools_each_group_against_the_training_split_of_the_mod
     write_qrels(folder / "qrels" / "dev.tsv", {"e1": {"d1": 1}, "e2": {"d2": 1}, "e3": {"d3": 1}})
     mean = {"e1": 0.5, "e2": -0.1, "e3": -0.3}
     # test results of models trained on train: e1 and e2 share a passage with train's queries
-    row = bench.by_train_overlap(_results(tmp_path, "test", [("m-final", "m")]), mean)
+    row = bench.by_train_overlap(_records("test", [("m-final", "m")]), mean)
     assert row["rule"].endswith("of train")
     assert (row["sharing"]["queries"], row["sharing"]["delta"]) == (2, 20.0)
     assert (row["not_sharing"]["queries"], row["not_sharing"]["delta"]) == (1, -30.0)
     # dev results of -nodev models: train-nodev leaves out the dev queries, so e2 does not share
     # its passage with itself
-    row = bench.by_train_overlap(_results(tmp_path, "dev", [("m-final-nodev", "m-nodev")]), mean)
+    row = bench.by_train_overlap(_records("dev", [("m-final-nodev", "m-nodev")]), mean)
     assert row["rule"].endswith("of train-nodev")
     assert (row["sharing"]["queries"], row["sharing"]["delta"]) == (1, 50.0)
     assert row["not_sharing"]["queries"] == 2
     with pytest.raises(UserError, match="one dataset, split and training split"):
-        bench.by_train_overlap(_results(tmp_path, "dev", [("m-final-nodev", "m"), ("m-final", "m")]), mean)
+        bench.by_train_overlap(_records("dev", [("m-final-nodev", "m"), ("m-final", "m")]), mean)
     with pytest.raises(UserError, match="no qrels for 1 queries"):
-        bench.by_train_overlap(_results(tmp_path, "test", [("m-final", "m")]), {**mean, "e9": 0.0})
+        bench.by_train_overlap(_records("test", [("m-final", "m")]), {**mean, "e9": 0.0})
