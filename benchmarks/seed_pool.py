@@ -14,7 +14,10 @@ seed is compared with its own.
 with a query of the split the option's models trained on (train-nodev for a ``-nodev`` name, else
 train) and over the rest: a model trained on the training queries' passages can help the first
 group by lifting those very passages, which says nothing of queries about other passages.
-The report records the command that made it.
+--by-passage-queries FILE (with --by-train-overlap) splits each group again by whether a relevant
+passage of the query has a synthetic query in FILE (a ``*_passage_queries.*.jsonl`` of
+datasets/parse_passage_queries.py): whether training on passage queries helps the queries whose
+passages it covered. The report records the command that made it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 from syntriever.cli import run, setup_logging
 from syntriever.data import Qrels, split_qrels
 from syntriever.errors import UserError
-from syntriever.jsonl import read_json, write_json
+from syntriever.jsonl import read_json, read_jsonl_numbered, write_json
 from syntriever.metrics import difference_x100, paired_bootstrap, seed_mean_difference
 from syntriever.names import name_split
 from syntriever.paths import dataset_dir, portable
@@ -49,11 +52,30 @@ def load_result(path: Path) -> dict[str, Any]:
     return record
 
 
+def with_relevant_in(evaluated: Qrels, doc_ids: set[str]) -> set[str]:
+    """The evaluated queries with a relevant passage in ``doc_ids``."""
+    return {q for q, docs in evaluated.items()
+            if any(score > 0 and doc in doc_ids for doc, score in docs.items())}
+
+
 def sharing_train_passages(evaluated: Qrels, trained: Qrels) -> set[str]:
     """The evaluated queries with a relevant passage that is also relevant to a trained query."""
-    seen = {doc for docs in trained.values() for doc, score in docs.items() if score > 0}
-    return {q for q, docs in evaluated.items()
-            if any(score > 0 and doc in seen for doc, score in docs.items())}
+    return with_relevant_in(evaluated, {doc for docs in trained.values()
+                                        for doc, score in docs.items() if score > 0})
+
+
+def passage_query_docs(path: Path) -> set[str]:
+    """The passages that have a synthetic query in a ``*_passage_queries.*.jsonl`` file."""
+    if not path.is_file():
+        raise UserError(f"{path}: passage-query file not found; make it with "
+                        "`python datasets/parse_passage_queries.py DATASET --passages N`")
+    docs = set()
+    for line, rec in read_jsonl_numbered(path):
+        if not isinstance(rec.get("doc_id"), str):
+            raise UserError(f"{path}:{line}: passage-query record lacks a 'doc_id'; make the file again "
+                            "with `python datasets/parse_passage_queries.py DATASET`")
+        docs.add(rec["doc_id"])
+    return docs
 
 
 def pooled(mean: dict[str, float]) -> dict[str, object]:
@@ -62,11 +84,12 @@ def pooled(mean: dict[str, float]) -> dict[str, object]:
 
 
 def by_train_overlap(records: list[tuple[dict[str, Any], dict[str, Any]]],
-                     mean: dict[str, float]) -> dict[str, object]:
+                     mean: dict[str, float], covered: set[str] | None = None) -> dict[str, object]:
     """The mean over seeds pooled separately over the queries that share a relevant passage with
     a query of the split the option's models trained on (:func:`sharing_train_passages`) and over
-    the rest. ``records``: the (option, base) result records per seed. Every record must be of one
-    dataset and split, every option model of one training split (read from its name)."""
+    the rest; with ``covered`` (passage ids) each group again split by whether a relevant passage
+    is one of them. ``records``: the (option, base) result records per seed. Every record must be
+    of one dataset and split, every option model of one training split (read from its name)."""
     evaluated_on = {(r["dataset"], r["split"]) for pair in records for r in pair}
     trained_on = {name_split(result["model"]) for result, _ in records}
     if len(evaluated_on) != 1 or len(trained_on) != 1:
@@ -83,8 +106,14 @@ def by_train_overlap(records: list[tuple[dict[str, Any], dict[str, Any]]],
     sharing = sharing_train_passages(evaluated, trained)
     groups = {"sharing": {q: d for q, d in mean.items() if q in sharing},
               "not_sharing": {q: d for q, d in mean.items() if q not in sharing}}
-    return {"rule": f"a relevant passage of the query is also relevant to a query of {trained_split}",
-            **{name: pooled(part) for name, part in groups.items() if part}}
+    rule = {"rule": f"a relevant passage of the query is also relevant to a query of {trained_split}"}
+    if covered is not None:
+        hit = with_relevant_in(evaluated, covered)
+        rule["covered_rule"] = "a relevant passage of the query has a passage query"
+        groups = {f"{name}_{tag}": {q: d for q, d in part.items() if (q in hit) == is_hit}
+                  for name, part in list(groups.items()) for tag, is_hit in (("covered", True),
+                                                                             ("not_covered", False))}
+    return {**rule, **{name: pooled(part) for name, part in groups.items() if part}}
 
 
 def main() -> None:
@@ -94,8 +123,14 @@ def main() -> None:
     parser.add_argument("--by-train-overlap", action="store_true",
                         help="also pool over the queries sharing a relevant passage with the training "
                              "queries, and over the rest")
+    parser.add_argument("--by-passage-queries", type=Path, metavar="JSONL",
+                        help="with --by-train-overlap: split each group again by whether a relevant "
+                             "passage has a synthetic query in this passage-query file")
     args = parser.parse_args()
     setup_logging()
+    if args.by_passage_queries and not args.by_train_overlap:
+        raise UserError("--by-passage-queries splits the --by-train-overlap groups: give both")
+    covered = passage_query_docs(args.by_passage_queries) if args.by_passage_queries else None
     files = []
     for pair in args.pairs:
         if pair.count(":") != 1:
@@ -115,14 +150,14 @@ def main() -> None:
         "mean_over_seeds": {"seeds": len(values), **pooled(mean)},
     }
     if args.by_train_overlap:
-        report["by_train_overlap"] = by_train_overlap(records, mean)
+        report["by_train_overlap"] = by_train_overlap(records, mean, covered)
     out = ROOT / "benchmarks" / "results" / f"seed_pool-{args.name}.json"
     write_json(out, report)
     overall = report["mean_over_seeds"]
     print(f"{args.name}: mean over {overall['seeds']} seeds {overall['delta']:+.2f} "
           f"[{overall['ci95'][0]:+.2f}, {overall['ci95'][1]:+.2f}] p={overall['p_value']}")
     for name, part in report.get("by_train_overlap", {}).items():
-        if name != "rule":
+        if not name.endswith("rule"):
             print(f"  {name} ({part['queries']} queries): {part['delta']:+.2f} "
                   f"[{part['ci95'][0]:+.2f}, {part['ci95'][1]:+.2f}] p={part['p_value']}")
     print(out)

@@ -69,6 +69,13 @@ def run(main: Callable[[], Any]) -> None:
         logging.shutdown()
         print(error_line(err), file=sys.stderr, flush=True)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+        if debugging():
+            raise
+        logging.shutdown()
+        print(f"interrupted; LLM jobs resume from the answers already written, to go on run again: "
+              f"{command_line()}", file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
 
 
 def teacher_name(text: str) -> str:

@@ -467,6 +467,26 @@ def test_error_line_is_one_line_and_names_the_rerun() -> None:
     assert error_line(DataError("f: missing; make it with `python a.py`"), ["b.py"]).endswith("`python a.py`")
 
 
+def test_ctrl_c_ends_a_script_with_one_line_naming_the_command_to_resume(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from syntriever.cli import run
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["parse_passage_queries.py", "scifact"])
+    monkeypatch.delenv("SYNTRIEVER_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        run(interrupted)
+    assert stop.value.code == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("interrupted;")
+    assert err.rstrip().endswith(": python parse_passage_queries.py scifact")
+    monkeypatch.setenv("SYNTRIEVER_DEBUG", "1")
+    with pytest.raises(KeyboardInterrupt):
+        run(interrupted)
+
+
 def test_stage1_refuses_passage_queries_without_a_pq_name_or_an_infonce_phase() -> None:
     base = ["train_stage1.py", "minilm", "scifact", "--passage-queries", "missing.jsonl"]
     unnamed = script(*base, "--labelled-only", "--output-name", "minilm-labelled-L256")

@@ -9,6 +9,7 @@ import pytest
 
 from syntriever.data import write_qrels
 from syntriever.errors import UserError
+from syntriever.jsonl import write_jsonl
 from tests.helpers import load_benchmark
 
 
@@ -49,3 +50,27 @@ def test_by_train_overlap_pools_each_group_against_the_training_split_of_the_mod
         bench.by_train_overlap(_records("dev", [("m-final-nodev", "m"), ("m-final", "m")]), mean)
     with pytest.raises(UserError, match="no qrels for 1 queries"):
         bench.by_train_overlap(_records("test", [("m-final", "m")]), {**mean, "e9": 0.0})
+
+
+def test_by_passage_queries_splits_each_group_by_the_passages_the_file_covers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTRIEVER_DATA", str(tmp_path))
+    bench = load_benchmark("seed_pool")
+    folder = tmp_path / "toy"
+    write_qrels(folder / "qrels" / "train.tsv", {"t1": {"d1": 1}})
+    write_qrels(folder / "qrels" / "test.tsv",
+                {"e1": {"d1": 1}, "e2": {"d2": 1}, "e3": {"d3": 1}, "e4": {"d4": 0, "d5": 1}})
+    pq = tmp_path / "toy_passage_queries.n3.jsonl"
+    write_jsonl(pq, [{"doc_id": d, "query": "q"} for d in ("d1", "d2", "d4")])
+    covered = bench.passage_query_docs(pq)
+    assert covered == {"d1", "d2", "d4"}
+    mean = {"e1": 0.5, "e2": 0.2, "e3": -0.3, "e4": -0.1}
+    row = bench.by_train_overlap(_records("test", [("m-final", "m")]), mean, covered)
+    # e4's covered passage d4 is not relevant to it, so e4 is not covered
+    assert (row["sharing_covered"]["queries"], row["sharing_covered"]["delta"]) == (1, 50.0)
+    assert "sharing_not_covered" not in row  # an empty group is left out
+    assert (row["not_sharing_covered"]["queries"], row["not_sharing_covered"]["delta"]) == (1, 20.0)
+    assert (row["not_sharing_not_covered"]["queries"], row["not_sharing_not_covered"]["delta"]) == (2, -20.0)
+    (tmp_path / "bad.jsonl").write_text('{"query": "q"}\n')
+    with pytest.raises(UserError, match="bad.jsonl:1: passage-query record lacks"):
+        bench.passage_query_docs(tmp_path / "bad.jsonl")
