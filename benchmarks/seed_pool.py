@@ -29,15 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from syntriever.cli import run, setup_logging
-from syntriever.data import Qrels, split_qrels
+from syntriever.data import Qrels, load_dataset, split_qrels
 from syntriever.errors import UserError
-from syntriever.jsonl import read_json, read_jsonl_numbered, write_json
+from syntriever.jsonl import read_json, write_json
 from syntriever.metrics import difference_x100, paired_bootstrap, seed_mean_difference
 from syntriever.names import name_split
+from syntriever.passage_queries import load_passage_queries
 from syntriever.paths import dataset_dir, portable
 from syntriever.result_files import HEADLINE, validate_result
 
 ROOT = Path(__file__).resolve().parents[1]
+MIN_QUERIES = 2  # a group with fewer is reported without a bootstrap
 
 
 def load_result(path: Path) -> dict[str, Any]:
@@ -64,32 +66,33 @@ def sharing_train_passages(evaluated: Qrels, trained: Qrels) -> set[str]:
                                         for doc, score in docs.items() if score > 0})
 
 
-def passage_query_docs(path: Path) -> set[str]:
-    """The passages that have a synthetic query in a ``*_passage_queries.*.jsonl`` file."""
-    if not path.is_file():
-        raise UserError(f"{path}: passage-query file not found; make it with "
-                        "`python datasets/parse_passage_queries.py DATASET --passages N`")
-    docs = set()
-    for line, rec in read_jsonl_numbered(path):
-        if not isinstance(rec.get("doc_id"), str):
-            raise UserError(f"{path}:{line}: passage-query record lacks a 'doc_id'; make the file again "
-                            "with `python datasets/parse_passage_queries.py DATASET`")
-        docs.add(rec["doc_id"])
-    return docs
+def pooled(mean: dict[str, float], scores: tuple[dict[str, float], dict[str, float]] | None = None
+           ) -> dict[str, object]:
+    """The per-query means over seeds (:func:`seed_mean_difference`), bootstrapped against zero;
+    with ``scores`` (the option's and the base's per-query means over seeds) their means too."""
+    row: dict[str, object] = {"queries": len(mean)}
+    if scores:
+        for key, values in zip(("option", "base"), scores, strict=True):
+            row[key] = round(100 * sum(values[q] for q in mean) / len(mean), 2)
+    if len(mean) < MIN_QUERIES:  # one query resamples to itself: no interval, no p
+        return {**row, "delta": round(100 * sum(mean.values()) / len(mean), 2), "ci95": None, "p_value": None}
+    return {**row, **difference_x100(paired_bootstrap(mean, dict.fromkeys(mean, 0.0)))}
 
 
-def pooled(mean: dict[str, float]) -> dict[str, object]:
-    """The per-query means over seeds (:func:`seed_mean_difference`), bootstrapped against zero."""
-    return {"queries": len(mean), **difference_x100(paired_bootstrap(mean, dict.fromkeys(mean, 0.0)))}
+def seed_means(records: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[dict[str, float], ...]:
+    """The option's and the base's per-query nDCG@10, each averaged over the seeds."""
+    return tuple({q: sum(pair[side]["per_query"][HEADLINE][q] for pair in records) / len(records)
+                  for q in records[0][side]["per_query"][HEADLINE]} for side in (0, 1))
 
 
-def by_train_overlap(records: list[tuple[dict[str, Any], dict[str, Any]]],
-                     mean: dict[str, float], covered: set[str] | None = None) -> dict[str, object]:
+def by_train_overlap(records: list[tuple[dict[str, Any], dict[str, Any]]], mean: dict[str, float],
+                     passage_queries: Path | None = None) -> dict[str, object]:
     """The mean over seeds pooled separately over the queries that share a relevant passage with
     a query of the split the option's models trained on (:func:`sharing_train_passages`) and over
-    the rest; with ``covered`` (passage ids) each group again split by whether a relevant passage
-    is one of them. ``records``: the (option, base) result records per seed. Every record must be
-    of one dataset and split, every option model of one training split (read from its name)."""
+    the rest; with ``passage_queries`` (a passage-query file) each group also split by whether a
+    relevant passage has a query in it. ``records``: the (option, base) result records per seed.
+    Every record must be of one dataset and split, every option model of one training split (read
+    from its name)."""
     evaluated_on = {(r["dataset"], r["split"]) for pair in records for r in pair}
     trained_on = {name_split(result["model"]) for result, _ in records}
     if len(evaluated_on) != 1 or len(trained_on) != 1:
@@ -107,13 +110,15 @@ def by_train_overlap(records: list[tuple[dict[str, Any], dict[str, Any]]],
     groups = {"sharing": {q: d for q, d in mean.items() if q in sharing},
               "not_sharing": {q: d for q, d in mean.items() if q not in sharing}}
     rule = {"rule": f"a relevant passage of the query is also relevant to a query of {trained_split}"}
-    if covered is not None:
-        hit = with_relevant_in(evaluated, covered)
-        rule["covered_rule"] = "a relevant passage of the query has a passage query"
-        groups = {f"{name}_{tag}": {q: d for q, d in part.items() if (q in hit) == is_hit}
-                  for name, part in list(groups.items()) for tag, is_hit in (("covered", True),
-                                                                             ("not_covered", False))}
-    return {**rule, **{name: pooled(part) for name, part in groups.items() if part}}
+    if passage_queries is not None:
+        pairs = load_passage_queries(passage_queries, load_dataset(dataset, trained_split))
+        hit = with_relevant_in(evaluated, {doc for _, doc in pairs})
+        rule["covered_rule"] = f"a relevant passage of the query has a query in {portable(passage_queries)}"
+        groups |= {f"{name}_{tag}": {q: d for q, d in part.items() if (q in hit) == is_hit}
+                   for name, part in list(groups.items()) for tag, is_hit in (("covered", True),
+                                                                              ("not_covered", False))}
+    scores = seed_means(records)
+    return {**rule, **{name: pooled(part, scores) for name, part in groups.items() if part}}
 
 
 def main() -> None:
@@ -130,7 +135,6 @@ def main() -> None:
     setup_logging()
     if args.by_passage_queries and not args.by_train_overlap:
         raise UserError("--by-passage-queries splits the --by-train-overlap groups: give both")
-    covered = passage_query_docs(args.by_passage_queries) if args.by_passage_queries else None
     files = []
     for pair in args.pairs:
         if pair.count(":") != 1:
@@ -147,10 +151,10 @@ def main() -> None:
         "metric": f"{HEADLINE} x 100; paired bootstrap (10,000 resamples of queries)",
         "seeds": [{"result": portable(a), "base": portable(b), **difference_x100(paired_bootstrap(*v))}
                   for (a, b), v in zip(files, values, strict=True)],
-        "mean_over_seeds": {"seeds": len(values), **pooled(mean)},
+        "mean_over_seeds": {"seeds": len(values), **pooled(mean, seed_means(records))},
     }
     if args.by_train_overlap:
-        report["by_train_overlap"] = by_train_overlap(records, mean, covered)
+        report["by_train_overlap"] = by_train_overlap(records, mean, args.by_passage_queries)
     out = ROOT / "benchmarks" / "results" / f"seed_pool-{args.name}.json"
     write_json(out, report)
     overall = report["mean_over_seeds"]
@@ -158,8 +162,9 @@ def main() -> None:
           f"[{overall['ci95'][0]:+.2f}, {overall['ci95'][1]:+.2f}] p={overall['p_value']}")
     for name, part in report.get("by_train_overlap", {}).items():
         if not name.endswith("rule"):
-            print(f"  {name} ({part['queries']} queries): {part['delta']:+.2f} "
-                  f"[{part['ci95'][0]:+.2f}, {part['ci95'][1]:+.2f}] p={part['p_value']}")
+            ci = f"[{part['ci95'][0]:+.2f}, {part['ci95'][1]:+.2f}]" if part["ci95"] else "[no CI]"
+            print(f"  {name} ({part['queries']} queries, {part['option']:.2f} vs {part['base']:.2f}): "
+                  f"{part['delta']:+.2f} {ci} p={part['p_value']}")
     print(out)
 
 

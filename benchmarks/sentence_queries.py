@@ -1,17 +1,19 @@
 """Benchmark control, no LLM: one sentence of each sampled corpus passage as its query.
 
     python benchmarks/sentence_queries.py scifact [--passages N] [--pick random|last]
+    python benchmarks/sentence_queries.py scifact --doc-ids-from PASSAGE_QUERY_FILE
 
-The passage-query run (datasets/parse_passage_queries.py) has an LLM write one query a passage,
-which states the passage's main finding. SciFact's claims often state a detail of their abstract.
-This control takes a sentence of the passage itself (the inverse cloze task of Lee et al., 2019,
-with the sentence left in the passage, as the evidence sentence is in a real relevant abstract):
-queries about details for every sampled passage, at no LLM cost. If training on them does not
-reach the evaluated queries that share no relevant passage with a training query, LLM rewrites of
-such sentences are unlikely to either. The passages are those of the passage-query run
-(same seeded sample) and the file has its format, so ``train_stage1.py --passage-queries`` takes
-it. Writes output/sentence-queries/<dataset>_sentence_queries.<pick>.n<N>.jsonl (made again from
-the corpus by this command, so it stays out of git) and a summary beside it.
+The passage-query run (datasets/parse_passage_queries.py) has an LLM write one query for each
+sampled passage. This control takes a sentence of the passage itself instead (the inverse cloze
+task of Lee et al., 2019, the sentence left in the passage as a real relevant abstract holds its
+evidence sentence): a query about one of the passage's statements, at no LLM cost. Only sentences
+inside the part of the passage the LLM is shown (``PassageQuerySettings.max_chars``) are drawn, so
+both see the same text; a leading abstract heading ("RESULTS", "CONCLUSIONS:") is cut off and
+funding or registration sentences are left out. The passages are the passage-query run's seeded
+sample, or exactly those of a passage-query file (``--doc-ids-from``, a control matched in passages
+and pairs). The file has the passage-query format, so ``train_stage1.py --passage-queries`` takes
+it. Writes output/sentence-queries/<dataset>_sentence_queries.<pick>.<n<N> | source>.jsonl (made
+again from the corpus by this command, so it stays out of git) and a summary beside it.
 """
 
 from __future__ import annotations
@@ -20,27 +22,41 @@ import argparse
 import random
 import re
 import statistics
+from pathlib import Path
 
-from syntriever.cli import run, setup_logging
+from syntriever.cli import positive_int, run, setup_logging
 from syntriever.data import TRAIN_NODEV, load_dataset
 from syntriever.jsonl import write_json, write_jsonl
-from syntriever.passage_queries import PassageQuerySettings, sample_passages
+from syntriever.meta_text import sentences
+from syntriever.passage_queries import PassageQuerySettings, cut, load_passage_queries, sample_passages
 from syntriever.paths import output_root
 from syntriever.provenance import with_commands
 
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
-MIN_WORDS, MAX_WORDS = 8, 60  # a claim-sized sentence: no headings, no run-on lists
+HEADING = re.compile(r"^(?P<heading>[A-Z][A-Z &/-]{2,}):?\s+(?=[A-Z(0-9])")
+NOT_CLAIMS = re.compile(r"FUNDING|REGISTRATION")  # headings of sentences that state no finding
+MIN_WORDS, MAX_WORDS = 8, 60  # a claim-sized sentence: no fragments, no run-on lists
 
 
-def sentences(text: str) -> list[str]:
-    """The claim-sized sentences of ``text`` (between MIN_WORDS and MAX_WORDS words), in order."""
-    return [s.strip() for s in SENTENCE_END.split(text) if MIN_WORDS <= len(s.split()) <= MAX_WORDS]
+def claim_sentences(title: str, text: str, max_chars: int) -> list[str]:
+    """The claim-sized (MIN_WORDS to MAX_WORDS words), complete sentences of ``text`` inside the
+    first ``max_chars`` characters of the passage ``title + " " + text``, headings cut off."""
+    shown = cut(f"{title} {text}" if title else text, max_chars)[len(title) + 1 if title else 0:]
+    found = []
+    for sentence in sentences(shown):
+        sentence = sentence.strip()
+        if not sentence.endswith((".", "!", "?")):  # the last one, cut short
+            continue
+        heading = HEADING.match(sentence)
+        if heading and NOT_CLAIMS.search(heading["heading"]):
+            continue
+        sentence = sentence[heading.end():] if heading else sentence
+        if MIN_WORDS <= len(sentence.split()) <= MAX_WORDS:
+            found.append(sentence)
+    return found
 
 
-def pick_sentence(text: str, doc_id: str, pick: str, seed: int) -> str | None:
-    """One sentence of ``text``: the last claim-sized one (often the conclusion) or one drawn
-    with a seed of its own per passage; None when it has no claim-sized sentence."""
-    found = sentences(text)
+def pick_sentence(found: list[str], doc_id: str, pick: str, seed: int) -> str | None:
+    """The last of ``found`` or one drawn with a seed of its own per passage; None for none."""
     if not found:
         return None
     return found[-1] if pick == "last" else random.Random(f"{seed}:{doc_id}").choice(found)
@@ -49,23 +65,34 @@ def pick_sentence(text: str, doc_id: str, pick: str, seed: int) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("dataset")
-    parser.add_argument("--passages", type=int, default=None,
-                        help="passages of the passage-query run's seeded sample (default: the corpus)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--passages", type=positive_int, default=None,
+                       help="passages of the passage-query run's seeded sample (default: the corpus)")
+    which.add_argument("--doc-ids-from", type=Path, default=None, metavar="JSONL",
+                       help="the passages of this passage-query file instead")
     parser.add_argument("--pick", choices=("random", "last"), default="random")
     parser.add_argument("--seed", type=int, default=PassageQuerySettings.seed)
     args = parser.parse_args()
     setup_logging()
     ds = load_dataset(args.dataset, TRAIN_NODEV)
-    doc_ids = sample_passages(ds, args.passages or len(ds.corpus), args.seed)
+    if args.doc_ids_from:
+        doc_ids = list(dict.fromkeys(doc for _, doc in load_passage_queries(args.doc_ids_from, ds)))
+        source = args.doc_ids_from.name.removesuffix(".jsonl")
+    else:
+        doc_ids = sample_passages(ds, args.passages or len(ds.corpus), args.seed)
+        source = f"n{len(doc_ids)}"
+    max_chars = PassageQuerySettings.max_chars
     records = []
     for doc_id in doc_ids:
-        sentence = pick_sentence(ds.corpus[doc_id].get("text", ""), doc_id, args.pick, args.seed)
+        doc = ds.corpus[doc_id]
+        found = claim_sentences((doc.get("title") or "").strip(), (doc.get("text") or "").strip(), max_chars)
+        sentence = pick_sentence(found, doc_id, args.pick, args.seed)
         if sentence:
             records.append({"doc_id": doc_id, "query": sentence})
-    out = output_root() / "sentence-queries" / f"{ds.name}_sentence_queries.{args.pick}.n{len(doc_ids)}.jsonl"
+    out = output_root() / "sentence-queries" / f"{ds.name}_sentence_queries.{args.pick}.{source}.jsonl"
     write_jsonl(out, records)
     summary = {"passages": len(doc_ids), "queries": len(records), "no_sentence": len(doc_ids) - len(records),
-               "pick": args.pick, "seed": args.seed, "examples_split": TRAIN_NODEV,
+               "pick": args.pick, "seed": args.seed, "max_chars": max_chars, "examples_split": TRAIN_NODEV,
                "median_words": statistics.median(len(r["query"].split()) for r in records) if records else 0}
     write_json(out.with_suffix(".summary.json"), with_commands(summary))
     print(f"{len(records)} sentence queries for {len(doc_ids)} passages: {out}")

@@ -30,6 +30,7 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "ma
 
 
 DEBUG_ENV = "SYNTRIEVER_DEBUG"
+NESTED_ENV = "SYNTRIEVER_NESTED"  # set for the scripts a script starts (pipeline steps, benchmarks)
 
 
 def debugging() -> bool:
@@ -61,6 +62,8 @@ def run(main: Callable[[], Any]) -> None:
     if "--debug" in sys.argv[1:]:
         sys.argv.remove("--debug")
         os.environ[DEBUG_ENV] = "1"
+    nested = os.environ.get(NESTED_ENV) == "1"  # started by another script, which reports Ctrl-C
+    os.environ[NESTED_ENV] = "1"
     try:
         main()
     except UserError as err:
@@ -69,12 +72,13 @@ def run(main: Callable[[], Any]) -> None:
         logging.shutdown()
         print(error_line(err), file=sys.stderr, flush=True)
         sys.exit(1)
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback, from the outermost script only
         if debugging():
             raise
         logging.shutdown()
-        print(f"interrupted; LLM jobs resume from the answers already written, to go on run again: "
-              f"{command_line()}", file=sys.stderr, flush=True)
+        if not nested:
+            print(f"interrupted; results already written are kept (LLM answers are reused, training "
+                  f"starts over); run again: {command_line()}", file=sys.stderr, flush=True)
         sys.exit(128 + signal.SIGINT)
 
 

@@ -476,12 +476,18 @@ def test_ctrl_c_ends_a_script_with_one_line_naming_the_command_to_resume(
 
     monkeypatch.setattr(sys, "argv", ["parse_passage_queries.py", "scifact"])
     monkeypatch.delenv("SYNTRIEVER_DEBUG", raising=False)
+    monkeypatch.setenv("SYNTRIEVER_NESTED", "0")  # restored after the test, unlike a delenv of an unset name
     with pytest.raises(SystemExit) as stop:
         run(interrupted)
     assert stop.value.code == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("interrupted;")
     assert err.rstrip().endswith(": python parse_passage_queries.py scifact")
+    # the scripts a script starts inherit the mark: only the outermost one prints its line
+    assert os.environ["SYNTRIEVER_NESTED"] == "1"
+    with pytest.raises(SystemExit) as stop:
+        run(interrupted)
+    assert stop.value.code == 130 and capsys.readouterr().err == ""
     monkeypatch.setenv("SYNTRIEVER_DEBUG", "1")
     with pytest.raises(KeyboardInterrupt):
         run(interrupted)
@@ -532,3 +538,11 @@ def test_stage1_no_verify_falls_back_to_the_unverified_file_only_without_a_verif
     assert chosen("--no-verify", "--synthetic", str(verified)) == verified
     with pytest.raises(DataError, match="x.jsonl: synthetic data not found"):
         chosen("--synthetic", "x.jsonl")
+
+
+def test_seed_pool_refuses_passage_queries_without_the_overlap_groups() -> None:
+    proc = script("benchmarks/seed_pool.py", "x", "a.json:b.json", "--by-passage-queries", "pq.jsonl")
+    assert proc.returncode == 1
+    assert error_lines(proc) == [
+        "error: --by-passage-queries splits the --by-train-overlap groups: give both; once fixed, run again: "
+        "python benchmarks/seed_pool.py x a.json:b.json --by-passage-queries pq.jsonl"]

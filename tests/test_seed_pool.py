@@ -9,7 +9,7 @@ import pytest
 
 from syntriever.data import write_qrels
 from syntriever.errors import UserError
-from syntriever.jsonl import write_jsonl
+from syntriever.jsonl import DataError, write_jsonl
 from tests.helpers import load_benchmark
 
 
@@ -21,9 +21,14 @@ def test_sharing_train_passages_counts_relevant_passages_only() -> None:
     assert bench.sharing_train_passages(evaluated, trained) == {"e1", "e3"}
 
 
-def _records(split: str, models: list[tuple[str, str]]) -> list[tuple[dict[str, str], ...]]:
-    """Result records (only the fields the grouping reads) for (option model, base model) pairs."""
-    return [tuple({"dataset": "toy", "split": split, "model": model} for model in pair) for pair in models]
+def _records(split: str, models: list[tuple[str, str]], scores: dict[str, float] | None = None,
+             ) -> list[tuple[dict[str, object], ...]]:
+    """Result records (only the fields the grouping reads) for (option model, base model) pairs;
+    the option scores ``scores`` on every query, the base 0."""
+    scores = scores or dict.fromkeys(("e1", "e2", "e3"), 0.0)
+    return [tuple({"dataset": "toy", "split": split, "model": model,
+                   "per_query": {"NDCG@10": scores if model == pair[0] else dict.fromkeys(scores, 0.0)}}
+                  for model in pair) for pair in models]
 
 
 def test_by_train_overlap_pools_each_group_against_the_training_split_of_the_models(
@@ -52,25 +57,31 @@ def test_by_train_overlap_pools_each_group_against_the_training_split_of_the_mod
         bench.by_train_overlap(_records("test", [("m-final", "m")]), {**mean, "e9": 0.0})
 
 
-def test_by_passage_queries_splits_each_group_by_the_passages_the_file_covers(
+def test_by_passage_queries_adds_each_group_split_by_the_passages_the_file_covers(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTRIEVER_DATA", str(tmp_path))
     bench = load_benchmark("seed_pool")
     folder = tmp_path / "toy"
+    qrels = {"e1": {"d1": 1}, "e2": {"d2": 1}, "e3": {"d3": 1}, "e4": {"d4": 0, "d5": 1}}
     write_qrels(folder / "qrels" / "train.tsv", {"t1": {"d1": 1}})
-    write_qrels(folder / "qrels" / "test.tsv",
-                {"e1": {"d1": 1}, "e2": {"d2": 1}, "e3": {"d3": 1}, "e4": {"d4": 0, "d5": 1}})
+    write_qrels(folder / "qrels" / "test.tsv", qrels)
+    write_jsonl(folder / "corpus.jsonl", [{"_id": f"d{i}", "title": "", "text": f"passage {i}"}
+                                           for i in range(1, 6)])
+    write_jsonl(folder / "queries.jsonl", [{"_id": q, "text": q} for q in ("t1", *qrels)])
     pq = tmp_path / "toy_passage_queries.n3.jsonl"
     write_jsonl(pq, [{"doc_id": d, "query": "q"} for d in ("d1", "d2", "d4")])
-    covered = bench.passage_query_docs(pq)
-    assert covered == {"d1", "d2", "d4"}
     mean = {"e1": 0.5, "e2": 0.2, "e3": -0.3, "e4": -0.1}
-    row = bench.by_train_overlap(_records("test", [("m-final", "m")]), mean, covered)
+    row = bench.by_train_overlap(_records("test", [("m-final", "m")], mean), mean, pq)
+    assert row["covered_rule"].endswith("toy_passage_queries.n3.jsonl")
+    assert (row["sharing"]["queries"], row["not_sharing"]["queries"]) == (1, 3)  # the two-way pools stay
+    assert (row["not_sharing"]["option"], row["not_sharing"]["base"]) == (-6.67, 0.0)
     # e4's covered passage d4 is not relevant to it, so e4 is not covered
     assert (row["sharing_covered"]["queries"], row["sharing_covered"]["delta"]) == (1, 50.0)
+    assert row["sharing_covered"]["ci95"] is None and row["sharing_covered"]["p_value"] is None  # 1 query
+    assert row["not_sharing_not_covered"]["ci95"] is not None
     assert "sharing_not_covered" not in row  # an empty group is left out
     assert (row["not_sharing_covered"]["queries"], row["not_sharing_covered"]["delta"]) == (1, 20.0)
     assert (row["not_sharing_not_covered"]["queries"], row["not_sharing_not_covered"]["delta"]) == (2, -20.0)
-    (tmp_path / "bad.jsonl").write_text('{"query": "q"}\n')
-    with pytest.raises(UserError, match="bad.jsonl:1: passage-query record lacks"):
-        bench.passage_query_docs(tmp_path / "bad.jsonl")
+    write_jsonl(pq, [{"doc_id": "d9", "query": "q"}])
+    with pytest.raises(DataError, match="not in the toy corpus"):
+        bench.by_train_overlap(_records("test", [("m-final", "m")], mean), mean, pq)

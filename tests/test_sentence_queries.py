@@ -4,21 +4,29 @@ from __future__ import annotations
 
 from tests.helpers import load_benchmark
 
-TEXT = ("Background. We studied 40 mice over two years in a controlled trial of diet. "
-        "Results were mixed (p = 0.2). Mice fed fat gained 20% more weight than controls over the study.")
+TITLE = "Diet and weight in mice"
+TEXT = ("BACKGROUND We studied 40 mice over two years in a controlled trial of diet, e.g. fat. "
+        "Results were mixed (p = 0.2). "
+        "RESULTS: Mice fed fat gained 20% more weight than controls over the whole study. "
+        "FUNDING This work was funded by a grant of the national research council of the country. "
+        "A last long sentence that the passage cut leaves out of what the model is shown here.")
 
 
-def test_sentences_keeps_claim_sized_ones_in_order() -> None:
+def test_claim_sentences_cut_headings_and_keep_complete_shown_ones() -> None:
     bench = load_benchmark("sentence_queries")
-    assert bench.sentences(TEXT) == ["We studied 40 mice over two years in a controlled trial of diet.",
-                                     "Mice fed fat gained 20% more weight than controls over the study."]
-    assert bench.sentences("Too short. Also short.") == []
+    shown = len(TITLE) + 1 + TEXT.index(" A last long")
+    found = bench.claim_sentences(TITLE, TEXT, shown + 20)  # the last sentence is cut short
+    assert found == ["We studied 40 mice over two years in a controlled trial of diet, e.g. fat.",
+                     "Mice fed fat gained 20% more weight than controls over the whole study."]
+    assert bench.claim_sentences("", TEXT, 10_000)[-1].startswith("A last long")
+    assert bench.claim_sentences(TITLE, "Too short. Also short.", 800) == []
 
 
 def test_pick_sentence_last_random_and_none() -> None:
     bench = load_benchmark("sentence_queries")
-    assert bench.pick_sentence(TEXT, "d1", "last", 0).startswith("Mice fed fat")
-    drawn = {bench.pick_sentence(TEXT, f"d{i}", "random", 0) for i in range(40)}
-    assert drawn == set(bench.sentences(TEXT))  # each passage draws with its own seed
-    assert bench.pick_sentence(TEXT, "d1", "random", 0) == bench.pick_sentence(TEXT, "d1", "random", 0)
-    assert bench.pick_sentence("No sentence here.", "d1", "random", 0) is None
+    found = bench.claim_sentences(TITLE, TEXT, 10_000)
+    assert bench.pick_sentence(found, "d1", "last", 0).startswith("A last long")
+    drawn = {bench.pick_sentence(found, f"d{i}", "random", 0) for i in range(60)}
+    assert drawn == set(found)  # each passage draws with its own seed
+    assert bench.pick_sentence(found, "d1", "random", 0) == bench.pick_sentence(found, "d1", "random", 0)
+    assert bench.pick_sentence([], "d1", "random", 0) is None
