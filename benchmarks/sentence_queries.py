@@ -8,8 +8,8 @@ sampled passage. This control takes a sentence of the passage itself instead (th
 task of Lee et al., 2019, the sentence left in the passage as a real relevant abstract holds its
 evidence sentence): a query about one of the passage's statements, at no LLM cost. Only sentences
 inside the part of the passage the LLM is shown (``PassageQuerySettings.max_chars``) are drawn, so
-both see the same text; a leading abstract heading ("RESULTS", "CONCLUSIONS:") is cut off and
-funding or registration sentences are left out. The passages are the passage-query run's seeded
+both see the same text; a leading abstract heading ("RESULTS", "MAIN OUTCOME MEASURES:") is cut
+off and funding or registration sentences are left out. The passages are the passage-query run's seeded
 sample, or exactly those of a passage-query file (``--doc-ids-from``, a control matched in passages
 and pairs). The file has the passage-query format, so ``train_stage1.py --passage-queries`` takes
 it. Writes output/sentence-queries/<dataset>_sentence_queries.<pick>.<n<N> | source>.jsonl (made
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import statistics
 from pathlib import Path
 
@@ -32,24 +31,46 @@ from syntriever.passage_queries import PassageQuerySettings, cut, load_passage_q
 from syntriever.paths import output_root
 from syntriever.provenance import with_commands
 
-HEADING = re.compile(r"^(?P<heading>[A-Z][A-Z &/-]{2,}):?\s+(?=[A-Z(0-9])")
-NOT_CLAIMS = re.compile(r"FUNDING|REGISTRATION")  # headings of sentences that state no finding
+# Words of the structured-abstract headings that open a sentence ("RESULTS", "MAIN OUTCOME
+# MEASURES:"); an acronym opening a sentence ("DNA", "HPV 16") is none of them.
+HEADING_WORDS = frozenset({
+    "ABSTRACT", "AIM", "AIMS", "BACKGROUND", "CONCLUSION", "CONCLUSIONS", "CONTEXT", "DATA", "DESIGN",
+    "EVIDENCE", "EXPERIMENTAL", "EXPOSURE", "EXPOSURES", "EXTRACTION", "FINDINGS", "FUNDING",
+    "IMPORTANCE", "INTERPRETATION", "INTERVENTION", "INTERVENTIONS", "INTRODUCTION", "LIMITATIONS",
+    "MAIN", "MEASURE", "MEASURES", "MEASUREMENTS", "METHOD", "METHODS", "METHODOLOGY", "OBJECTIVE",
+    "OBJECTIVES", "OUTCOME", "OUTCOMES", "PARTICIPANTS", "PATIENTS", "PRINCIPAL", "PURPOSE",
+    "RATIONALE", "REGISTRATION", "RESULTS", "SELECTION", "SETTING", "SETTINGS", "SIGNIFICANCE",
+    "SOURCES", "STUDY", "SUMMARY", "TRIAL"
+})
+NOT_CLAIMS = frozenset({"FUNDING", "REGISTRATION"})  # heading words of sentences that state no finding
 MIN_WORDS, MAX_WORDS = 8, 60  # a claim-sized sentence: no fragments, no run-on lists
+CLOSERS = ")]\"'\u201d\u2019"
+
+
+def without_heading(sentence: str) -> tuple[list[str], str]:
+    """The heading words opening ``sentence`` (up to a colon) and the rest of it."""
+    words = sentence.split(" ")
+    n = 0
+    while n < len(words) - 1 and words[n].rstrip(":") in HEADING_WORDS:
+        n += 1
+        if words[n - 1].endswith(":"):
+            break
+    return [w.rstrip(":") for w in words[:n]], " ".join(words[n:])
 
 
 def claim_sentences(title: str, text: str, max_chars: int) -> list[str]:
     """The claim-sized (MIN_WORDS to MAX_WORDS words), complete sentences of ``text`` inside the
     first ``max_chars`` characters of the passage ``title + " " + text``, headings cut off."""
-    shown = cut(f"{title} {text}" if title else text, max_chars)[len(title) + 1 if title else 0:]
+    passage = f"{title} {text}" if title else text
+    shown = cut(passage, max_chars)
+    pieces = sentences(shown[len(title) + 1 if title else 0:])
+    if len(shown) < len(passage):  # the last piece runs to the cut: it may be cut short
+        pieces = pieces[:-1]
     found = []
-    for sentence in sentences(shown):
-        sentence = sentence.strip()
-        if not sentence.endswith((".", "!", "?")):  # the last one, cut short
+    for piece in pieces:
+        heading, sentence = without_heading(piece.strip())
+        if NOT_CLAIMS.intersection(heading) or not sentence.rstrip(CLOSERS).endswith((".", "!", "?")):
             continue
-        heading = HEADING.match(sentence)
-        if heading and NOT_CLAIMS.search(heading["heading"]):
-            continue
-        sentence = sentence[heading.end():] if heading else sentence
         if MIN_WORDS <= len(sentence.split()) <= MAX_WORDS:
             found.append(sentence)
     return found

@@ -30,7 +30,7 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "ma
 
 
 DEBUG_ENV = "SYNTRIEVER_DEBUG"
-NESTED_ENV = "SYNTRIEVER_NESTED"  # set for the scripts a script starts (pipeline steps, benchmarks)
+NESTED_ENV = "SYNTRIEVER_NESTED"  # the pid of the running script, seen by the scripts it starts
 
 
 def debugging() -> bool:
@@ -62,8 +62,10 @@ def run(main: Callable[[], Any]) -> None:
     if "--debug" in sys.argv[1:]:
         sys.argv.remove("--debug")
         os.environ[DEBUG_ENV] = "1"
-    nested = os.environ.get(NESTED_ENV) == "1"  # started by another script, which reports Ctrl-C
-    os.environ[NESTED_ENV] = "1"
+    # started by another script (its pid in the mark), which reports Ctrl-C itself
+    before = os.environ.get(NESTED_ENV)
+    nested = before == str(os.getppid())
+    os.environ[NESTED_ENV] = str(os.getpid())
     try:
         main()
     except UserError as err:
@@ -80,6 +82,11 @@ def run(main: Callable[[], Any]) -> None:
             print(f"interrupted; results already written are kept (LLM answers are reused, training "
                   f"starts over); run again: {command_line()}", file=sys.stderr, flush=True)
         sys.exit(128 + signal.SIGINT)
+    finally:
+        if before is None:
+            os.environ.pop(NESTED_ENV, None)
+        else:
+            os.environ[NESTED_ENV] = before
 
 
 def teacher_name(text: str) -> str:

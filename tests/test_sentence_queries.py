@@ -20,6 +20,17 @@ def test_claim_sentences_cut_headings_and_keep_complete_shown_ones() -> None:
                      "Mice fed fat gained 20% more weight than controls over the whole study."]
     assert bench.claim_sentences("", TEXT, 10_000)[-1].startswith("A last long")
     assert bench.claim_sentences(TITLE, "Too short. Also short.", 800) == []
+    assert bench.claim_sentences("A title longer than the cut", TEXT, 10) == []  # the LLM saw no text
+
+
+def test_without_heading_cuts_heading_words_only() -> None:
+    bench = load_benchmark("sentence_queries")
+    assert bench.without_heading("METHODS A MEDLINE search was run.") == (
+        ["METHODS"], "A MEDLINE search was run.")
+    assert bench.without_heading("MAIN OUTCOME MEASURES: HIV RNA levels.") == (
+        ["MAIN", "OUTCOME", "MEASURES"], "HIV RNA levels.")
+    assert bench.without_heading("DNA Methylation rises.") == ([], "DNA Methylation rises.")
+    assert bench.without_heading("RESULTS") == ([], "RESULTS")  # nothing after it: no heading
 
 
 def test_pick_sentence_last_random_and_none() -> None:
