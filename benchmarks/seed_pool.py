@@ -79,20 +79,24 @@ def pooled(mean: dict[str, float], scores: tuple[dict[str, float], dict[str, flo
     return {**row, **difference_x100(paired_bootstrap(mean, dict.fromkeys(mean, 0.0)))}
 
 
-def seed_means(records: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[dict[str, float], ...]:
-    """The option's and the base's per-query nDCG@10, each averaged over the seeds."""
-    return tuple({q: sum(pair[side]["per_query"][HEADLINE][q] for pair in records) / len(records)
-                  for q in records[0][side]["per_query"][HEADLINE]} for side in (0, 1))
+def seed_means(values: list[tuple[dict[str, float], dict[str, float]]]
+               ) -> tuple[dict[str, float], dict[str, float]]:
+    """The option's and the base's per-query nDCG@10 (``values``: one pair per seed), each
+    averaged over the seeds."""
+    option, base = ({q: sum(pair[side][q] for pair in values) / len(values) for q in values[0][side]}
+                    for side in (0, 1))
+    return option, base
 
 
 def by_train_overlap(records: list[tuple[dict[str, Any], dict[str, Any]]], mean: dict[str, float],
+                     scores: tuple[dict[str, float], dict[str, float]],
                      passage_queries: Path | None = None) -> dict[str, object]:
     """The mean over seeds pooled separately over the queries that share a relevant passage with
     a query of the split the option's models trained on (:func:`sharing_train_passages`) and over
     the rest; with ``passage_queries`` (a passage-query file) each group also split by whether a
-    relevant passage has a query in it. ``records``: the (option, base) result records per seed.
-    Every record must be of one dataset and split, every option model of one training split (read
-    from its name)."""
+    relevant passage has a query in it. ``records``: the (option, base) result records per seed;
+    ``scores``: their :func:`seed_means`. Every record must be of one dataset and split, every
+    option model of one training split (read from its name)."""
     evaluated_on = {(r["dataset"], r["split"]) for pair in records for r in pair}
     trained_on = {name_split(result["model"]) for result, _ in records}
     if len(evaluated_on) != 1 or len(trained_on) != 1:
@@ -117,7 +121,6 @@ def by_train_overlap(records: list[tuple[dict[str, Any], dict[str, Any]]], mean:
         groups |= {f"{name}_{tag}": {q: d for q, d in part.items() if (q in hit) == is_hit}
                    for name, part in list(groups.items()) for tag, is_hit in (("covered", True),
                                                                               ("not_covered", False))}
-    scores = seed_means(records)
     return {**rule, **{name: pooled(part, scores) for name, part in groups.items() if part}}
 
 
@@ -144,6 +147,7 @@ def main() -> None:
     values = [(a["per_query"][HEADLINE], b["per_query"][HEADLINE]) for a, b in records]
     try:
         mean = seed_mean_difference(values)
+        scores = seed_means(values)
     except ValueError as err:
         raise UserError(f"{err}: the result files must be of the same split and queries") from None
     report = {
@@ -151,10 +155,10 @@ def main() -> None:
         "metric": f"{HEADLINE} x 100; paired bootstrap (10,000 resamples of queries)",
         "seeds": [{"result": portable(a), "base": portable(b), **difference_x100(paired_bootstrap(*v))}
                   for (a, b), v in zip(files, values, strict=True)],
-        "mean_over_seeds": {"seeds": len(values), **pooled(mean, seed_means(records))},
+        "mean_over_seeds": {"seeds": len(values), **pooled(mean, scores)},
     }
     if args.by_train_overlap:
-        report["by_train_overlap"] = by_train_overlap(records, mean, args.by_passage_queries)
+        report["by_train_overlap"] = by_train_overlap(records, mean, scores, args.by_passage_queries)
     out = ROOT / "benchmarks" / "results" / f"seed_pool-{args.name}.json"
     write_json(out, report)
     overall = report["mean_over_seeds"]

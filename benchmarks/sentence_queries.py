@@ -24,7 +24,7 @@ import statistics
 from pathlib import Path
 
 from syntriever.cli import positive_int, run, setup_logging
-from syntriever.data import TRAIN_NODEV, load_dataset
+from syntriever.data import TRAIN_NODEV, load_dataset, passage_text
 from syntriever.jsonl import write_json, write_jsonl
 from syntriever.meta_text import sentences
 from syntriever.passage_queries import PassageQuerySettings, cut, load_passage_queries, sample_passages
@@ -58,10 +58,11 @@ def without_heading(sentence: str) -> tuple[list[str], str]:
     return [w.rstrip(":") for w in words[:n]], " ".join(words[n:])
 
 
-def claim_sentences(title: str, text: str, max_chars: int) -> list[str]:
-    """The claim-sized (MIN_WORDS to MAX_WORDS words), complete sentences of ``text`` inside the
-    first ``max_chars`` characters of the passage ``title + " " + text``, headings cut off."""
-    passage = f"{title} {text}" if title else text
+def claim_sentences(doc: dict[str, str], max_chars: int) -> list[str]:
+    """The claim-sized (MIN_WORDS to MAX_WORDS words), complete sentences of a corpus record's text
+    inside the first ``max_chars`` characters of its passage (:func:`passage_text`, as the LLM is
+    shown it), headings cut off."""
+    title, passage = (doc.get("title") or "").strip(), passage_text(doc)
     shown = cut(passage, max_chars)
     pieces = sentences(shown[len(title) + 1 if title else 0:])
     if len(shown) < len(passage):  # the last piece runs to the cut: it may be cut short
@@ -105,9 +106,7 @@ def main() -> None:
     max_chars = PassageQuerySettings.max_chars
     records = []
     for doc_id in doc_ids:
-        doc = ds.corpus[doc_id]
-        found = claim_sentences((doc.get("title") or "").strip(), (doc.get("text") or "").strip(), max_chars)
-        sentence = pick_sentence(found, doc_id, args.pick, args.seed)
+        sentence = pick_sentence(claim_sentences(ds.corpus[doc_id], max_chars), doc_id, args.pick, args.seed)
         if sentence:
             records.append({"doc_id": doc_id, "query": sentence})
     out = output_root() / "sentence-queries" / f"{ds.name}_sentence_queries.{args.pick}.{source}.jsonl"

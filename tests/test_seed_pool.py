@@ -4,6 +4,7 @@ the training queries, and the mean over seeds pooled over each group."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -31,6 +32,19 @@ def _records(split: str, models: list[tuple[str, str]], scores: dict[str, float]
                   for model in pair) for pair in models]
 
 
+def _overlap(bench: ModuleType, records: list[tuple[dict[str, object], ...]], mean: dict[str, float],
+             passage_queries: Path | None = None) -> dict[str, object]:
+    """``by_train_overlap`` with the seed means of ``records``, as main() passes them."""
+    values = [(a["per_query"]["NDCG@10"], b["per_query"]["NDCG@10"]) for a, b in records]
+    return bench.by_train_overlap(records, mean, bench.seed_means(values), passage_queries)
+
+
+def test_seed_means_averages_each_side_over_the_seeds() -> None:
+    bench = load_benchmark("seed_pool")
+    option, base = bench.seed_means([({"q": 0.2}, {"q": 0.1}), ({"q": 0.4}, {"q": 0.3})])
+    assert (round(option["q"], 6), round(base["q"], 6)) == (0.3, 0.2)
+
+
 def test_by_train_overlap_pools_each_group_against_the_training_split_of_the_models(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTRIEVER_DATA", str(tmp_path))
@@ -41,20 +55,20 @@ def test_by_train_overlap_pools_each_group_against_the_training_split_of_the_mod
     write_qrels(folder / "qrels" / "dev.tsv", {"e1": {"d1": 1}, "e2": {"d2": 1}, "e3": {"d3": 1}})
     mean = {"e1": 0.5, "e2": -0.1, "e3": -0.3}
     # test results of models trained on train: e1 and e2 share a passage with train's queries
-    row = bench.by_train_overlap(_records("test", [("m-final", "m")]), mean)
+    row = _overlap(bench, _records("test", [("m-final", "m")]), mean)
     assert row["rule"].endswith("of train")
     assert (row["sharing"]["queries"], row["sharing"]["delta"]) == (2, 20.0)
     assert (row["not_sharing"]["queries"], row["not_sharing"]["delta"]) == (1, -30.0)
     # dev results of -nodev models: train-nodev leaves out the dev queries, so e2 does not share
     # its passage with itself
-    row = bench.by_train_overlap(_records("dev", [("m-final-nodev", "m-nodev")]), mean)
+    row = _overlap(bench, _records("dev", [("m-final-nodev", "m-nodev")]), mean)
     assert row["rule"].endswith("of train-nodev")
     assert (row["sharing"]["queries"], row["sharing"]["delta"]) == (1, 50.0)
     assert row["not_sharing"]["queries"] == 2
     with pytest.raises(UserError, match="one dataset, split and training split"):
-        bench.by_train_overlap(_records("dev", [("m-final-nodev", "m"), ("m-final", "m")]), mean)
+        _overlap(bench, _records("dev", [("m-final-nodev", "m"), ("m-final", "m")]), mean)
     with pytest.raises(UserError, match="no qrels for 1 queries"):
-        bench.by_train_overlap(_records("test", [("m-final", "m")]), {**mean, "e9": 0.0})
+        _overlap(bench, _records("test", [("m-final", "m")]), {**mean, "e9": 0.0})
 
 
 def test_by_passage_queries_adds_each_group_split_by_the_passages_the_file_covers(
@@ -71,7 +85,7 @@ def test_by_passage_queries_adds_each_group_split_by_the_passages_the_file_cover
     pq = tmp_path / "toy_passage_queries.n3.jsonl"
     write_jsonl(pq, [{"doc_id": d, "query": "q"} for d in ("d1", "d2", "d4")])
     mean = {"e1": 0.5, "e2": 0.2, "e3": -0.3, "e4": -0.1}
-    row = bench.by_train_overlap(_records("test", [("m-final", "m")], mean), mean, pq)
+    row = _overlap(bench, _records("test", [("m-final", "m")], mean), mean, pq)
     assert row["covered_rule"].endswith("toy_passage_queries.n3.jsonl")
     assert (row["sharing"]["queries"], row["not_sharing"]["queries"]) == (1, 3)  # the two-way pools stay
     assert (row["not_sharing"]["option"], row["not_sharing"]["base"]) == (-6.67, 0.0)
@@ -84,4 +98,4 @@ def test_by_passage_queries_adds_each_group_split_by_the_passages_the_file_cover
     assert (row["not_sharing_not_covered"]["queries"], row["not_sharing_not_covered"]["delta"]) == (2, -20.0)
     write_jsonl(pq, [{"doc_id": "d9", "query": "q"}])
     with pytest.raises(DataError, match="not in the toy corpus"):
-        bench.by_train_overlap(_records("test", [("m-final", "m")], mean), mean, pq)
+        _overlap(bench, _records("test", [("m-final", "m")], mean), mean, pq)

@@ -5,22 +5,25 @@ from __future__ import annotations
 from tests.helpers import load_benchmark
 
 TITLE = "Diet and weight in mice"
-TEXT = ("BACKGROUND We studied 40 mice over two years in a controlled trial of diet, e.g. fat. "
+DOC = {"title": TITLE, "text": (
+        "BACKGROUND We studied 40 mice over two years in a controlled trial of diet, e.g. fat. "
         "Results were mixed (p = 0.2). "
         "RESULTS: Mice fed fat gained 20% more weight than controls over the whole study. "
         "FUNDING This work was funded by a grant of the national research council of the country. "
-        "A last long sentence that the passage cut leaves out of what the model is shown here.")
+        "A last long sentence that the passage cut leaves out of what the model is shown here.")}
+TEXT = DOC["text"]
 
 
 def test_claim_sentences_cut_headings_and_keep_complete_shown_ones() -> None:
     bench = load_benchmark("sentence_queries")
     shown = len(TITLE) + 1 + TEXT.index(" A last long")
-    found = bench.claim_sentences(TITLE, TEXT, shown + 20)  # the last sentence is cut short
+    found = bench.claim_sentences(DOC, shown + 20)  # the last sentence is cut short
     assert found == ["We studied 40 mice over two years in a controlled trial of diet, e.g. fat.",
                      "Mice fed fat gained 20% more weight than controls over the whole study."]
-    assert bench.claim_sentences("", TEXT, 10_000)[-1].startswith("A last long")
-    assert bench.claim_sentences(TITLE, "Too short. Also short.", 800) == []
-    assert bench.claim_sentences("A title longer than the cut", TEXT, 10) == []  # the LLM saw no text
+    assert bench.claim_sentences({"text": TEXT}, 10_000)[-1].startswith("A last long")
+    assert bench.claim_sentences({"title": TITLE, "text": "Too short. Also short."}, 800) == []
+    # the LLM saw no text
+    assert bench.claim_sentences({"title": "A title longer than the cut", "text": TEXT}, 10) == []
 
 
 def test_without_heading_cuts_heading_words_only() -> None:
@@ -35,7 +38,7 @@ def test_without_heading_cuts_heading_words_only() -> None:
 
 def test_pick_sentence_last_random_and_none() -> None:
     bench = load_benchmark("sentence_queries")
-    found = bench.claim_sentences(TITLE, TEXT, 10_000)
+    found = bench.claim_sentences(DOC, 10_000)
     assert bench.pick_sentence(found, "d1", "last", 0).startswith("A last long")
     drawn = {bench.pick_sentence(found, f"d{i}", "random", 0) for i in range(60)}
     assert drawn == set(found)  # each passage draws with its own seed
