@@ -124,6 +124,12 @@ def by_train_overlap(records: list[tuple[dict[str, Any], dict[str, Any]]], mean:
     return {**rule, **{name: pooled(part, scores) for name, part in groups.items() if part}}
 
 
+def summary(part: dict[str, Any]) -> str:
+    """A pooled difference as text: delta, 95% CI (or "[no CI]" for one query) and p."""
+    ci = f"[{part['ci95'][0]:+.2f}, {part['ci95'][1]:+.2f}]" if part["ci95"] else "[no CI]"
+    return f"{part['delta']:+.2f} {ci} p={part['p_value']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("name", help="names the output file: benchmarks/results/seed_pool-NAME.json")
@@ -162,13 +168,11 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / f"seed_pool-{args.name}.json"
     write_json(out, report)
     overall = report["mean_over_seeds"]
-    print(f"{args.name}: mean over {overall['seeds']} seeds {overall['delta']:+.2f} "
-          f"[{overall['ci95'][0]:+.2f}, {overall['ci95'][1]:+.2f}] p={overall['p_value']}")
+    print(f"{args.name}: mean over {overall['seeds']} seeds {summary(overall)}")
     for name, part in report.get("by_train_overlap", {}).items():
         if not name.endswith("rule"):
-            ci = f"[{part['ci95'][0]:+.2f}, {part['ci95'][1]:+.2f}]" if part["ci95"] else "[no CI]"
             print(f"  {name} ({part['queries']} queries, {part['option']:.2f} vs {part['base']:.2f}): "
-                  f"{part['delta']:+.2f} {ci} p={part['p_value']}")
+                  f"{summary(part)}")
     print(out)
 
 

@@ -38,6 +38,9 @@ NOVERIFY_SFT = "self-verification off (stage 1; not in paper)"
 NEGFILTER_SFT = "stage 1, filtered synthetic negatives (not in paper)"
 ZERO_SHOT = "zero-shot (not in paper)"
 THEN_LABELLED_SFT = "stage 1, then labelled epochs (not in paper)"
+COT_ONLY_THEN = "+CoT query, then labelled epochs (stage 1 ablation; not in paper)"
+SYN_ONLY_THEN = "+synthetic passages, then labelled epochs (stage 1 ablation; not in paper)"
+NOVERIFY_THEN = "self-verification off, then labelled epochs (stage 1; not in paper)"
 STAGE2_OTHER = "stage 2, other teacher (control; not in paper)"
 STAGE2_LIKELIHOOD = "stage 2, query-likelihood teacher (not in paper)"
 PASSAGE_QUERIES_SFT = "labelled pairs + LLM queries for corpus passages (not in paper)"
@@ -92,12 +95,17 @@ MODEL_ROWS: list[tuple[str, int, str]] = [
     (f"*-{LABELLED}-*", 2, E5_FT),  # with other settings, e.g. minilm-labelled-L256-6ep
     ("*-sup", 2, E5_FT),
     (f"*-{SFT}*-then*-{PASSAGE_QUERIES}*", 4, f"stage 1, then {PASSAGE_QUERIES_SFT}"),
+    (f"*-{SFT}*-{NO_SYNTHETIC}-*then*", 3, COT_ONLY_THEN),  # ablations of the --then-labelled stage 1
+    (f"*-{SFT}*-{NO_COT}-*then*", 3, SYN_ONLY_THEN),
+    (f"*-{SFT}*-{NO_VERIFY}-*then*", 3, NOVERIFY_THEN),
     (f"*-{SFT}*-then*", 4, THEN_LABELLED_SFT),  # --then-labelled (-thenlabE)
     (f"*-{SFT}-{NO_SYNTHETIC}", 3, COT_ONLY),
     (f"*-{SFT}-{NO_COT}", 3, SYN_ONLY),
     (f"*-{SFT}-{NO_VERIFY}", 3, NOVERIFY_SFT),
     (f"*-{SFT}-neg*", 3, NEGFILTER_SFT),
     (f"*-{SFT}", 4, STAGE1),
+    (f"*-{SFT}-l???", 4, STAGE1),  # the paper's loss and data at another max length (-L256)
+    (f"*-{SFT}-l???-bf16", 4, STAGE1),
 ]
 UNKNOWN_GROUP = 99
 

@@ -44,6 +44,14 @@ def test_every_name_finds_its_paper_row() -> None:
     likelihood = names.final_name(thenlab, "bt", "likelihood-retriever")
     assert tables.paper_row(likelihood) == tables.STAGE2_LIKELIHOOD
     assert tables.paper_row("minilm-labelled-L256-6ep") == tables.E5_FT
+    ablations = [names.stage1_name("minilm", Stage1Variant(labelled_weight=1, then_labelled=3,
+                                                           **off).suffix())
+                 for off in ({"use_synthetic": False}, {"use_cot": False}, {"use_verification": False})]
+    assert [tables.paper_row(n) for n in ablations] == [tables.COT_ONLY_THEN, tables.SYN_ONLY_THEN,
+                                                       tables.NOVERIFY_THEN]
+    assert tables.paper_row("minilm-sft-L256-nosyn-pull1-thenlab3-bf16") == tables.COT_ONLY_THEN
+    assert [tables.paper_row(n) for n in ("minilm-sft-L256-bf16", "minilm-sft-L256-negrelated-bf16")] == [
+        tables.STAGE1, None]
 
 
 def test_model_dir_is_where_the_encoder_lookup_finds_a_model(

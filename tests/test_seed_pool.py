@@ -99,3 +99,11 @@ def test_by_passage_queries_adds_each_group_split_by_the_passages_the_file_cover
     write_jsonl(pq, [{"doc_id": "d9", "query": "q"}])
     with pytest.raises(DataError, match="not in the toy corpus"):
         _overlap(bench, _records("test", [("m-final", "m")], mean), mean, pq)
+
+
+def test_summary_prints_no_ci_for_a_one_query_pool() -> None:
+    bench = load_benchmark("seed_pool")
+    one = bench.pooled({"q": 0.05})
+    assert bench.summary(one) == "+5.00 [no CI] p=None"
+    many = bench.pooled({f"q{i}": 0.01 * (i % 3) for i in range(30)})
+    assert many["ci95"] is not None and "[no CI]" not in bench.summary(many)
