@@ -340,17 +340,8 @@ def bar_chart(
     xs = list(range(len(rows)))
     ax.bar(xs, heights, yerr=[below, above], capsize=4, color="#4c72b0", label="ours (95% CI)")
     if paper:
-        ax.scatter(
-            [i for i, _ in paper],
-            [v for _, v in paper],
-            marker="D",
-            s=60,
-            facecolors="none",
-            edgecolors="#c44e52",
-            linewidths=1.8,
-            zorder=3,
-            label="paper",
-        )
+        ax.scatter([i for i, _ in paper], [v for _, v in paper], marker="D", s=60, facecolors="none",
+                   edgecolors="#c44e52", linewidths=1.8, zorder=3, label="paper")
     ax.set_xticks(xs)
     ax.set_xticklabels(names, rotation=30, ha="right")
     ax.set_ylabel("nDCG@10 x100")
