@@ -95,17 +95,18 @@ MODEL_ROWS: list[tuple[str, int, str]] = [
     (f"*-{LABELLED}-*", 2, E5_FT),  # with other settings, e.g. minilm-labelled-L256-6ep
     ("*-sup", 2, E5_FT),
     (f"*-{SFT}*-then*-{PASSAGE_QUERIES}*", 4, f"stage 1, then {PASSAGE_QUERIES_SFT}"),
-    (f"*-{SFT}*-{NO_SYNTHETIC}-*then*", 3, COT_ONLY_THEN),  # ablations of the --then-labelled stage 1
-    (f"*-{SFT}*-{NO_COT}-*then*", 3, SYN_ONLY_THEN),
-    (f"*-{SFT}*-{NO_VERIFY}-*then*", 3, NOVERIFY_THEN),
+    # ablations of a --then-labelled stage 1: the tag right after -sft or -sft-L<max length>
+    *((f"*-{SFT}{length}-{tag}-*then*", 3, row) for tag, row in
+      ((NO_SYNTHETIC, COT_ONLY_THEN), (NO_COT, SYN_ONLY_THEN), (NO_VERIFY, NOVERIFY_THEN))
+      for length in ("", "-l[0-9][0-9][0-9]")),
     (f"*-{SFT}*-then*", 4, THEN_LABELLED_SFT),  # --then-labelled (-thenlabE)
     (f"*-{SFT}-{NO_SYNTHETIC}", 3, COT_ONLY),
     (f"*-{SFT}-{NO_COT}", 3, SYN_ONLY),
     (f"*-{SFT}-{NO_VERIFY}", 3, NOVERIFY_SFT),
     (f"*-{SFT}-neg*", 3, NEGFILTER_SFT),
     (f"*-{SFT}", 4, STAGE1),
-    (f"*-{SFT}-l???", 4, STAGE1),  # the paper's loss and data at another max length (-L256)
-    (f"*-{SFT}-l???-bf16", 4, STAGE1),
+    # the paper's loss at another max length (-L256)
+    *((f"*-{SFT}-l[0-9][0-9][0-9]{bf16}", 4, STAGE1) for bf16 in ("", "-bf16")),
 ]
 UNKNOWN_GROUP = 99
 

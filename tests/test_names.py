@@ -50,8 +50,13 @@ def test_every_name_finds_its_paper_row() -> None:
     assert [tables.paper_row(n) for n in ablations] == [tables.COT_ONLY_THEN, tables.SYN_ONLY_THEN,
                                                        tables.NOVERIFY_THEN]
     assert tables.paper_row("minilm-sft-L256-nosyn-pull1-thenlab3-bf16") == tables.COT_ONLY_THEN
-    assert [tables.paper_row(n) for n in ("minilm-sft-L256-bf16", "minilm-sft-L256-negrelated-bf16")] == [
-        tables.STAGE1, None]
+    assert tables.paper_row("minilm-sft-L256-noverify-pull1-negrelated-thenlab3-bf16") == tables.NOVERIFY_THEN
+    # the stage 1 itself, and the same on v2 data (unverified, as the 1.5B model cannot verify)
+    not_ablations = ("minilm-sft-L256-pull1-negrelated-thenlab3-bf16",
+                     "minilm-sft-v2-qwen1.5b-L256-pull1-negrelated-noverify-thenlab3-bf16-nodev")
+    assert [tables.paper_row(n) for n in not_ablations] == [tables.THEN_LABELLED_SFT] * 2
+    assert tables.paper_row("minilm-sft-L256-bf16") == tables.STAGE1
+    assert tables.paper_row("minilm-sft-Lfm2") is None  # a tag starting with L is not a max length
 
 
 def test_model_dir_is_where_the_encoder_lookup_finds_a_model(
