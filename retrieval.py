@@ -20,6 +20,7 @@ import argparse
 import json
 
 from syntriever.cli import add_search_args, positive_int, run, search_options, setup_logging
+from syntriever.jsonl import read_json
 from syntriever.retrieval import retrieve_training_queries
 
 PRECISION_WHY = (": the ranking picks the judge's pairs, committed judge answers come from fp32 "
@@ -47,7 +48,7 @@ def main() -> None:
         args.model, args.dataset, args.retrieval_depth, args.text_k, batch_size=args.batch_size,
         max_seq_length=args.max_seq_length, use_cache=not args.no_cache, **search_options(args),
     )
-    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    summary = read_json(out.with_suffix(".summary.json"), "run the same command again")
     print(json.dumps({k: summary[k] for k in ("queries", "recall", "mrr@10", "timings")}, indent=2))
     print(f"wrote {out}")
 

@@ -19,12 +19,12 @@ from syntriever.cli import add_train_args, run, settings_from_args, setup_loggin
 from syntriever.data import TRAIN_NODEV, load_dataset
 from syntriever.encoders import open_encoder
 from syntriever.errors import UserError
-from syntriever.jsonl import DataError
+from syntriever.llm.config import default_model
 from syntriever.llm.local import DEFAULT_PRESET
 from syntriever.names import PASSAGE_QUERIES, has_passage_queries, model_dir, stage1_name
 from syntriever.passage_queries import load_passage_queries
 from syntriever.paths import portable
-from syntriever.profiles import describe_training
+from syntriever.profiles import REMOTE_LLM, describe_training
 from syntriever.prompts import PROMPT_VERSION, PROMPT_VERSIONS
 from syntriever.provenance import CARD_NAME
 from syntriever.stage1 import (
@@ -35,8 +35,8 @@ from syntriever.stage1 import (
     load_synthetic,
     make_loss,
     only_queries_of,
+    synthetic_input,
 )
-from syntriever.synthesis import synthetic_path
 from syntriever.training import Phase, train
 
 
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("dataset")
     parser.add_argument("--synthetic", type=Path, default=None,
                         help="synthetic JSONL (default: the run of --llm-model for DATASET)")
-    parser.add_argument("--llm-model", default=DEFAULT_PRESET, help="which LLM's synthetic data to use")
+    parser.add_argument("--llm-model", default=default_model(DEFAULT_PRESET),
+                        help=f"which LLM's synthetic data to use (default: {DEFAULT_PRESET}, or {REMOTE_LLM} "
+                        "when an API key or OPENAI_BASE_URL is set, as for datasets/parse_synthetic.py)")
     parser.add_argument("--prompt-version", choices=PROMPT_VERSIONS, default=PROMPT_VERSION,
                         help="which prompt version's synthetic data to use")
     parser.add_argument("--no-cot", action="store_true", help="ablation: without CoT queries")
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--filter-negatives", choices=NEGATIVE_FILTERS, default=None,
                         help="not in the paper: drop synthetic negatives that copy the query "
                         "(copies), hold >= 80%% of its content words (coverage) or that the judge rates "
-                        "above the positive (judge)")
+                        "at least as relevant as the positive (judge)")
     parser.add_argument("--labelled-weight", type=float, default=0.0,
                         help="not in the paper: add this weight times the labelled pair's InfoNCE term "
                         "to the cluster loss (model name -pullW)")
@@ -114,36 +116,6 @@ def default_name(args: argparse.Namespace) -> str:
                        llm_model=args.llm_model, prompt_version=args.prompt_version)
 
 
-def synthetic_input(args: argparse.Namespace, variant: Stage1Variant) -> Path:
-    """The synthetic JSONL to train on: ``--synthetic``, else the run's verified file; for a variant
-    that reads no verification, the run's unverified one (``parse_synthetic.py
-    --skip-verification``) when there is no verified file. Raises :class:`DataError` naming the file
-    and the command that makes it."""
-    make = (f"python datasets/parse_synthetic.py {args.dataset} --llm-model {args.llm_model} "
-            f"--prompt-version {args.prompt_version}")
-    if args.synthetic:
-        if not args.synthetic.is_file():
-            raise DataError(f"{args.synthetic}: synthetic data not found; make it with `{make}`")
-        return args.synthetic
-    from syntriever.llm.config import LLMConfig
-
-    config = LLMConfig(model=args.llm_model)
-    verified = synthetic_path(args.dataset, config, args.prompt_version)
-    unverified = synthetic_path(args.dataset, config, args.prompt_version, verified=False)
-    if verified.is_file():
-        return verified
-    if unverified.is_file():
-        if not variant.reads_verification:
-            return unverified
-        no_verify_helps = not replace(variant, use_verification=False).reads_verification
-        raise DataError(f"{verified}: not verified yet ({unverified.name} holds the generations "
-                        f"only); verify them with `{make}`"
-                        + (", or train with --no-verify" if no_verify_helps else ""))
-    if not variant.reads_verification:
-        make += " --skip-verification"
-    raise DataError(f"{verified}: synthetic data not found; make it with `{make}`")
-
-
 def main() -> None:
     args = build_parser().parse_args()
     setup_logging()
@@ -166,7 +138,8 @@ def main() -> None:
     synthetic_file = None
     synthetic = None
     if variant.uses_llm_data:
-        synthetic_file = synthetic_input(args, variant)
+        synthetic_file = synthetic_input(args.dataset, variant, args.llm_model, args.prompt_version,
+                                         args.synthetic)
         synthetic = load_synthetic(synthetic_file)
     extra = (load_passage_queries(args.passage_queries, train_split)
              if args.passage_queries else None)

@@ -28,7 +28,6 @@ retrieval-order accuracy on the label-checkable pairs, position bias, threshold)
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from syntriever.cli import (
@@ -42,7 +41,8 @@ from syntriever.cli import (
 )
 from syntriever.data import TRAIN_NODEV
 from syntriever.encoders import load_encoder
-from syntriever.jsonl import DataError
+from syntriever.jsonl import DataError, read_json
+from syntriever.llm.config import default_model
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.losses import BradleyTerryLoss, PartialPlackettLuceLoss
 from syntriever.names import (
@@ -54,7 +54,7 @@ from syntriever.names import (
     teacher_choices,
 )
 from syntriever.paths import check_name, portable
-from syntriever.profiles import describe_training
+from syntriever.profiles import REMOTE_LLM, describe_training
 from syntriever.stage2 import (
     build_preference_examples,
     load_preferences,
@@ -91,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "stage2/score_likelihood.py --top-k K)")
     parser.add_argument("--preferences", type=Path, default=None,
                         help="use this preference JSONL as is (judge teacher, split train only)")
-    parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET,
-                        help="which judge's preferences to use (default: the embedded judge)")
+    parser.add_argument("--llm-model", default=default_model(DEFAULT_JUDGE_PRESET),
+                        help=f"which judge's preferences to use (default: {DEFAULT_JUDGE_PRESET}, or "
+                        f"{REMOTE_LLM} when an API key or OPENAI_BASE_URL is set, as for "
+                        "stage2/parse_comparison.py)")
     parser.add_argument("--output-name", default=None,
                         help="model name (default: MODEL-final[-TEACHER][-topK][-bt][-nodev])")
     add_train_args(parser, describe_training(2))
@@ -124,8 +126,8 @@ def main() -> None:
     out_dir = model_dir(name, args.dataset)
     pairs_model, pref_file = pairs_preferences(args.dataset, args.model, args.pairs_from, args.llm_model)
     pref_file = args.preferences or pref_file
+    make = f"python stage2/parse_comparison.py {pairs_model} {args.dataset} --llm-model {args.llm_model}"
     if not pref_file.is_file():
-        make = f"python stage2/parse_comparison.py {pairs_model} {args.dataset} --llm-model {args.llm_model}"
         raise DataError(f"{pref_file}: preferences not found; make them with `{make}`")
     model = load_encoder(args.model, args.dataset)
     if args.preferences:
@@ -137,7 +139,9 @@ def main() -> None:
     if not triples:
         raise DataError(f"teacher {args.teacher} kept no pair of {pref_file}")
     summary_file = pref_file.with_suffix(".summary.json")
-    judge = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    judge = {}
+    if summary_file.is_file():
+        judge = read_json(summary_file, f"make it again: {make} (answers are reused)")
     dataset = build_preference_examples(triples, model)
     settings = settings_from_args(args, stage=2)
     card = {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from syntriever.cli import run
 from syntriever.jsonl import write_bytes
-from syntriever.llm.cost import BATCH_DISCOUNT, PRICES_PER_M
+from syntriever.llm.cost import PRICES_PER_M, usd
 
 # training queries (BEIR train qrels; MS MARCO train), typical passage length in tokens
 DATASETS = {
@@ -39,7 +39,7 @@ COMPARE_OUT = 4
 PAIRS = 10  # C(5, 2)
 
 
-def estimate(queries: int, passage: int, price: tuple[float, float], discount: float) -> dict[str, float]:
+def estimate(queries: int, passage: int, price: tuple[float, float], batch: bool) -> dict[str, float]:
     gen_in = 3 * queries * (PROMPT_OVERHEAD + QUERY_TOKENS)
     gen_out = 3 * queries * SYNTH_OUT
     ver_in = 2 * queries * (PROMPT_OVERHEAD + QUERY_TOKENS + SYNTH_OUT)
@@ -47,13 +47,13 @@ def estimate(queries: int, passage: int, price: tuple[float, float], discount: f
     cmp_in = PAIRS * queries * (PROMPT_OVERHEAD + QUERY_TOKENS + 2 * passage)
     cmp_out = PAIRS * queries * COMPARE_OUT
     tokens_in, tokens_out = gen_in + ver_in + cmp_in, gen_out + ver_out + cmp_out
-    cost = (tokens_in * price[0] + tokens_out * price[1]) / 1e6 * discount
+    cost = usd(tokens_in, tokens_out, price, batch)
     return {
         "requests": queries * (3 + 2 + PAIRS),
         "tokens_in": tokens_in,
         "tokens_out": tokens_out,
         "cost": cost,
-        "cost_both_orders": cost + cmp_in * price[0] / 1e6 * discount,
+        "cost_both_orders": cost + usd(cmp_in, 0, price, batch),
     }
 
 
@@ -67,7 +67,6 @@ def main() -> None:
                         help="assumed passages/s per GPU for E5-base at fp16 (measure on your GPU)")
     parser.add_argument("--gpus", type=int, default=1)
     args = parser.parse_args()
-    discount = BATCH_DISCOUNT if args.batch else 1.0
     price = PRICES_PER_M[args.model]
     lines = [
         f"Estimated LLM use at paper scale with {args.model} ({'Batch API' if args.batch else 'online'} "
@@ -78,7 +77,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for name, (queries, passage) in DATASETS.items():
-        e = estimate(queries, passage, price, discount)
+        e = estimate(queries, passage, price, args.batch)
         lines.append(
             f"| {name} | {queries:,} | {e['requests']:,} | {e['tokens_in'] / 1e6:,.1f} M | "
             f"{e['tokens_out'] / 1e6:,.1f} M | ${e['cost']:,.0f} | ${e['cost_both_orders']:,.0f} |"
@@ -99,7 +98,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for name, (queries, passage) in DATASETS.items():
-        e = estimate(queries, passage, price, discount)
+        e = estimate(queries, passage, price, args.batch)
         steps = [-(-n * queries // BATCH_REQUESTS) for n in (3, 2, PAIRS)]
         online_h = (e["tokens_in"] + e["tokens_out"]) / args.tpm / 60
         encode_h = CORPUS[name] / (args.encode_rate * args.gpus) / 3600

@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="first N training queries only; writes its own "
                         "<dataset>_synthetic.limit<N>.jsonl, never the complete file")
-    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--temperature", type=float, default=None,
+                        help=f"sampling temperature (default: {SynthesisSettings.temperature})")
     parser.add_argument("--max-tokens", type=int, default=None,
                         help=f"passage length cap (paper: {PAPER_SYN['max_tokens_passage']}; embedded "
                         f"default: {EMBEDDED_SYN['max_tokens_passage']})")

@@ -17,12 +17,14 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from syntriever import provenance
 from syntriever.errors import UserError
+from syntriever.llm.config import CONCURRENCY, LLMConfig, add_llm_args, config_from_args
+from syntriever.llm.secrets import redact
 from syntriever.names import is_teacher, teacher_choices, top_k_error
 from syntriever.precision import PRECISIONS
 
 if TYPE_CHECKING:
-    from syntriever.llm.config import LLMConfig
     from syntriever.training import TrainSettings
 
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "max_seq_length", "max_steps",
@@ -39,18 +41,19 @@ def debugging() -> bool:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The running script's command line, as a user would type it again."""
+    """The running script's command line, as a user would type it again, API keys redacted
+    (the repository's scripts by their path in it: ``provenance.command_line``)."""
     argv = sys.argv if argv is None else argv
-    return "python " + shlex.join(argv)
+    return provenance.command_line(argv) or redact("python " + shlex.join(argv))
 
 
 def error_line(err: BaseException, argv: list[str] | None = None) -> str:
-    """``error: <message>`` on one line; a message that names no command to run gets the
-    script's own command line, to run again once the cause is fixed."""
+    """``error: <message>`` on one line, API keys redacted; a message that names no command to
+    run gets the script's own command line, to run again once the cause is fixed."""
     message = " ".join(str(err).split()) or type(err).__name__
     if "python " not in message and "`" not in message:
         message += f"; once fixed, run again: {command_line(argv)}"
-    return f"error: {message}"
+    return redact(f"error: {message}")
 
 
 def run(main: Callable[[], Any]) -> None:
@@ -222,14 +225,12 @@ def settings_from_args(args: argparse.Namespace, stage: int = 1) -> TrainSetting
 def parse_llm_cli(
     parser: argparse.ArgumentParser,
     *,
-    default_concurrency: int = 16,
+    default_concurrency: int = CONCURRENCY,
     local_concurrency: int | None = None,
     local_model: str | None = None,
 ) -> tuple[argparse.Namespace, LLMConfig]:
     """Add the ``--llm-*`` flags, parse the command line, set up logging; return the arguments
     and the resolved :class:`LLMConfig` (the start of every LLM stage script)."""
-    from syntriever.llm.config import add_llm_args, config_from_args  # imported late: it pulls in openai
-
     add_llm_args(parser, default_concurrency=default_concurrency, local_concurrency=local_concurrency,
                  local_model=local_model)
     args = parser.parse_args()

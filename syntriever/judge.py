@@ -36,7 +36,6 @@ is sent again.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import time
 from collections import Counter
@@ -50,7 +49,7 @@ from tqdm import tqdm
 from syntriever import prompts
 from syntriever.data import check_limit, load_dataset
 from syntriever.errors import UserError
-from syntriever.jsonl import DataError, JsonlAppender, read_jsonl_numbered, write_json, write_jsonl
+from syntriever.jsonl import DataError, JsonlAppender, read_json, read_jsonl_numbered, write_json, write_jsonl
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import chat_request, load_results, usage
 from syntriever.llm.runner import Sent, execute_requests
@@ -310,7 +309,8 @@ def earlier_runs(summary_file: Path, settings: ComparisonSettings) -> tuple[Sent
     is no summary or it was made with other settings."""
     if not summary_file.is_file():
         return Sent(), 0.0
-    old = json.loads(summary_file.read_text(encoding="utf-8"))
+    old = read_json(summary_file, "fix it, or delete it and run again: the answers are kept, the earlier "
+                    "runs' token counts are lost")
     if old.get("settings") != asdict(settings):
         return Sent(), 0.0
     record = old.get("sent_all_runs") or old.get("sent_this_run") or {}

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from syntriever.errors import UserError
-from syntriever.jsonl import sha256_file, write_json
+from syntriever.jsonl import read_json, sha256_file, write_json
 from syntriever.llm.config import LLMConfig
-from syntriever.llm.cost import BATCH_DISCOUNT, PRICES_PER_M
+from syntriever.llm.cost import PRICES_PER_M, usd
 from syntriever.paths import ROOT, dataset_dir, output_root
 
 logger = logging.getLogger(__name__)
@@ -130,13 +130,12 @@ class Pipeline:
         """Tokens the step's LLM run sent (not those resumed or seeded from earlier results)."""
         if step.llm is None or step.summary is None or not step.summary.is_file():
             return 0, 0, None
-        sent = json.loads(step.summary.read_text()).get("sent_this_run") or {}
+        fix = f"run the step again: python {' '.join(step.args)} (LLM answers are reused)"
+        sent = read_json(step.summary, fix).get("sent_this_run") or {}
         tokens_in, tokens_out = int(sent.get("prompt_tokens", 0)), int(sent.get("completion_tokens", 0))
-        price = PRICES_PER_M.get(step.llm.model)
-        if price is None:
-            return tokens_in, tokens_out, None
-        cost = (tokens_in * price[0] + tokens_out * price[1]) / 1e6
-        return tokens_in, tokens_out, cost * (BATCH_DISCOUNT if step.llm.backend == "batch" else 1.0)
+        price = step.llm.prices or PRICES_PER_M.get(step.llm.model)
+        cost = usd(tokens_in, tokens_out, price, step.llm.backend == "batch") if price else None
+        return tokens_in, tokens_out, cost
 
     def run(self, plan_only: bool = False) -> list[StepReport]:
         """Run the steps that are not up to date; with ``plan_only``, run nothing and report
@@ -152,10 +151,10 @@ class Pipeline:
                 continue
             if plan_only:
                 self.run_ids[step.name] = f"planned-{fingerprint}"
-                print(f"would run {step.name}: python {' '.join(step.args)}", flush=True)
+                logger.info("would run %s: python %s", step.name, " ".join(step.args))
                 reports.append(StepReport(step.name, "would run"))
                 continue
-            print(f"\n=== {step.name}: python {' '.join(step.args)}", flush=True)
+            logger.info("=== %s: python %s", step.name, " ".join(step.args))
             start = time.perf_counter()
             done = subprocess.run([sys.executable, *step.args], cwd=ROOT, check=False)
             if done.returncode:

@@ -13,7 +13,6 @@ are not), and the results table prints their chains.
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from syntriever.errors import UserError
+from syntriever.jsonl import read_json
 from syntriever.llm.secrets import redact
 from syntriever.paths import ROOT
 
@@ -53,7 +53,7 @@ def _upstream(key: str, value: str) -> dict[str, Any] | None:
     record_file = path / CARD_NAME if key in _CARD_OF else path.with_suffix(".summary.json")
     if not record_file.is_file():
         return None
-    record = json.loads(record_file.read_text(encoding="utf-8"))
+    record = read_json(record_file, "fix it (a merge conflict?) or make it again with its command")
     return record if isinstance(record, dict) else None
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from tqdm import tqdm
 from syntriever.data import Corpus, load_dataset, passage_text, training_queries
 from syntriever.encoders import add_prefix, open_encoder
 from syntriever.errors import UserError
-from syntriever.jsonl import DataError, read_jsonl_numbered, write_json, write_jsonl
+from syntriever.jsonl import DataError, atomic_open, read_jsonl_numbered, write_json, write_jsonl
 from syntriever.metrics import evaluate_run
 from syntriever.paths import cache_root, file_safe, generated_dir, portable
 from syntriever.precision import autocast, resolve_precision
@@ -117,10 +116,8 @@ def encode(
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` atomically (a killed run never leaves a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, array)
-    tmp.replace(path)
+    with atomic_open(path, "wb") as fh:
+        np.save(fh, array)
 
 
 def _load_cached(path: Path, mmap_mode: str | None) -> np.ndarray | None:

@@ -278,3 +278,36 @@ def make_loss(
     """The cluster loss matching the variant's columns (tau = 1 / scale = 0.05)."""
     return SyntrieverClusterLoss(model, scale=scale, use_cot=variant.use_cot,
                                  use_synthetic=variant.use_synthetic, labelled_weight=variant.labelled_weight)
+
+
+def synthetic_input(
+    dataset: str, variant: Stage1Variant, llm_model: str, prompt_version: str, given: Path | None = None,
+) -> Path:
+    """The synthetic JSONL to train on: ``given``, else the run's verified file; for a variant
+    that reads no verification, the run's unverified one (``parse_synthetic.py
+    --skip-verification``) when there is no verified file. Raises :class:`DataError` naming the file
+    and the command that makes it."""
+    from syntriever.llm.config import LLMConfig
+    from syntriever.synthesis import synthetic_path
+
+    make = (f"python datasets/parse_synthetic.py {dataset} --llm-model {llm_model} "
+            f"--prompt-version {prompt_version}")
+    if given:
+        if not given.is_file():
+            raise DataError(f"{given}: synthetic data not found; make it with `{make}`")
+        return given
+    config = LLMConfig(model=llm_model)
+    verified = synthetic_path(dataset, config, prompt_version)
+    unverified = synthetic_path(dataset, config, prompt_version, verified=False)
+    if verified.is_file():
+        return verified
+    if unverified.is_file():
+        if not variant.reads_verification:
+            return unverified
+        no_verify_helps = not replace(variant, use_verification=False).reads_verification
+        raise DataError(f"{verified}: not verified yet ({unverified.name} holds the generations "
+                        f"only); verify them with `{make}`"
+                        + (", or train with --no-verify" if no_verify_helps else ""))
+    if not variant.reads_verification:
+        make += " --skip-verification"
+    raise DataError(f"{verified}: synthetic data not found; make it with `{make}`")

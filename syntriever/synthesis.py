@@ -333,15 +333,13 @@ def verification_estimate(
 ) -> str:
     """What the verification step would cost, before the passages it checks exist: every
     passage assumed as long as its cap (``max_tokens_passage``), so an upper bound."""
-    from syntriever.llm.cost import estimate  # the dry run's own import
 
     filler = " ".join(["word"] * settings.max_tokens_passage)
     body = {"choices": [{"message": {"content": filler}}]}
     ids = [f"{qid}:{kind}" for qid in queries for kind in ("pos", "neg")]
     generated = {cid: result_line(cid, body) for cid in ids}
     requests = verification_requests(queries, generated, config)
-    prices = (config.price_in, config.price_out) if config.price_in is not None else None
-    est = estimate(requests, None if config.is_local else config.model, config.backend == "batch", prices)
+    est = config.estimate(requests)
     cap = settings.max_tokens_passage
     return f"{len(requests)} requests, passages at their {cap}-token cap; {est.summary()}"
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from syntriever import __version__
 from syntriever.errors import UserError
-from syntriever.jsonl import write_json
+from syntriever.jsonl import read_json, write_json
 from syntriever.precision import BF16_FLAGS, native_bf16
 from syntriever.profiles import (
     CPU_TRAIN_BF16,
@@ -121,7 +121,7 @@ def check_overwrite(out_dir: Path, card: dict[str, Any], overwrite: bool = False
     saved_file = out_dir / CARD_NAME
     if overwrite or not ((out_dir / "modules.json").is_file() and saved_file.is_file()):
         return
-    saved = json.loads(saved_file.read_text(encoding="utf-8"))
+    saved = read_json(saved_file, "fix it, or train with --overwrite or --output-name NAME")
     changed = [key for key in IDENTITY_KEYS if key in saved and _differs(saved[key], card.get(key))]
     if changed:
         raise UserError(

@@ -465,6 +465,10 @@ def test_error_line_is_one_line_and_names_the_rerun() -> None:
     line = error_line(DataError("x.tsv:3: bad\nscore"), ["evaluate.py", "bm25", "my data"])
     assert line == "error: x.tsv:3: bad score; once fixed, run again: python evaluate.py bm25 'my data'"
     assert error_line(DataError("f: missing; make it with `python a.py`"), ["b.py"]).endswith("`python a.py`")
+    url = "https://user:s3cretpw@host/v1?api-key=abcd1234"
+    argv = ["datasets/parse_synthetic.py", "--llm-base-url", url]
+    line = error_line(DataError(f"{url}: unreachable"), argv)
+    assert "s3cretpw" not in line and "abcd1234" not in line and line.count("***") == 4
 
 
 def test_ctrl_c_ends_a_script_with_one_line_naming_the_command_to_resume(
@@ -519,6 +523,7 @@ def test_stage1_no_verify_falls_back_to_the_unverified_file_only_without_a_verif
 ) -> None:
     import train_stage1
     from syntriever.llm.config import LLMConfig
+    from syntriever.stage1 import synthetic_input
     from syntriever.synthesis import synthetic_path
 
     parser = train_stage1.build_parser()
@@ -529,7 +534,8 @@ def test_stage1_no_verify_falls_back_to_the_unverified_file_only_without_a_verif
 
     def chosen(*extra: str) -> Path:
         args = parser.parse_args([*flags, *extra])
-        return train_stage1.synthetic_input(args, train_stage1.variant_of(args))
+        variant = train_stage1.variant_of(args)
+        return synthetic_input(args.dataset, variant, args.llm_model, args.prompt_version, args.synthetic)
 
     make = "`python datasets/parse_synthetic.py scifact --llm-model qwen1.5b --prompt-version v2"
     with pytest.raises(DataError, match=re.escape(f"{verified}: synthetic data not found; make it "
@@ -557,3 +563,25 @@ def test_seed_pool_refuses_passage_queries_without_the_overlap_groups() -> None:
     assert error_lines(proc) == [
         "error: --by-passage-queries splits the --by-train-overlap groups: give both; once fixed, run again: "
         "python benchmarks/seed_pool.py x a.json:b.json --by-passage-queries pq.jsonl"]
+
+
+def test_a_broken_card_or_summary_beside_an_output_names_file_line_and_fix(tmp_path: Path) -> None:
+    """Cards and summaries are committed: a merge conflict in one gives the one-line error, not a
+    traceback, wherever the library reads it."""
+    from syntriever.judge import ComparisonSettings, earlier_runs
+    from syntriever.provenance import command_chain
+    from syntriever.training import check_overwrite
+
+    conflict = '{\n<<<<<<< HEAD\n  "stage": 1\n=======\n  "stage": 2\n>>>>>>> other\n}\n'
+    model = tmp_path / "m-sft-toy"
+    model.mkdir()
+    (model / "modules.json").write_text("[]")
+    (model / "syntriever.json").write_text(conflict)
+    with pytest.raises(DataError, match=r"m-sft-toy/syntriever\.json:2: not JSON .*--overwrite"):
+        check_overwrite(model, {"stage": 1})
+    with pytest.raises(DataError, match=r"syntriever\.json:2: not JSON .*its command"):
+        command_chain({"model_path": str(model), "command": "python train_stage2.py m-sft toy"})
+    summary = tmp_path / "toy_preferences.summary.json"
+    summary.write_text(conflict)
+    with pytest.raises(DataError, match=r"toy_preferences\.summary\.json:2: not JSON .*answers are kept"):
+        earlier_runs(summary, ComparisonSettings())

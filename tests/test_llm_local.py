@@ -35,3 +35,25 @@ def test_missing_binary_is_built_into_the_folder_local_py_names(
     assert binary == tmp_path / local.SERVER_DIR / "llama-server"
     with pytest.raises(RuntimeError, match="not built; run `bash scripts/setup.sh`"):
         local.server_binary(build=False)
+
+
+def test_a_preset_is_assembled_from_its_parts_only_when_size_and_hash_match(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    parts = [tmp_path / "p1", tmp_path / "p2"]
+    parts[0].write_bytes(b"GGUF" * 10)
+    parts[1].write_bytes(b"tail")
+    whole = b"GGUF" * 10 + b"tail"
+    monkeypatch.setattr(local, "cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(local, "_part_paths", lambda preset: parts)
+    good = local.GGUFPreset("toy", "", "x{}", "x{}", 2, len(whole), hashlib.sha256(whole).hexdigest())
+    bad = local.GGUFPreset("bad", "", "x{}", "x{}", 2, len(whole), "0" * 64)
+    monkeypatch.setitem(local.PRESETS, "toy", good)
+    monkeypatch.setitem(local.PRESETS, "bad", bad)
+    path = local.gguf_path("toy")
+    assert path.read_bytes() == whole and local.model_sha256(path) == good.sha256
+    with pytest.raises(RuntimeError, match="expected 44 and 0000"):
+        local.gguf_path("bad")
+    # nothing of the failed assembly is left: no model, no stamp, no temp file
+    assert sorted(p.name for p in path.parent.iterdir()) == ["toy.gguf", "toy.verified"]

@@ -47,7 +47,7 @@ from syntriever.verdicts import (
     order_stats,
     parse_choice,
 )
-from tests.helpers import load_benchmark, result
+from tests.helpers import load_benchmark, load_script, result
 
 JUDGE = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1")
 OFFLINE = replace(JUDGE, max_retries=0)  # unreachable, gives up at once: only committed answers count
@@ -682,3 +682,24 @@ def test_the_order_model_is_the_trained_model_only_for_another_models_pairs(
 ) -> None:
     assert order_model_for("minilm-sft", "minilm-sft", "scifact", tiny_st_model) is None
     assert order_model_for("minilm-sft-x", "minilm-sft", "scifact", tiny_st_model) is tiny_st_model
+
+
+@pytest.mark.parametrize("env", [{}, {"OPENAI_API_KEY": "sk-test-0123456789"},
+                                 {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}])
+def test_trainers_read_what_the_llm_scripts_write_without_llm_model(monkeypatch, env) -> None:
+    """Without --llm-model, train_stage1.py and train_stage2.py look for the data of the LLM that
+    parse_synthetic.py and parse_comparison.py would use in the same environment."""
+    from syntriever.llm.config import add_llm_args, config_from_args
+    from syntriever.llm.local import DEFAULT_JUDGE_PRESET, DEFAULT_PRESET
+
+    for var in ("OPENAI_API_KEY", "SYNTRIEVER_LLM_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    scripts = (("train_stage1.py", DEFAULT_PRESET), ("train_stage2.py", DEFAULT_JUDGE_PRESET))
+    for script, local_model in scripts:
+        llm_script = argparse.ArgumentParser()
+        add_llm_args(llm_script, local_model=local_model)
+        writes = config_from_args(llm_script.parse_args([])).model
+        reads = load_script(script).build_parser().parse_args(["minilm-sft", "scifact"]).llm_model
+        assert reads == writes == (local_model if not env else "gpt-4o"), (script, env)

@@ -135,6 +135,19 @@ def test_cost_estimate_for_batch_gpt4o() -> None:
     assert estimate(reqs, "some-local-model", batch=False).cost_usd is None
 
 
+def test_given_prices_go_together_and_replace_the_list_price() -> None:
+    from syntriever.errors import UserError
+
+    settings = SynthesisSettings(max_tokens_passage=100, max_tokens_cot=100)
+    reqs = generation_requests({"q": "x" * 400}, CONFIG, settings)
+    for half in ({"price_in": 2.0}, {"price_out": 8.0}):
+        with pytest.raises(UserError, match="--llm-price-in and --llm-price-out go together"):
+            LLMConfig(backend="online", model="gpt-4o", **half)
+    est = LLMConfig(backend="batch", model="gpt-4o", price_in=1.0, price_out=4.0).estimate(reqs)
+    assert est.cost_usd == pytest.approx((est.input_tokens * 1.0 + 300 * 4.0) / 1e6 * 0.5)
+    assert LLMConfig(backend="local", model="qwen0.5b").estimate(reqs).cost_usd is None
+
+
 def write_synthetic(path: Path, rows: list[dict]) -> Path:
     write_jsonl(path, rows)
     return path

