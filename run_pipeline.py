@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from syntriever.cli import positive_int, run, setup_logging
+from syntriever.cli import pair_top_k, positive_int, run, setup_logging
 from syntriever.data import check_available
 from syntriever.judge import preferences_path
-from syntriever.llm.config import LLMConfig, default_backend
+from syntriever.llm.config import LLMConfig, check_local_model, default_backend
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET, DEFAULT_PRESET, PRESETS
 from syntriever.names import (
     LABELLED,
@@ -53,6 +53,9 @@ def build_steps(args: argparse.Namespace) -> list[Step]:
     # URL) cannot send an embedded model's requests elsewhere behind the manifests' back
     synth = LLMConfig(model=args.llm_model, backend=args.llm_backend or default_backend(args.llm_model))
     judge = LLMConfig(model=judge_model, backend=args.llm_backend or default_backend(judge_model))
+    for config in (synth, judge):
+        if config.is_local:
+            check_local_model(config.model)
     synthetic = synthetic_path(ds, synth)
     prefs = preferences_path(ds, judge, sft)
     # fp32 training on a CPU too (bf16 is the trainer's default where the CPU has it): the committed
@@ -161,7 +164,7 @@ def main() -> None:
     parser.add_argument("--judge-model", default=None,
                         help=f"stage-2 judge (default: {DEFAULT_JUDGE_PRESET} with an embedded --llm-model, "
                         "else --llm-model)")
-    parser.add_argument("--compare-top-k", "--k", dest="compare_top_k", type=int, default=None,
+    parser.add_argument("--compare-top-k", "--k", dest="compare_top_k", type=pair_top_k, default=None,
                         help=f"top passages of each query the stage-2 judge compares (default: "
                         f"{JUDGE[PAPER]['k']}, {JUDGE[EMBEDDED]['k']} with the embedded judge)")
     parser.add_argument("--pairs", type=positive_int, default=None,
@@ -175,8 +178,8 @@ def main() -> None:
                         help="run nothing: list the steps that would run and those up to date")
     args = parser.parse_args()
     setup_logging()
+    steps = build_steps(args)  # checks the LLMs first: no dataset is needed for that
     check_available(args.dataset)
-    steps = build_steps(args)
     pipeline = Pipeline(args.dataset, steps)
     reports = pipeline.run(plan_only=args.plan)
     print("\n" + format_reports(reports))

@@ -15,7 +15,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from syntriever.cli import add_train_args, run, settings_from_args, setup_logging
+from syntriever.cli import add_train_args, non_negative_float, run, settings_from_args, setup_logging
 from syntriever.data import TRAIN_NODEV, load_dataset
 from syntriever.encoders import open_encoder
 from syntriever.errors import UserError
@@ -62,13 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="not in the paper: drop synthetic negatives that copy the query "
                         "(copies), hold >= 80%% of its content words (coverage) or that the judge rates "
                         "at least as relevant as the positive (judge)")
-    parser.add_argument("--labelled-weight", type=float, default=0.0,
+    parser.add_argument("--labelled-weight", type=non_negative_float, default=0.0,
                         help="not in the paper: add this weight times the labelled pair's InfoNCE term "
                         "to the cluster loss (model name -pullW)")
     parser.add_argument("--negatives", choices=NEGATIVE_SOURCES, default="synthetic",
                         help="synthetic: the LLM's irrelevant passage (paper); related (not in the paper): "
                         "the synthetic positive of the most similar other training query (model -negrelated)")
-    parser.add_argument("--then-labelled", type=float, default=0.0, metavar="EPOCHS",
+    parser.add_argument("--then-labelled", type=non_negative_float, default=0.0, metavar="EPOCHS",
                         help="not in the paper: after the stage-1 epochs, train EPOCHS more on the labelled "
                         "pairs alone (InfoNCE, fresh warm-up and schedule; model name -thenlabE); "
                         "--max-steps, if given, bounds each phase instead")

@@ -39,7 +39,7 @@ from syntriever.cli import (
     setup_logging,
     teacher_name,
 )
-from syntriever.data import TRAIN_NODEV
+from syntriever.data import TRAIN_NODEV, load_dataset
 from syntriever.encoders import load_encoder
 from syntriever.jsonl import DataError, read_json
 from syntriever.llm.config import default_model
@@ -131,7 +131,8 @@ def main() -> None:
         raise DataError(f"{pref_file}: preferences not found; make them with `{make}`")
     model = load_encoder(args.model, args.dataset)
     if args.preferences:
-        triples, report = load_preferences(pref_file), {"teacher": JUDGE, "split": split}
+        queries = load_dataset(args.dataset, split).queries
+        triples, report = load_preferences(pref_file, queries), {"teacher": JUDGE, "split": split}
     else:
         order_model = order_model_for(args.model, pairs_model, args.dataset, model)
         triples, report = teacher_preferences(args.dataset, pref_file, pairs_model, args.teacher, split,

@@ -35,7 +35,7 @@ from syntriever.jsonl import read_json, write_json
 from syntriever.metrics import difference_x100, paired_bootstrap, seed_mean_difference
 from syntriever.names import name_split
 from syntriever.passage_queries import load_passage_queries
-from syntriever.paths import dataset_dir, portable
+from syntriever.paths import InvalidName, check_name, dataset_dir, portable
 from syntriever.result_files import HEADLINE, validate_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,9 +130,18 @@ def summary(part: dict[str, Any]) -> str:
     return f"{part['delta']:+.2f} {ci} p={part['p_value']}"
 
 
+def report_name(text: str) -> str:
+    """argparse type: a plain file name part (no path separators, no '..')."""
+    try:
+        return check_name(text, "report")
+    except InvalidName as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("name", help="names the output file: benchmarks/results/seed_pool-NAME.json")
+    parser.add_argument("name", type=report_name,
+                        help="names the output file: benchmarks/results/seed_pool-NAME.json")
     parser.add_argument("pairs", nargs="+", metavar="RESULT:BASE_RESULT")
     parser.add_argument("--by-train-overlap", action="store_true",
                         help="also pool over the queries sharing a relevant passage with the training "
@@ -150,6 +159,10 @@ def main() -> None:
             raise UserError(f"{pair!r}: give RESULT:BASE_RESULT, two result files joined by ':'")
         files.append(tuple(Path(part).resolve() for part in pair.split(":")))
     records = [(load_result(a), load_result(b)) for a, b in files]
+    for (a, b), (path_a, path_b) in zip(records, files, strict=True):
+        if (a["dataset"], a["split"]) != (b["dataset"], b["split"]):
+            raise UserError(f"{path_a} is of {a['dataset']} {a['split']}, {path_b} of {b['dataset']} "
+                            f"{b['split']}: pair results of the same dataset and split")
     values = [(a["per_query"][HEADLINE], b["per_query"][HEADLINE]) for a, b in records]
     try:
         mean = seed_mean_difference(values)

@@ -32,7 +32,7 @@ per query) because the 1.5B judge answers about 0.5 requests/s on 2 cores. Pass
 import argparse
 from pathlib import Path
 
-from syntriever.cli import parse_llm_cli, positive_int, run
+from syntriever.cli import pair_top_k, parse_llm_cli, positive_int, run
 from syntriever.data import load_dataset
 from syntriever.judge import JUDGE_MODES, ComparisonSettings, run_comparisons
 from syntriever.llm.config import summary_text
@@ -44,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="stage-1 model whose retrieval file to read, e.g. minilm-sft")
     parser.add_argument("dataset")
-    parser.add_argument("--compare-top-k", "--k", dest="compare_top_k", type=positive_int, default=None,
+    parser.add_argument("--compare-top-k", "--k", dest="compare_top_k", type=pair_top_k, default=None,
                         help=f"top passages of each query compared pairwise (default: {JUDGE[PAPER]['k']} as "
                         f"the paper; {JUDGE[EMBEDDED]['k']} embedded)")
     parser.add_argument("--pairs", type=positive_int, default=None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shlex
 import signal
@@ -118,12 +119,38 @@ def check_top_k(parser: argparse.ArgumentParser, teachers: list[str], top_k: int
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
+    return _number(text, int, 1)
+
+
+def pair_top_k(text: str) -> int:
+    """argparse type: how many top passages to compare pairwise (>= 2: one pair at least)."""
+    return _number(text, int, 2)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(text, int, 0)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _number(text, float, 0.0, strict=True)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    return _number(text, float, 0.0)
+
+
+def _number(text: str, kind: type, low: float, strict: bool = False) -> Any:
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        bound = f"{'' if kind is int else 'a finite number '}{'above' if strict else 'at least'} {low:g}"
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
     return value
 
 
@@ -156,13 +183,13 @@ def add_train_args(parser: argparse.ArgumentParser, paper: str) -> None:
     ``paper`` states the stage's paper settings in the help text."""
     group = parser.add_argument_group(f"training (paper: {paper})")
     group.add_argument("--paper", action="store_true", help="use the paper's settings even on CPU")
-    group.add_argument("--epochs", type=float, default=None)
-    group.add_argument("--batch-size", type=int, default=None)
-    group.add_argument("--lr", type=float, default=None)
-    group.add_argument("--weight-decay", type=float, default=None)
-    group.add_argument("--warmup-steps", type=int, default=None)
-    group.add_argument("--max-seq-length", type=int, default=None)
-    group.add_argument("--max-steps", type=int, default=None)
+    group.add_argument("--epochs", type=positive_float, default=None)
+    group.add_argument("--batch-size", type=positive_int, default=None)
+    group.add_argument("--lr", type=positive_float, default=None)
+    group.add_argument("--weight-decay", type=non_negative_float, default=None)
+    group.add_argument("--warmup-steps", type=non_negative_int, default=None)
+    group.add_argument("--max-seq-length", type=positive_int, default=None)
+    group.add_argument("--max-steps", type=positive_int, default=None)
     group.add_argument("--seed", type=int, default=None)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a saved model of this name although it was trained with other data "
@@ -193,7 +220,7 @@ def add_search_args(
                        help="exact: torch top-k (default); faiss: FAISS IndexFlatIP, same ranking")
     group.add_argument("--devices", type=_device_list, default=None, metavar="DEV,DEV",
                        help="encode in one process per device, e.g. cuda:0,cuda:1 or cpu,cpu")
-    group.add_argument("--shard-size", type=int, default=None, metavar="N",
+    group.add_argument("--shard-size", type=positive_int, default=None, metavar="N",
                        help=f"encode and cache the corpus in memory-mapped shards of N passages "
                        f"(default {SHARD_SIZE:,} with --index faiss or above {SHARD_ABOVE:,} passages)")
 

@@ -196,7 +196,15 @@ def split_qrels(folder: Path, split: str) -> tuple[Qrels, Path]:
                 f"{carved}: {folder.name} has no dev split; carve one from its train queries with "
                 f"`python datasets/make_dev_split.py {folder.name}`"
             )
-        return load_qrels(carved), carved
+        dev, train = load_qrels(carved), load_qrels(folder / "qrels" / "train.tsv")
+        stray = [q for q in dev if not dev[q].items() <= train.get(q, {}).items()]  # not from train
+        if stray:
+            rows = carved.read_text(encoding="utf-8").splitlines()
+            line = next(i for i, row in enumerate(rows, 1) if row.split("\t")[0] == stray[0])
+            raise DataError(f"{carved}:{line}: query {stray[0]!r} is not judged so in the train qrels, "
+                            f"which the dev split is carved from; restore it with `git checkout {carved}` "
+                            f"or carve it again with `python datasets/make_dev_split.py {folder.name}`")
+        return dev, carved
     if split == TRAIN_NODEV:
         train_path = folder / "qrels" / "train.tsv"
         dev, _ = split_qrels(folder, DEV)
@@ -299,10 +307,15 @@ def fetch_dataset(name: str, mirror: str | Path | None = None, *, copy: bool = F
     if target.is_dir() and any(target.iterdir()):
         logger.info("%s already present at %s", name, target)
         return target
+    if mirror and not Path(mirror).is_dir():
+        raise UserError(f"mirror {mirror}: no such folder")
     source_root = Path(mirror).resolve() if mirror else mirror_root()
     source = source_root / name if source_root else None
     target.parent.mkdir(parents=True, exist_ok=True)
     if source is not None and source.is_dir():
+        if not any(source.glob("corpus.jsonl*")) or not any((source / "qrels").glob("*.tsv")):
+            raise DataError(f"{source}: not a BEIR dataset (it needs corpus.jsonl and qrels/*.tsv); fix the "
+                            f"mirror, or move it away to download {name}")
         if target.is_symlink() or target.exists():
             target.unlink() if target.is_symlink() else target.rmdir()
         if copy:
@@ -319,8 +332,6 @@ def fetch_dataset(name: str, mirror: str | Path | None = None, *, copy: bool = F
     try:
         util.download_and_unzip(url, str(target.parent))
     except Exception as err:  # network errors come in many types
-        raise RuntimeError(
-            f"could not download {url} ({err}); no local mirror holds {name!r} "
-            "(set SYNTRIEVER_MIRROR or pass --mirror)"
-        ) from err
+        raise UserError(f"could not download {url} ({type(err).__name__}: {err}); no local mirror holds "
+                        f"{name!r} (set SYNTRIEVER_MIRROR or pass --mirror)") from None
     return target

@@ -187,6 +187,10 @@ _STAGE1 = re.compile(
     rf"(?:-neg(?P<source>{'|'.join(NEGATIVE_SOURCES[1:])}))?(?:-{THEN_LABELLED}(?P<thenlab>{_FLOAT}))?"
     rf"(?:-(?P<version>v\d+))?(?:-(?P<llm>.+))?"
 )
+# a part of a name that is one of the options' tags, or a tag of --output-name habits (-L256, -bf16,
+# -6ep, -seed7), never part of an LLM's tag: such a name is not the default name of any LLM's data
+_OPTION_PART = re.compile(rf"{NO_COT}|{NO_SYNTHETIC}|{NO_VERIFY}|neg\w+|pull{_FLOAT}|{THEN_LABELLED}{_FLOAT}"
+                          r"|L\d+|bf16|fp32|\d+ep|seed\d+|v\d+")
 _STAGE2 = re.compile(
     rf"(?P<base>.+)-{FINAL}(?:-(?P<teacher>{'|'.join(TEACHERS[1:])}|{_FLIP_PERCENT.pattern}))?"
     rf"(?:-top(?P<topk>[0-9]+))?(?:-(?P<loss>{'|'.join(STAGE2_LOSSES[1:])}))?(?:-seed(?P<seed>[0-9]+))?"
@@ -211,7 +215,9 @@ def stage1_args(name: str) -> list[str] | None:
         args = [encoder.replace("__", "/"), "--labelled-only", *split]
         return args if _plain(encoder) and stage1_name(args[0], LABELLED, nodev=nodev) == name else None
     match = _STAGE1.fullmatch(core)
-    if not match or not _plain(match["encoder"]) or (match["llm"] and not _plain(match["llm"])):
+    llm_parts = (match["llm"] or "").split("-") if match else []
+    if not match or not _plain(match["encoder"]) or (match["llm"] and not _plain(match["llm"])) or any(
+            _OPTION_PART.fullmatch(part) for part in llm_parts):
         return None
     weight = float(match["pull"]) if match["pull"] else 0.0
     source = match["source"] or NEGATIVE_SOURCES[0]

@@ -114,12 +114,6 @@ def encode(
     return emb if precision == "fp32" else emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` atomically (a killed run never leaves a partial file)."""
-    with atomic_open(path, "wb") as fh:
-        np.save(fh, array)
-
-
 def _load_cached(path: Path, mmap_mode: str | None) -> np.ndarray | None:
     """A cached embedding block, or None (logged) when the file is damaged."""
     try:
@@ -166,7 +160,8 @@ def encode_corpus(
         block = encode(model, texts, "document", batch_size, pool=pool, precision=precision)
         seconds += time.perf_counter() - began
         encoded += end - start
-        _save_npy(path, block)  # also without use_cache: a fresh encoding replaces a stale or broken one
+        with atomic_open(path, "wb") as fh:  # also without use_cache: replaces a stale or broken cache
+            np.save(fh, block)
         block = np.load(path, mmap_mode=mmap_mode) if mmap_mode else block
         blocks.append(block)
     if encoded:
@@ -405,13 +400,20 @@ def retrieve_training_queries(
 
 
 def load_retrieval(path: Path) -> list[dict[str, Any]]:
-    """Read a retrieval file, checking every line."""
-    records = []
+    """Read a retrieval file, checking every line (one record per query, each passage once)."""
+    records, seen = [], set()
+    make = f"`python retrieval.py {path.stem.removeprefix('retrieval-')} {path.parent.name}`"
     for line, rec in read_jsonl_numbered(path):
         for key in RETRIEVAL_KEYS:
             if key not in rec:
                 raise DataError(f"{path}:{line}: retrieval record lacks {key!r}")
         if len(rec["doc_ids"]) != len(rec["scores"]) or len(rec["texts"]) > len(rec["doc_ids"]):
             raise DataError(f"{path}:{line}: doc_ids, scores and texts do not line up")
+        if rec["query_id"] in seen or len(set(rec["doc_ids"])) != len(rec["doc_ids"]):
+            raise DataError(f"{path}:{line}: query {rec['query_id']!r} twice in the file, or a passage "
+                            f"twice in its ranking; make the file again with {make}")
+        seen.add(rec["query_id"])
         records.append(rec)
+    if not records:
+        raise DataError(f"{path}: no retrieval records; make the file again with {make}")
     return records

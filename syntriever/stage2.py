@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,13 +64,18 @@ logger = logging.getLogger(__name__)
 PREFERENCE_KEYS = ("query_id", "query", "winner_id", "loser_id", "winner", "loser")
 
 
-def load_preferences(path: Path) -> list[dict[str, Any]]:
-    """Read ``<dataset>_preferences.jsonl``, checking every line."""
+def load_preferences(path: Path, queries: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """Read ``<dataset>_preferences.jsonl``, checking every line (with ``queries``, the training
+    split's query ids: that each record is about one of them)."""
     triples = []
     for line, rec in read_jsonl_numbered(path):
         for key in PREFERENCE_KEYS:
             if not isinstance(rec.get(key), str):
                 raise DataError(f"{path}:{line}: preference record needs a string {key!r}")
+        if rec["winner_id"] == rec["loser_id"]:
+            raise DataError(f"{path}:{line}: passage {rec['winner_id']!r} is preferred to itself")
+        if queries is not None and rec["query_id"] not in queries:
+            raise DataError(f"{path}:{line}: query {rec['query_id']!r} is not a query of the training split")
         triples.append(rec)
     if not triples:
         raise DataError(f"{path}: no preference triples")

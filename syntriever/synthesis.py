@@ -44,7 +44,7 @@ from syntriever.llm.requests import (
     top_logprobs,
     usage,
 )
-from syntriever.llm.runner import Sent, execute_requests
+from syntriever.llm.runner import Sent, check_same_setup, execute_requests
 from syntriever.meta_text import REMOVED, clean_record, removal_summary
 from syntriever.names import limited_name
 from syntriever.paths import generated_dir
@@ -71,8 +71,7 @@ class SynthesisSettings:
     seed: int | None = 0
     prompt_version: str = prompts.PROMPT_VERSION
     chunk_queries: int | None = SYNTHESIS[PAPER]["chunk_queries"]  # online/local: queries per step run
-    # False: generation only, every verdict "missing" (train with --no-verify); a later run with
-    # True adds the verification to the same folder
+    # False: generation only, verdicts "missing" (train with --no-verify); a later run adds them
     verify: bool = True
     # v2 only. False: no hard negatives from the LLM (records' "negative" is empty): stage 1 then
     # takes another training query's synthetic positive (train_stage1.py --negatives related)
@@ -350,6 +349,9 @@ def run_synthesis(
     """Generate, verify and write ``<dataset>_synthetic.jsonl`` (with ``limit``, the run's own
     ``<dataset>_synthetic.limit<N>.jsonl``); resumes from earlier results."""
     folder = run_dir(ds.name, config, settings.prompt_version)
+    check_same_setup(folder.glob(f"{ds.name}_synthetic*.summary.json"), asdict(settings),
+                     ("temperature", "max_tokens_passage", "max_tokens_cot", "verify_mode", "seed",
+                      "prompt_version"))
     queries = training_queries(ds, limit)
     chunk = settings.chunk_queries if settings.chunk_queries and config.backend != "batch" else len(queries)
     qids = list(queries)

@@ -200,7 +200,7 @@ def markdown_table(
     if baseline is not None:
         base = next((r for r in rows if r["model"] == baseline), None)
         if base is None:
-            logger.warning("baseline %r not among the results of %s", baseline, dataset)
+            raise DataError(f"--baseline {baseline!r}: no result of that model among {dataset}'s {len(rows)}")
     with_paper = all(r.get("split") == headline_split(dataset) for r in rows)
     paper_columns = ["paper nDCG@10", "paper row"] if with_paper else []
     header = ["model", "queries", *TABLE_METRICS, *paper_columns]
@@ -393,7 +393,6 @@ def write_table(
     results = [record for _, record in files]
     if note := precision_note(results):
         logger.warning("%s: %s", folder, note)
-    bar_chart(dataset, results, folder / CHART_NAME, n_resamples=n_resamples, seed=seed)
     text = "\n".join(
         [
             f"# {dataset}" + (f" ({split} split)" if folder != results_dir(dataset, root) else ""),
@@ -413,6 +412,7 @@ def write_table(
         + "\n".join(reproduction_commands(dataset, results)) + "\n```\n"
     )
     md = folder / TABLE_NAME
+    bar_chart(dataset, results, folder / CHART_NAME, n_resamples=n_resamples, seed=seed)
     write_bytes(md, text.encode("utf-8"))
     logger.info("wrote %s", md)
     return md

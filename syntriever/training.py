@@ -249,6 +249,18 @@ def fit(
     }
 
 
+def check_writable(folder: Path) -> None:
+    """Refuse (:class:`UserError`) before any training when ``folder`` cannot take the model (a
+    full or read-only disk would otherwise lose the whole run at the save)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise UserError(f"{folder}: cannot write the model there ({err.strerror}); free or fix it, or set "
+                        "SYNTRIEVER_OUTPUT to another folder") from None
+
+
 def train(
     model: SentenceTransformer,
     dataset: Dataset,
@@ -268,6 +280,7 @@ def train(
     ``settings.max_seq_length`` applies to training only: the saved model keeps the encoder's
     own maximum length, so evaluation is not silently truncated to the training length."""
     check_overwrite(out_dir, {**card, "settings": asdict(settings)}, overwrite)
+    check_writable(out_dir.parent)
     stats = fit(model, dataset, loss, settings)
     later = [{"phase": phase.name, **fit(model, phase.dataset, phase.loss, phase.settings)} for phase in then]
     card = with_commands({"syntriever_version": __version__, **card, **stats,

@@ -3,6 +3,7 @@ line naming the file (and line) and the command to run next."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from syntriever.data import load_dataset
+from syntriever.errors import UserError
 from syntriever.jsonl import DataError, JsonlAppender, read_jsonl, write_jsonl
 from syntriever.llm.local import free_port
 from syntriever.llm.online import errors_path, run_online
@@ -421,6 +423,12 @@ def test_table_ignores_dev_results_in_their_subfolder(tmp_path: Path) -> None:
         save_toy_result(tmp_path, model, "dev", 12, subfolder="dev")
     table = write_table("toy", tmp_path, n_resamples=50).read_text()
     assert "split test;" in table and "dev" not in table.split("![]")[0]
+    # a baseline that is not a row: refused before the table or the chart is written again
+    (tmp_path / "toy" / "ndcg10.png").unlink()
+    with pytest.raises(DataError, match=r"--baseline 'minilm-labelled': no result of that model among"):
+        write_table("toy", tmp_path, baseline="minilm-labelled", n_resamples=50)
+    assert not (tmp_path / "toy" / "ndcg10.png").exists()
+    assert "(baseline)" in write_table("toy", tmp_path, baseline="minilm", n_resamples=50).read_text()
 
 
 # ------------------------------------------------------------------ case 9: smaller ones
@@ -565,6 +573,16 @@ def test_seed_pool_refuses_passage_queries_without_the_overlap_groups() -> None:
         "python benchmarks/seed_pool.py x a.json:b.json --by-passage-queries pq.jsonl"]
 
 
+
+def test_seed_pool_refuses_a_pair_of_two_splits_and_a_name_outside_its_folder(tmp_path: Path) -> None:
+    dev = save_toy_result(tmp_path, "minilm", "dev", 12, subfolder="dev")
+    test = save_toy_result(tmp_path, "minilm", "test", 12)
+    proc = script("benchmarks/seed_pool.py", "x", f"{dev}:{test}")
+    assert proc.returncode == 1 and "is of toy dev" in proc.stderr and "of toy test: pair" in proc.stderr
+    proc = script("benchmarks/seed_pool.py", "../../x", f"{dev}:{dev}")
+    assert proc.returncode == 2 and "invalid report name '../../x'" in proc.stderr
+
+
 def test_a_broken_card_or_summary_beside_an_output_names_file_line_and_fix(tmp_path: Path) -> None:
     """Cards and summaries are committed: a merge conflict in one gives the one-line error, not a
     traceback, wherever the library reads it."""
@@ -585,3 +603,78 @@ def test_a_broken_card_or_summary_beside_an_output_names_file_line_and_fix(tmp_p
     summary.write_text(conflict)
     with pytest.raises(DataError, match=r"toy_preferences\.summary\.json:2: not JSON .*answers are kept"):
         earlier_runs(summary, ComparisonSettings())
+
+
+def test_an_unknown_embedded_llm_is_refused_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from syntriever.llm.config import add_llm_args, config_from_args
+    from syntriever.retrieval import load_retrieval
+
+    for var in ("OPENAI_API_KEY", "SYNTRIEVER_LLM_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    parser = argparse.ArgumentParser()
+    add_llm_args(parser)
+    with pytest.raises(UserError, match=r"'nosuchllm' is neither an embedded model \(qwen0.5b, qwen1.5b\)"):
+        config_from_args(parser.parse_args(["--llm-model", "nosuchllm", "--dry-run"]))
+    assert config_from_args(parser.parse_args(["--llm-model", "qwen1.5b"])).model == "qwen1.5b"
+    # a retrieval file the judge would read: empty, a query twice, a passage twice in a ranking
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    path = folder / "retrieval-m-sft.jsonl"
+    row = {"query_id": "q1", "query": "x", "doc_ids": ["d1", "d2"], "scores": [0.9, 0.8], "texts": []}
+    path.write_text("")
+    with pytest.raises(DataError, match=r"no retrieval records; .*`python retrieval.py m-sft toy`"):
+        load_retrieval(path)
+    path.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=r"retrieval-m-sft.jsonl:2: query 'q1' twice"):
+        load_retrieval(path)
+    path.write_text(json.dumps({**row, "doc_ids": ["d1", "d1"]}) + "\n")
+    with pytest.raises(DataError, match=r"retrieval-m-sft.jsonl:1: .* a passage twice"):
+        load_retrieval(path)
+
+
+def test_training_flags_refuse_numbers_that_would_train_nothing_or_diverge(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from syntriever.cli import add_train_args
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser, "paper")
+    for flag, bad in (("--epochs", "-1"), ("--epochs", "0"), ("--epochs", "nan"), ("--batch-size", "0"),
+                      ("--lr", "-1"), ("--warmup-steps", "-5"), ("--max-seq-length", "0"),
+                      ("--max-steps", "0"), ("--weight-decay", "-1")):
+        with pytest.raises(SystemExit):
+            parser.parse_args([flag, bad])
+        assert f"argument {flag}: must be" in capsys.readouterr().err
+    args = parser.parse_args(["--epochs", "0.5", "--warmup-steps", "0", "--weight-decay", "0"])
+    assert (args.epochs, args.warmup_steps, args.weight_decay) == (0.5, 0, 0.0)
+
+
+def test_training_refuses_an_output_folder_it_cannot_write_before_training(tmp_path: Path) -> None:
+    from syntriever.training import check_writable
+
+    check_writable(tmp_path / "output")  # made when missing, and nothing left in it
+    assert list((tmp_path / "output").iterdir()) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match=r"file/output: cannot write the model there .*SYNTRIEVER_OUTPUT"):
+        check_writable(tmp_path / "file" / "output")
+
+
+def test_the_pipeline_refuses_what_would_fail_hours_in_at_its_start() -> None:
+    for flags, message in ((["--compare-top-k", "1"], "--compare-top-k/--k: must be at least 2, got 1"),
+                           (["--judge-model", "nosuch"], "LLM 'nosuch' is neither an embedded model")):
+        proc = script("run_pipeline.py", "nosuchdataset", *flags, "--plan")
+        assert proc.returncode in (1, 2) and message in proc.stderr and "would run" not in proc.stderr
+
+
+def test_preferences_given_as_is_are_about_training_queries_and_two_passages(tmp_path: Path) -> None:
+    from syntriever.stage2 import load_preferences
+
+    row = {"query_id": "q1", "query": "x", "winner_id": "d1", "loser_id": "d2", "winner": "a", "loser": "b"}
+    path = tmp_path / "toy_preferences.jsonl"
+    write_jsonl(path, [row, {**row, "loser_id": "d1"}])
+    with pytest.raises(DataError, match=r"toy_preferences.jsonl:2: passage 'd1' is preferred to itself"):
+        load_preferences(path)
+    write_jsonl(path, [row, {**row, "query_id": "t9"}])
+    with pytest.raises(DataError, match=r"toy_preferences.jsonl:2: query 't9' is not a query of the"):
+        load_preferences(path, {"q1", "q2"})
+    assert len(load_preferences(path)) == 2  # without the split's queries, only the records are checked

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from syntriever.data import fetch_dataset, load_dataset, passage_text
+from syntriever.errors import UserError
 from syntriever.jsonl import DataError, JsonlAppender, read_jsonl, write_jsonl
 from syntriever.paths import check_name, dataset_dir
 
@@ -134,6 +135,13 @@ def test_fetch_links_from_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert path.is_symlink()
     assert len(load_dataset("toy", "test").queries) == 2
     assert fetch_dataset("toy", mirror) == path  # second call reuses it
+    # a missing mirror, and a mirror folder that is not a BEIR dataset: refused, nothing linked
+    with pytest.raises(UserError, match="mirror .*/nowhere: no such folder"):
+        fetch_dataset("other", tmp_path / "nowhere")
+    (mirror / "empty").mkdir()
+    with pytest.raises(DataError, match=r"mirror/empty: not a BEIR dataset \(it needs corpus.jsonl"):
+        fetch_dataset("empty", mirror)
+    assert not (tmp_path / "data" / "empty").exists()
 
 
 def test_jsonl_torn_tail_and_appender_repair(tmp_path: Path) -> None:

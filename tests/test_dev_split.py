@@ -40,6 +40,12 @@ def test_dev_and_train_nodev_splits_load(tmp_path: Path, monkeypatch: pytest.Mon
     dev, nodev = load_dataset(folder, DEV), load_dataset(folder, TRAIN_NODEV)
     assert dev.qrels == {"q2": {"d1": 1}} and list(dev.queries) == ["q2"]
     assert nodev.qrels == {"q1": {"d0": 1}} and list(nodev.queries) == ["q1"]
+    # a carved split holding what train does not (a test query, another grade) is refused
+    for stray in ({"q2": {"d1": 1}, "q9": {"d0": 1}}, {"q2": {"d1": 2}}):
+        write_qrels(data.carved_dev_path("toy"), stray)
+        line = 3 if "q9" in stray else 2
+        with pytest.raises(DataError, match=rf"dev.tsv:{line}: query .*`git checkout .*make_dev_split"):
+            load_dataset(folder, DEV)
     # a dataset's own dev qrels (MS MARCO) win over a carved split
     (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
     assert load_dataset(folder, DEV).qrels == {"q1": {"d2": 1}}

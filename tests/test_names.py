@@ -189,3 +189,14 @@ def test_flip_percent_teachers_have_one_spelling_and_a_bounded_share() -> None:
     assert teacher_list("oracle, oracle-flip-2pct") == ["oracle", "oracle-flip-2pct"]
     with pytest.raises(argparse.ArgumentTypeError, match="oracle-flip-<P>pct"):
         teacher_list("oracle,oracle-flip-2.0pct")
+
+
+def test_an_output_name_of_options_is_not_read_as_another_llms_default_name() -> None:
+    """``minilm-sft-L256-...-bf16`` (an --output-name) names no LLM ``L256-...-bf16``: no command
+    is suggested for it, while real LLM tags still are."""
+    for name in ("minilm-sft-L256-pull1-negrelated-thenlab3-bf16", "minilm-sft-pull1-6ep",
+                 "minilm-sft-seed7"):
+        assert names.stage1_args(name) is None, name
+    assert names.stage1_args("minilm-sft-gpt-4o-mini") == ["minilm", "--llm-model", "gpt-4o-mini"]
+    assert names.stage1_args("minilm-sft-v2-qwen1.5b-nodev") == [
+        "minilm", "--prompt-version", "v2", "--llm-model", "qwen1.5b", "--train-split", "train-nodev"]

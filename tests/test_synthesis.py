@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from syntriever.data import BeirDataset, training_queries
+from syntriever.errors import UserError
 from syntriever.jsonl import DataError, write_jsonl
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.cost import estimate
@@ -136,8 +138,6 @@ def test_cost_estimate_for_batch_gpt4o() -> None:
 
 
 def test_given_prices_go_together_and_replace_the_list_price() -> None:
-    from syntriever.errors import UserError
-
     settings = SynthesisSettings(max_tokens_passage=100, max_tokens_cot=100)
     reqs = generation_requests({"q": "x" * 400}, CONFIG, settings)
     for half in ({"price_in": 2.0}, {"price_out": 8.0}):
@@ -290,6 +290,10 @@ def test_v2_writes_negatives_in_two_steps_chunk_by_chunk(
     calls.clear()
     run_synthesis(toy_dataset(), CONFIG, settings)
     assert json.loads(out.with_suffix(".summary.json").read_text())["sent_this_run"]["requests"] == 0
+    assert all(not c for c in calls) and list(read_jsonl(out)) == records
+    # other caps in the same folder would mix answers and replace the output: refused, nothing sent
+    with pytest.raises(UserError, match=r"max_tokens_passage 512 there, 128 now.*--llm-backend"):
+        run_synthesis(toy_dataset(), CONFIG, replace(settings, max_tokens_passage=128))
     assert all(not c for c in calls) and list(read_jsonl(out)) == records
     assert other_query_text('  \n"Query: Does X cause Y?"') == "Does X cause Y?"
 

@@ -142,12 +142,21 @@ def default_model(local_model: str) -> str:
     return local_model if default_backend(None) == "local" else REMOTE_LLM
 
 
+def check_local_model(model: str) -> None:
+    """Refuse (:class:`UserError`) a model the embedded server cannot load, before anything runs."""
+    if model not in PRESETS and not Path(model).expanduser().is_file():
+        raise UserError(f"LLM {model!r} is neither an embedded model ({', '.join(sorted(PRESETS))}) "
+                        "nor a .gguf file; an API model needs OPENAI_API_KEY or --llm-backend online")
+
+
 def config_from_args(args: argparse.Namespace) -> LLMConfig:
     """Resolve the flags (and the environment) into an :class:`LLMConfig`."""
     base_url = args.llm_base_url or os.environ.get("OPENAI_BASE_URL")
     backend = args.llm_backend or default_backend(args.llm_model, base_url)
     local_model = getattr(args, "llm_local_model", DEFAULT_PRESET)
     model = args.llm_model or (local_model if backend == "local" else REMOTE_LLM)
+    if backend == "local":
+        check_local_model(model)
     remote_default, local_default = getattr(args, "llm_concurrency_defaults", (CONCURRENCY,) * 2)
     concurrency = args.llm_concurrency or (local_default if backend == "local" else remote_default)
     return LLMConfig(

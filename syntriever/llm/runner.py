@@ -4,12 +4,13 @@ one LLM step of a stage (:func:`execute_requests`: write, run, resume, check com
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from syntriever.errors import UserError
-from syntriever.jsonl import write_jsonl
+from syntriever.jsonl import read_json, write_jsonl
 from syntriever.llm.batch import run_batch
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import LocalServer
@@ -100,3 +101,18 @@ def execute_requests(
 
 class IncompleteRun(UserError, RuntimeError):
     """Some requests of an LLM step still have no result; nothing downstream is written."""
+
+
+def check_same_setup(summaries: Iterable[Path], settings: Mapping[str, Any], keys: Iterable[str]) -> None:
+    """Refuse (:class:`UserError`) a run whose ``settings`` differ in one of ``keys`` (those that
+    change the answers) from the ``settings`` recorded in a summary of the same run folder: the
+    folder's answers are reused by request id, so they would be mixed with answers to other prompts
+    or caps, and the run's complete output replaced."""
+    for summary in summaries:
+        fix = f"restore it with `git checkout {summary}`, or move the folder away to start anew"
+        before = read_json(summary, fix).get("settings") or {}
+        changed = sorted(k for k in keys if k in before and before[k] != settings[k])
+        if changed:
+            differ = ", ".join(f"{k} {before[k]!r} there, {settings[k]!r} now" for k in changed)
+            raise UserError(f"{summary}: this run folder was made with other settings ({differ}); run "
+                            "with those (e.g. the same --llm-backend and caps), or move the folder away")
