@@ -678,3 +678,20 @@ def test_preferences_given_as_is_are_about_training_queries_and_two_passages(tmp
     with pytest.raises(DataError, match=r"toy_preferences.jsonl:2: query 't9' is not a query of the"):
         load_preferences(path, {"q1", "q2"})
     assert len(load_preferences(path)) == 2  # without the split's queries, only the records are checked
+
+
+def test_a_result_line_of_the_wrong_shape_is_no_result_and_is_asked_again(tmp_path: Path) -> None:
+    def body(choice: object) -> dict:
+        return {"choices": [choice], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+    digit = {"token": "1", "logprob": -0.1, "top_logprobs": [{"token": "2", "logprob": -2.0}]}
+    good = {"message": {"content": "Passage #1"}, "logprobs": {"content": [{"token": "Pass"}, digit]}}
+    lines = {"good": body(good), "empty": body({"message": {"content": None}}),
+             "choices-str": {"choices": "x"}, "content-int": body({"message": {"content": 123}}),
+             "logprobs-str": body({**good, "logprobs": "x"}),
+             "logprob-str": body({**good, "logprobs": {"content": [{"token": "1", "logprob": "high"}]}}),
+             "top-str": body({**good, "logprobs": {"content": [{"token": "1", "logprob": -1.0,
+                                                                 "top_logprobs": [{"token": "2"}]}]}})}
+    path = tmp_path / "x.results.jsonl"
+    write_jsonl(path, [result_line(cid, b) for cid, b in lines.items()])
+    assert sorted(load_results(path)) == ["empty", "good"]

@@ -98,14 +98,40 @@ def load_results(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def is_success(record: dict[str, Any]) -> bool:
-    """True for a result line holding a 200 response with a body."""
+    """True for a result line holding a 200 response with a well-formed body (a line that is not,
+    e.g. damaged by hand, is no result: a re-run sends its request again)."""
     response = record.get("response") or {}
     return (
         bool(record.get("custom_id"))
         and not record.get("error")
         and response.get("status_code") == 200
         and isinstance(response.get("body"), dict)
+        and _well_formed(response["body"])
     )
+
+
+def _well_formed(body: dict[str, Any]) -> bool:
+    """Whether ``body``'s first choice has the types the readers below expect (content may be
+    None: an empty answer, counted as unparseable downstream)."""
+    choices = body.get("choices")
+    if "choices" not in body:  # not a chat completion (e.g. a test's bare body): nothing to check
+        return True
+    if not (isinstance(choices, list) and choices and isinstance(choices[0], dict)):
+        return False
+    message, logprobs = choices[0].get("message"), choices[0].get("logprobs")
+    if not isinstance(message, dict | None) or not isinstance((message or {}).get("content"), str | None):
+        return False
+    entries = (logprobs or {}).get("content") or [] if isinstance(logprobs, dict | None) else None
+    if not isinstance(entries, list):
+        return False
+    return all(_is_token(e, "logprob" not in e) and isinstance(e.get("top_logprobs") or [], list)
+               and all(_is_token(a) for a in e.get("top_logprobs") or []) for e in entries)
+
+
+def _is_token(entry: Any, without_logprob: bool = False) -> bool:
+    """A log-probability entry (the compact answers keep a logprob only where it is read)."""
+    return (isinstance(entry, dict) and isinstance(entry.get("token"), str)
+            and (without_logprob or isinstance(entry.get("logprob"), int | float)))
 
 
 def result_line(custom_id: str, body: dict[str, Any], request_id: str = "") -> dict[str, Any]:
