@@ -128,7 +128,8 @@ def main() -> None:
     pref_file = args.preferences or pref_file
     make = f"python stage2/parse_comparison.py {pairs_model} {args.dataset} --llm-model {args.llm_model}"
     if not pref_file.is_file():
-        raise DataError(f"{pref_file}: preferences not found; make them with `{make}`")
+        raise DataError(f"{pref_file}: preferences not found" + ("" if args.preferences else
+                        f"; make them with `{make}`"))
     model = load_encoder(args.model, args.dataset)
     if args.preferences:
         queries = load_dataset(args.dataset, split).queries

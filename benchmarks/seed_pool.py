@@ -155,7 +155,7 @@ def main() -> None:
         raise UserError("--by-passage-queries splits the --by-train-overlap groups: give both")
     files = []
     for pair in args.pairs:
-        if pair.count(":") != 1:
+        if pair.count(":") != 1 or not all(pair.split(":")):
             raise UserError(f"{pair!r}: give RESULT:BASE_RESULT, two result files joined by ':'")
         files.append(tuple(Path(part).resolve() for part in pair.split(":")))
     records = [(load_result(a), load_result(b)) for a, b in files]

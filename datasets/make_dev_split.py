@@ -29,7 +29,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=DEV_SEED)
     args = parser.parse_args()
     setup_logging()
-    train = load_qrels(dataset_dir(args.dataset) / "qrels" / "train.tsv")
+    folder = dataset_dir(args.dataset)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no dataset there; fetch it with "
+                        f"`python datasets/download.py {args.dataset}`")
+    if not (folder / "qrels" / "train.tsv").is_file():
+        raise DataError(f"{folder}: {args.dataset} has no qrels/train.tsv to carve a dev split from")
+    train = load_qrels(folder / "qrels" / "train.tsv")
     rest, dev = carve_dev_split(train, args.share, args.seed)
     out = carved_dev_path(args.dataset)
     if out.is_file():

@@ -232,9 +232,19 @@ def search_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _device_list(text: str) -> list[str]:
+    import torch  # imported late: only for --devices
+
     devices = [d.strip() for d in text.split(",") if d.strip()]
     if not devices:
         raise argparse.ArgumentTypeError("give devices separated by commas, e.g. cuda:0,cuda:1")
+    for name in devices:
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise argparse.ArgumentTypeError(f"{name!r} is not a device (e.g. cpu, cuda:0)") from None
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{name}: this machine has {torch.cuda.device_count()} CUDA "
+                                             "devices")
     return devices
 
 

@@ -581,6 +581,8 @@ def test_seed_pool_refuses_a_pair_of_two_splits_and_a_name_outside_its_folder(tm
     assert proc.returncode == 1 and "is of toy dev" in proc.stderr and "of toy test: pair" in proc.stderr
     proc = script("benchmarks/seed_pool.py", "../../x", f"{dev}:{dev}")
     assert proc.returncode == 2 and "invalid report name '../../x'" in proc.stderr
+    proc = script("benchmarks/seed_pool.py", "x", f"{dev}:")
+    assert proc.returncode == 1 and "give RESULT:BASE_RESULT, two result files" in proc.stderr
 
 
 def test_a_broken_card_or_summary_beside_an_output_names_file_line_and_fix(tmp_path: Path) -> None:
@@ -695,3 +697,25 @@ def test_a_result_line_of_the_wrong_shape_is_no_result_and_is_asked_again(tmp_pa
     path = tmp_path / "x.results.jsonl"
     write_jsonl(path, [result_line(cid, b) for cid, b in lines.items()])
     assert sorted(load_results(path)) == ["empty", "good"]
+
+
+def test_devices_are_checked_when_parsed(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from syntriever.cli import add_search_args
+
+    parser = argparse.ArgumentParser()
+    add_search_args(parser)
+    assert parser.parse_args(["--devices", "cpu,cpu"]).devices == ["cpu", "cpu"]
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
+    for bad, message in (("bogus:7", "'bogus:7' is not a device"), (missing, f"{missing}: this machine has")):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--devices", bad])
+        assert message in capsys.readouterr().err
+
+
+def test_make_dev_split_names_the_download_for_a_missing_dataset(tmp_path: Path) -> None:
+    proc = script("datasets/make_dev_split.py", "nosuchds", env={"SYNTRIEVER_DATA": str(tmp_path)})
+    (line,) = error_lines(proc)
+    assert proc.returncode == 1 and "nosuchds: no dataset there; fetch it with" in line
+    assert "`python datasets/download.py nosuchds`" in line
