@@ -719,3 +719,17 @@ def test_make_dev_split_names_the_download_for_a_missing_dataset(tmp_path: Path)
     (line,) = error_lines(proc)
     assert proc.returncode == 1 and "nosuchds: no dataset there; fetch it with" in line
     assert "`python datasets/download.py nosuchds`" in line
+
+
+def test_the_judge_is_not_asked_about_a_query_outside_the_training_split(tmp_path: Path) -> None:
+    from syntriever.judge import ComparisonSettings, run_comparisons
+    from syntriever.llm.config import LLMConfig
+
+    path = tmp_path / "toy" / "retrieval-m-sft.jsonl"
+    path.parent.mkdir()
+    rows = [{"query_id": q, "query": "x", "doc_ids": ["d1", "d2"], "scores": [0.9, 0.8], "texts": []}
+            for q in ("q1", "NOSUCHQ")]
+    write_jsonl(path, rows)
+    config = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1", dry_run=True)
+    with pytest.raises(DataError, match=r"retrieval-m-sft.jsonl: query 'NOSUCHQ' is not a training query"):
+        run_comparisons("toy", "m-sft", config, ComparisonSettings(k=2), path, qrels={"q1": {"d1": 1}})
