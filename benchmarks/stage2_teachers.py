@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from syntriever.cli import check_top_k, positive_int, run, setup_logging, teacher_list
+from syntriever.cli import check_top_k, positive_float, positive_int, run, setup_logging, teacher_list
 from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.evaluation import current_result
@@ -121,7 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="stage-1 model, e.g. minilm-labelled-L256-nodev")
     parser.add_argument("dataset")
-    parser.add_argument("--split", default=DEV, help="evaluation split (default: dev)")
+    parser.add_argument("--split", choices=(DEV, "test"), default=DEV, help="evaluation split (default: dev)")
     parser.add_argument("--teachers", type=teacher_list, default=list(DEFAULT_TEACHERS),
                         help=f"comma-separated (default: {','.join(DEFAULT_TEACHERS)})")
     parser.add_argument("--pairs-from", default=None, metavar="MODEL",
@@ -129,9 +129,9 @@ def main() -> None:
     parser.add_argument("--loss", choices=["pl", "bt"], default="pl")
     parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
                         help="every pair of the top K, not the judged ones (train_stage2.py --top-k)")
-    parser.add_argument("--max-seq-length", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--max-seq-length", type=positive_int, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=None)
+    parser.add_argument("--epochs", type=positive_float, default=None)
     parser.add_argument("--seed", type=int, default=None,
                         help="stage 2's training seed (default: train_stage2.py's); names models and file")
     args = parser.parse_args()
