@@ -140,7 +140,12 @@ def load_synthetic(path: Path) -> dict[str, dict[str, Any]]:
                 raise DataError(f"{path}:{line}: synthetic record lacks {key!r}")
         if rec["verdict"] not in VERDICT_LABEL:
             raise DataError(f"{path}:{line}: unknown verdict {rec['verdict']!r}")
-        records[str(rec["query_id"])] = rec
+        texts = [rec[key] for key in ("cot", "positive", "negative")]
+        if not isinstance(rec["query_id"], str) or not all(isinstance(t, str) for t in texts):
+            raise DataError(f"{path}:{line}: query_id, cot, positive and negative must be text")
+        if rec["query_id"] in records:
+            raise DataError(f"{path}:{line}: query {rec['query_id']!r} has a record already")
+        records[rec["query_id"]] = rec
     return records
 
 

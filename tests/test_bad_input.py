@@ -733,3 +733,18 @@ def test_the_judge_is_not_asked_about_a_query_outside_the_training_split(tmp_pat
     config = LLMConfig(backend="online", model="judge-test", base_url="http://127.0.0.1:9/v1", dry_run=True)
     with pytest.raises(DataError, match=r"retrieval-m-sft.jsonl: query 'NOSUCHQ' is not a training query"):
         run_comparisons("toy", "m-sft", config, ComparisonSettings(k=2), path, qrels={"q1": {"d1": 1}})
+
+
+def test_a_synthetic_file_holds_one_text_record_per_query(tmp_path: Path) -> None:
+    from syntriever.stage1 import load_synthetic
+
+    row = {"query_id": "q1", "cot": "c", "positive": "p", "negative": "n", "verdict": "yes"}
+    path = tmp_path / "toy_synthetic.jsonl"
+    text = r":1: query_id, cot, positive and negative must be text"
+    for rows, message in (([row, row], r":2: query 'q1' has a record already"),
+                          ([{**row, "query_id": 15}], text), ([{**row, "positive": None}], text)):
+        write_jsonl(path, rows)
+        with pytest.raises(DataError, match=message):
+            load_synthetic(path)
+    write_jsonl(path, [row, {**row, "query_id": "q2", "negative": ""}])  # v2 --no-negatives: empty
+    assert list(load_synthetic(path)) == ["q1", "q2"]
