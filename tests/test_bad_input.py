@@ -748,3 +748,11 @@ def test_a_synthetic_file_holds_one_text_record_per_query(tmp_path: Path) -> Non
             load_synthetic(path)
     write_jsonl(path, [row, {**row, "query_id": "q2", "negative": ""}])  # v2 --no-negatives: empty
     assert list(load_synthetic(path)) == ["q1", "q2"]
+
+
+def test_a_margin_needs_alternatives_to_compare_with() -> None:
+    from syntriever.llm.requests import logprob_margin
+
+    assert logprob_margin({"1": -0.1}, ["1"], ["2"]) is None  # top_logprobs null: unparseable, not ~0
+    assert logprob_margin({"1": -0.1, "x": -3.0}, ["1"], ["2"]) == pytest.approx(2.9)
+    assert logprob_margin({"1": -0.1, "2": -2.0}, ["1"], ["2"]) == pytest.approx(1.9)

@@ -197,10 +197,11 @@ def logprob_margin(
 ) -> float | None:
     """log P(``first``) - log P(``second``) among ``alternatives`` (see :func:`token_logprob`).
 
-    None when neither is listed; when only one is, the other is bounded by the lowest listed
+    None when neither is listed, or when only one token is (no alternatives returned: nothing to
+    compare with); when only one of the two is, the other is bounded by the lowest listed
     log-probability (it ranked below every alternative returned).
     """
-    if not alternatives:
+    if len(alternatives) < 2:
         return None
     lp_first, lp_second = token_logprob(alternatives, first), token_logprob(alternatives, second)
     if math.isinf(lp_first) and math.isinf(lp_second):
