@@ -37,8 +37,9 @@ from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.evaluation import current_result
 from syntriever.jsonl import write_json
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.metrics import bootstrap_ci, difference_x100, paired_bootstrap
-from syntriever.names import final_name, model_dir, seed_suffix, top_k_suffix
+from syntriever.names import final_name, judge_suffix, model_dir, seed_suffix, top_k_suffix
 from syntriever.paths import file_safe, portable
 from syntriever.provenance import CARD_NAME, check_same_run
 from syntriever.result_files import HEADLINE, result_path
@@ -93,7 +94,7 @@ def check_card(card: dict[str, Any], path: Path, teacher: str, args: argparse.Na
         differ.append(f"teacher/loss {card.get('teacher')}/{card.get('stage2_loss')}")
     if card.get("top_k") != args.top_k:
         differ.append(f"top-k {card.get('top_k')}")
-    _, pairs = pairs_preferences(args.dataset, args.model, args.pairs_from)  # as train_stage2.py runs
+    _, pairs = pairs_preferences(args.dataset, args.model, args.pairs_from, args.llm_model)  # as train_stage2
     if card.get("preferences_file") != portable(pairs.resolve()):
         differ.append(f"pairs {card.get('preferences_file')}")
     if differ:
@@ -132,6 +133,9 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=positive_int, default=None)
     parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--epochs", type=positive_float, default=None)
+    parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET,
+                        help="the judge whose answers give the pairs (default: the embedded judge, whose "
+                        "answers are committed; another one names its own report file)")
     parser.add_argument("--seed", type=int, default=None,
                         help="stage 2's training seed (default: train_stage2.py's); names models and file")
     args = parser.parse_args()
@@ -147,14 +151,15 @@ def main() -> None:
         raise UserError(f"{args.model!r} was trained on {train_split!r}, which holds the dev queries; "
                         f"evaluate on dev only a model trained with `--train-split {TRAIN_NODEV}`")
     flags = ["--loss", args.loss]
-    for flag, value in (("--pairs-from", args.pairs_from), ("--top-k", args.top_k),
+    judge = args.llm_model if judge_suffix(args.llm_model) else None
+    for flag, value in (("--llm-model", judge), ("--pairs-from", args.pairs_from), ("--top-k", args.top_k),
                         ("--max-seq-length", args.max_seq_length),
                         ("--batch-size", args.batch_size), ("--epochs", args.epochs), ("--seed", args.seed)):
         if value is not None:
             flags += [flag, str(value)]
     out = ROOT / "benchmarks" / "results" / (
         f"stage2_teachers-{file_safe(args.model)}-{args.dataset}-{args.split}-{args.loss}"
-        + top_k_suffix(args.top_k) + seed_suffix(args.seed) + ".json")
+        + top_k_suffix(args.top_k) + seed_suffix(args.seed) + judge_suffix(args.llm_model) + ".json")
     base = evaluated(args.model, args.dataset, args.split)
     report: dict[str, Any] = {
         "stage1_model": args.model, "dataset": args.dataset, "split": args.split,
@@ -169,7 +174,8 @@ def main() -> None:
                           top_k=args.top_k)
         card_path = model_dir(name, args.dataset) / CARD_NAME
         if not card_path.is_file():
-            step(["train_stage2.py", args.model, args.dataset, "--teacher", teacher, *flags])
+            judge_flags = [] if judge else ["--llm-model", args.llm_model]  # not the environment's default
+            step(["train_stage2.py", args.model, args.dataset, "--teacher", teacher, *flags, *judge_flags])
         card = json.loads(card_path.read_text())
         check_card(card, card_path, teacher, args)
         report["teachers"][teacher] = {

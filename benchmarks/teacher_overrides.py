@@ -24,7 +24,8 @@ from typing import Any
 
 from syntriever.cli import check_top_k, positive_int, run, setup_logging, teacher_list
 from syntriever.jsonl import read_json, write_json
-from syntriever.names import top_k_suffix
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET
+from syntriever.names import judge_suffix, top_k_suffix
 from syntriever.paths import file_safe
 from syntriever.provenance import check_same_run, command_line
 from syntriever.stage2 import (
@@ -68,13 +69,17 @@ def main() -> None:
                         help="every pair of the top K (train_stage2.py --top-k), not the judged pairs")
     parser.add_argument("--teachers", type=teacher_list, default=list(DEFAULT_TEACHERS),
                         help=f"comma-separated (default: {','.join(DEFAULT_TEACHERS)})")
+    parser.add_argument("--llm-model", default=DEFAULT_JUDGE_PRESET,
+                        help="the judge whose answers give the pairs (default: the embedded judge, whose "
+                        "answers are committed; another one names its own report file)")
     args = parser.parse_args()
     check_top_k(parser, args.teachers, args.top_k)
     setup_logging()
     _, split = trained_stage1(args.model, args.dataset)
-    pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from)
+    pairs_model, preferences = pairs_preferences(args.dataset, args.model, args.pairs_from, args.llm_model)
     order_model = order_model_for(args.model, pairs_model, args.dataset)
-    name = f"teacher_overrides-{file_safe(args.model)}-{args.dataset}{top_k_suffix(args.top_k)}.json"
+    name = (f"teacher_overrides-{file_safe(args.model)}-{args.dataset}{top_k_suffix(args.top_k)}"
+            f"{judge_suffix(args.llm_model)}.json")
     out = ROOT / "benchmarks" / "results" / name
     teachers = earlier_rows(out, split, pairs_model)
     compared = compared_pairs(args.dataset, preferences, pairs_model, split, order_model, args.top_k)

@@ -202,8 +202,9 @@ def split_qrels(folder: Path, split: str) -> tuple[Qrels, Path]:
             rows = carved.read_text(encoding="utf-8").splitlines()
             line = next(i for i, row in enumerate(rows, 1) if row.split("\t")[0] == stray[0])
             raise DataError(f"{carved}:{line}: query {stray[0]!r} is not judged so in the train qrels, "
-                            f"which the dev split is carved from; restore it with `git checkout {carved}` "
-                            f"or carve it again with `python datasets/make_dev_split.py {folder.name}`")
+                            f"which the dev split is carved from; restore it with `git checkout {carved}`, "
+                            f"or delete it and carve it again: `python datasets/make_dev_split.py "
+                            f"{folder.name}`")
         return dev, carved
     if split == TRAIN_NODEV:
         train_path = folder / "qrels" / "train.tsv"

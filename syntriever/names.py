@@ -127,6 +127,11 @@ def seed_suffix(seed: int | None) -> str:
     return "" if seed in (None, SEED) else f"-seed{seed}"
 
 
+def judge_suffix(judge: str) -> str:
+    """``-<judge tag>`` for a report over another judge's pairs than the embedded one's (none)."""
+    return "" if judge == EMBEDDED_LLM["judge"] else f"-{model_tag(judge)}"
+
+
 def top_k_suffix(top_k: int | None) -> str:
     """``-top<K>`` for a stage 2 over every pair of the top K (None: the judged pairs, no suffix)."""
     return "" if top_k is None else f"-top{top_k}"
@@ -190,7 +195,7 @@ _STAGE1 = re.compile(
 # a part of a name that is one of the options' tags, or a tag of --output-name habits (-L256, -bf16,
 # -6ep, -seed7), never part of an LLM's tag: such a name is not the default name of any LLM's data
 _OPTION_PART = re.compile(rf"{NO_COT}|{NO_SYNTHETIC}|{NO_VERIFY}|neg\w+|pull{_FLOAT}|{THEN_LABELLED}{_FLOAT}"
-                          r"|L\d+|bf16|fp32|\d+ep|seed\d+|v\d+")
+                          r"|L\d+|bf16|fp32|\d+ep|seed\d+")
 _STAGE2 = re.compile(
     rf"(?P<base>.+)-{FINAL}(?:-(?P<teacher>{'|'.join(TEACHERS[1:])}|{_FLIP_PERCENT.pattern}))?"
     rf"(?:-top(?P<topk>[0-9]+))?(?:-(?P<loss>{'|'.join(STAGE2_LOSSES[1:])}))?(?:-seed(?P<seed>[0-9]+))?"

@@ -352,7 +352,7 @@ def test_scripts_print_one_line_errors_with_the_next_command(tmp_path: Path) -> 
             "`python stage2/parse_comparison.py m-sft toy --llm-model") in line
     proc = script("run_pipeline.py", "nosuch", "--plan", env=env)
     (line,) = error_lines(proc)
-    assert proc.returncode == 1 and "would run" not in proc.stdout
+    assert proc.returncode == 1 and "would run" not in proc.stderr
     assert "'nosuch': no dataset at" in line and "not one of the BEIR datasets" in line
     assert line.endswith("once fixed, run again: python run_pipeline.py nosuch --plan")
     # a bad data file: one line naming file and line; --debug keeps the traceback
@@ -663,7 +663,8 @@ def test_training_refuses_an_output_folder_it_cannot_write_before_training(tmp_p
 
 def test_the_pipeline_refuses_what_would_fail_hours_in_at_its_start() -> None:
     for flags, message in ((["--compare-top-k", "1"], "--compare-top-k/--k: must be at least 2, got 1"),
-                           (["--judge-model", "nosuch"], "LLM 'nosuch' is neither an embedded model")):
+                           (["--judge-model", "nosuch", "--llm-backend", "local"],
+                            "LLM 'nosuch' is neither an embedded model")):
         proc = script("run_pipeline.py", "nosuchdataset", *flags, "--plan")
         assert proc.returncode in (1, 2) and message in proc.stderr and "would run" not in proc.stderr
 
@@ -692,6 +693,7 @@ def test_a_result_line_of_the_wrong_shape_is_no_result_and_is_asked_again(tmp_pa
              "choices-str": {"choices": "x"}, "content-int": body({"message": {"content": 123}}),
              "logprobs-str": body({**good, "logprobs": "x"}),
              "logprob-str": body({**good, "logprobs": {"content": [{"token": "1", "logprob": "high"}]}}),
+             "entry-null": body({**good, "logprobs": {"content": [None]}}),
              "top-str": body({**good, "logprobs": {"content": [{"token": "1", "logprob": -1.0,
                                                                  "top_logprobs": [{"token": "2"}]}]}})}
     path = tmp_path / "x.results.jsonl"

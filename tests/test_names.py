@@ -200,3 +200,9 @@ def test_an_output_name_of_options_is_not_read_as_another_llms_default_name() ->
     assert names.stage1_args("minilm-sft-gpt-4o-mini") == ["minilm", "--llm-model", "gpt-4o-mini"]
     assert names.stage1_args("minilm-sft-v2-qwen1.5b-nodev") == [
         "minilm", "--prompt-version", "v2", "--llm-model", "qwen1.5b", "--train-split", "train-nodev"]
+
+
+def test_a_report_over_another_judges_pairs_names_its_own_file() -> None:
+    assert names.judge_suffix(names.EMBEDDED_LLM["judge"]) == ""  # the committed reports keep their names
+    assert names.judge_suffix("gpt-4o") == "-gpt-4o"
+    assert names.judge_suffix("/models/Judge-7B.gguf") == "-Judge-7B"

@@ -292,7 +292,7 @@ def test_v2_writes_negatives_in_two_steps_chunk_by_chunk(
     assert json.loads(out.with_suffix(".summary.json").read_text())["sent_this_run"]["requests"] == 0
     assert all(not c for c in calls) and list(read_jsonl(out)) == records
     # other caps in the same folder would mix answers and replace the output: refused, nothing sent
-    with pytest.raises(UserError, match=r"max_tokens_passage 512 there, 128 now.*--llm-backend"):
+    with pytest.raises(UserError, match=r"max_tokens_passage 512 there, 128 now\); run with those, as `"):
         run_synthesis(toy_dataset(), CONFIG, replace(settings, max_tokens_passage=128))
     assert all(not c for c in calls) and list(read_jsonl(out)) == records
     assert other_query_text('  \n"Query: Does X cause Y?"') == "Does X cause Y?"

@@ -466,7 +466,7 @@ def test_teacher_benchmark_keeps_earlier_rows_and_refuses_other_flags(tmp_path: 
     with pytest.raises(UserError, match="stage 1 that scored 74.8 \\(now 74.6"):
         bench.previous_report(out, {**report, "stage1": {**report["stage1"], "ndcg10": 74.6}})
     args = argparse.Namespace(max_seq_length=256, batch_size=None, epochs=None, seed=None, loss="pl",
-                              pairs_from="p", model="s1", dataset="toy", top_k=None)
+                              pairs_from="p", model="s1", dataset="toy", top_k=None, llm_model="qwen1.5b")
     prefs = "generated/toy/comparison-v1-qwen1.5b-p/toy_preferences.jsonl"
     card = {"teacher": "judge", "stage2_loss": "pl", "preferences_file": prefs,
             "settings": {"max_seq_length": 256, "batch_size": 32}}

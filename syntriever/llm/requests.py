@@ -124,7 +124,8 @@ def _well_formed(body: dict[str, Any]) -> bool:
     entries = (logprobs or {}).get("content") or [] if isinstance(logprobs, dict | None) else None
     if not isinstance(entries, list):
         return False
-    return all(_is_token(e, "logprob" not in e) and isinstance(e.get("top_logprobs") or [], list)
+    return all(isinstance(e, dict) and _is_token(e, "logprob" not in e)
+               and isinstance(e.get("top_logprobs") or [], list)
                and all(_is_token(a) for a in e.get("top_logprobs") or []) for e in entries)
 
 

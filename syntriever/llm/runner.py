@@ -110,9 +110,11 @@ def check_same_setup(summaries: Iterable[Path], settings: Mapping[str, Any], key
     or caps, and the run's complete output replaced."""
     for summary in summaries:
         fix = f"restore it with `git checkout {summary}`, or move the folder away to start anew"
-        before = read_json(summary, fix).get("settings") or {}
+        record = read_json(summary, fix)
+        before = record.get("settings") or {}
         changed = sorted(k for k in keys if k in before and before[k] != settings[k])
         if changed:
             differ = ", ".join(f"{k} {before[k]!r} there, {settings[k]!r} now" for k in changed)
-            raise UserError(f"{summary}: this run folder was made with other settings ({differ}); run "
-                            "with those (e.g. the same --llm-backend and caps), or move the folder away")
+            again = (record.get("commands") or ["its command (the same --llm-backend and caps)"])[-1]
+            raise UserError(f"{summary}: this run folder was made with other settings ({differ}); run with "
+                            f"those, as `{again}`, or move the folder away")
