@@ -39,6 +39,8 @@ def command_line(argv: Sequence[str] | None = None) -> str | None:
     script = Path(argv[0]).resolve()
     if script.suffix != ".py" or not script.is_relative_to(ROOT):
         return None
+    if any(part.startswith(".") for part in script.relative_to(ROOT).parts):  # e.g. .venv/.../pytest
+        return None
     return redact(shlex.join(["python", str(script.relative_to(ROOT)), *argv[1:]]))
 
 

@@ -22,7 +22,8 @@ def test_command_line_of_a_repository_script() -> None:
     assert command_line(nested) == "python stage2/parse_comparison.py minilm-sft scifact"
 
 
-@pytest.mark.parametrize("argv", [["/usr/bin/pytest", "-q"], ["-c"], [], ["/tmp/elsewhere.py", "x"]])
+@pytest.mark.parametrize("argv", [["/usr/bin/pytest", "-q"], ["-c"], [], ["/tmp/elsewhere.py", "x"],
+                                  [str(ROOT / ".venv" / "lib" / "site-packages" / "pytest" / "__main__.py")]])
 def test_command_line_is_none_outside_the_scripts(argv: list[str]) -> None:
     assert command_line(argv) is None
 
