@@ -63,6 +63,14 @@ def tiny_st_model(tiny_st_model_dir: Path):
     return model
 
 
+@pytest.fixture(autouse=True)
+def no_api_in_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests never see the user's API key or endpoint (nor pass them to the scripts they run):
+    no test sends a paid request, and every default is the one of a machine without them."""
+    for var in ("OPENAI_API_KEY", "SYNTRIEVER_LLM_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip when ``condition`` is false, except in CI (``CI=true``), where a missing prerequisite
     (the shared data, the llama-server binary) is a failure, not a skip."""
