@@ -142,6 +142,9 @@ def save_model(model: SentenceTransformer, out_dir: Path, card: dict[str, Any]) 
     saving leaves the previous model (if any) complete. Between the two renames of a replacement
     the previous model sits in ``.<name>.old-<pid>`` beside it."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.saving-*"):  # left by a killed run
+        if not _alive(stale.name.rsplit("-", 1)[-1]):
+            shutil.rmtree(stale, ignore_errors=True)
     scratch = out_dir.parent / f".{out_dir.name}.saving-{os.getpid()}"
     old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -163,6 +166,17 @@ def save_model(model: SentenceTransformer, out_dir: Path, card: dict[str, Any]) 
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    """Whether the process ``pid`` (a folder name's suffix) still runs."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def main_process() -> bool:
