@@ -39,7 +39,7 @@ from syntriever.cli import (
     setup_logging,
     teacher_name,
 )
-from syntriever.data import TRAIN_NODEV, load_dataset
+from syntriever.data import TRAIN_NODEV, split_qrels
 from syntriever.encoders import load_encoder
 from syntriever.jsonl import DataError, read_json
 from syntriever.llm.config import default_model
@@ -53,7 +53,7 @@ from syntriever.names import (
     model_dir,
     teacher_choices,
 )
-from syntriever.paths import check_name, portable
+from syntriever.paths import check_name, dataset_dir, portable
 from syntriever.profiles import REMOTE_LLM, describe_training
 from syntriever.stage2 import (
     build_preference_examples,
@@ -132,7 +132,7 @@ def main() -> None:
                         f"; make them with `{make}`"))
     model = load_encoder(args.model, args.dataset)
     if args.preferences:
-        queries = load_dataset(args.dataset, split).queries
+        queries, _ = split_qrels(dataset_dir(args.dataset), split)  # the split's query ids, no corpus
         triples, report = load_preferences(pref_file, queries), {"teacher": JUDGE, "split": split}
     else:
         order_model = order_model_for(args.model, pairs_model, args.dataset, model)
