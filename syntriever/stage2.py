@@ -49,8 +49,7 @@ from syntriever.judge import (
     preferences_path,
 )
 from syntriever.likelihood import likelihood_path, load_likelihoods, with_likelihood
-from syntriever.llm.config import LLMConfig, default_model
-from syntriever.llm.local import DEFAULT_JUDGE_PRESET
+from syntriever.llm.config import LLMConfig
 from syntriever.llm.requests import load_results
 from syntriever.names import model_dir, name_split, top_k_error
 from syntriever.paths import file_safe, portable
@@ -101,14 +100,12 @@ def build_preference_examples(triples: list[dict[str, Any]], model: SentenceTran
 
 
 def pairs_preferences(
-    dataset: str, model: str, pairs_from: str | None = None, llm_model: str | None = None,
+    dataset: str, model: str, pairs_from: str | None, llm_model: str,
 ) -> tuple[str, Path]:
     """The stage-1 model whose judged pairs stage 2 of ``model`` uses (``pairs_from``, else
-    ``model`` itself) and the preferences file the judge ``llm_model`` (default: the one
-    ``stage2/parse_comparison.py`` uses without ``--llm-model``) wrote for it."""
+    ``model`` itself) and the preferences file the judge ``llm_model`` wrote for it."""
     pairs_model = pairs_from or model
-    judge = llm_model or default_model(DEFAULT_JUDGE_PRESET)
-    return pairs_model, preferences_path(dataset, LLMConfig(model=judge), pairs_model)
+    return pairs_model, preferences_path(dataset, LLMConfig(model=llm_model), pairs_model)
 
 
 def stage1_split(model: str, folder: Path) -> str:
