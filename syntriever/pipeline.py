@@ -28,7 +28,7 @@ from typing import Any
 from syntriever.errors import UserError
 from syntriever.jsonl import read_json, sha256_file, write_json
 from syntriever.llm.config import LLMConfig
-from syntriever.llm.cost import PRICES_PER_M, usd
+from syntriever.llm.cost import usd
 from syntriever.paths import ROOT, dataset_dir, output_root
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Pipeline:
         fix = f"run the step again: python {' '.join(step.args)} (LLM answers are reused)"
         sent = read_json(step.summary, fix).get("sent_this_run") or {}
         tokens_in, tokens_out = int(sent.get("prompt_tokens", 0)), int(sent.get("completion_tokens", 0))
-        price = step.llm.prices or PRICES_PER_M.get(step.llm.model)
+        price = step.llm.prices
         cost = usd(tokens_in, tokens_out, price, step.llm.backend == "batch") if price else None
         return tokens_in, tokens_out, cost
 

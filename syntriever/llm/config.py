@@ -18,7 +18,7 @@ from typing import Any
 
 from syntriever.errors import UserError
 from syntriever.jsonl import read_json
-from syntriever.llm.cost import Estimate, estimate
+from syntriever.llm.cost import PRICES_PER_M, Estimate, estimate
 from syntriever.llm.local import DEFAULT_PRESET, PRESETS, gguf_path, model_sha256
 from syntriever.llm.secrets import api_key, redact
 from syntriever.profiles import REMOTE_LLM
@@ -52,12 +52,15 @@ class LLMConfig:
 
     @property
     def prices(self) -> tuple[float, float] | None:
-        """``(price_in, price_out)`` when given, else None (the estimate takes the list price)."""
-        return None if self.price_in is None else (self.price_in, self.price_out)
+        """USD per 1M input and output tokens: ``(price_in, price_out)`` when given, else the remote
+        model's list price (:data:`PRICES_PER_M`); None for the embedded model or an unlisted one."""
+        if self.price_in is not None:
+            return self.price_in, self.price_out
+        return None if self.is_local else PRICES_PER_M.get(self.model)
 
     def estimate(self, requests: list[dict[str, Any]]) -> Estimate:
         """Tokens and cost of ``requests`` (no cost for the embedded model)."""
-        return estimate(requests, None if self.is_local else self.model, self.backend == "batch", self.prices)
+        return estimate(requests, None, self.backend == "batch", self.prices)
 
     @property
     def is_local(self) -> bool:
