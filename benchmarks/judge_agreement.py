@@ -1,6 +1,6 @@
 """Benchmark: how often an LLM judge prefers the labelled-relevant passage of a pair.
 
-    python benchmarks/judge_agreement.py [--pairs 40] [--llm-model qwen0.5b] [--judge-mode logprobs]
+    python benchmarks/judge_agreement.py [--pairs 40] [--llm-model qwen1.5b] [--judge-mode logprobs]
         [--judge-max-chars 600,1500]
 
 Pairs come from SciFact's train split and the stage-1 retrieval file
@@ -17,6 +17,9 @@ both, under one only, under neither, and the exact McNemar p-value of the disagr
 then is ``judge_agreement-<llm>-<mode>-chars<A>-<B>.json`` (``whole`` for 0; a single length other
 than the default: ``...-chars<A>.json``); its top-level fields are the first length's, ``lengths``
 holds each.
+
+Without ``--llm-model`` the judge is the one ``stage2/parse_comparison.py`` would use: the embedded
+judge, or the remote default where an API key or base URL is set.
 
 Resumable: the judge's answers are kept per setting under
 ``$SYNTRIEVER_CACHE/benchmarks/judge_agreement/``; the same command again sends only the requests
@@ -44,6 +47,7 @@ from syntriever.judge import (
     comparison_requests,
 )
 from syntriever.llm.config import LLMConfig
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.llm.runner import execute_requests
 from syntriever.paths import cache_root, file_safe
 from syntriever.profiles import EMBEDDED, JUDGE
@@ -54,7 +58,7 @@ def labelled_pairs(dataset: str, model: str, n: int) -> list[dict]:
     """Retrieval records cut to two passages: (relevant, non-relevant), in stage-1 rank order."""
     qrels = load_dataset(dataset, "train").qrels
     out = []
-    for rec in attach_texts(load_retrieval(retrieval_path(dataset, model)), dataset, 5):
+    for rec in attach_texts(load_retrieval(retrieval_path(dataset, model), model), dataset, 5):
         top = list(zip(rec["doc_ids"][:5], rec["texts"][:5], strict=False))
         rel = [(d, t) for d, t in top if qrels[rec["query_id"]].get(d, 0) > 0]
         non = [(d, t) for d, t in top if qrels[rec["query_id"]].get(d, 0) <= 0]
@@ -134,7 +138,7 @@ def main() -> None:
     parser.add_argument("--judge-mode", choices=["text", "logprobs"], default="logprobs")
     parser.add_argument("--judge-max-chars", type=parse_lengths, default=[JUDGE[EMBEDDED]["max_chars"]],
                         help="passage length(s) in the judge's prompt, comma-separated; 0 = whole passages")
-    args, config = parse_llm_cli(parser, local_concurrency=2)
+    args, config = parse_llm_cli(parser, local_concurrency=2, local_model=DEFAULT_JUDGE_PRESET)
     records = labelled_pairs(args.dataset, args.model, args.pairs)
     settings_per_length = [ComparisonSettings(k=2, judge_mode=args.judge_mode, max_chars=n)
                            for n in args.judge_max_chars]

@@ -52,7 +52,7 @@ def main() -> None:
     config = LLMConfig(backend="local", model=args.llm_model)
     answers = answers_path(comparison_dir(args.dataset, config, args.model), settings)
     results = load_results(answers)
-    retrieved = load_retrieval(retrieval_path(args.dataset, args.model))
+    retrieved = load_retrieval(retrieval_path(args.dataset, args.model), args.model)
     records = attach_texts(retrieved, args.dataset, args.compare_top_k)
     pairs = candidate_pairs(args.compare_top_k)
     done = [rec for rec in records if all(

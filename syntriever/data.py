@@ -188,29 +188,34 @@ def split_qrels(folder: Path, split: str) -> tuple[Qrels, Path]:
     ``dev`` is the dataset's own ``qrels/dev.tsv`` when it has one, else the split carved from its
     train queries (:func:`carved_dev_path`); ``train-nodev`` is ``train`` without the dev queries.
     """
-    own = folder / "qrels" / f"{split}.tsv"
+    own, train_path = folder / "qrels" / f"{split}.tsv", folder / "qrels" / "train.tsv"
     if split == DEV and not own.is_file():
-        carved = carved_dev_path(folder.name)
-        if not carved.is_file():
-            raise DataError(
-                f"{carved}: {folder.name} has no dev split; carve one from its train queries with "
-                f"`python datasets/make_dev_split.py {folder.name}`"
-            )
-        dev, train = load_qrels(carved), load_qrels(folder / "qrels" / "train.tsv")
-        stray = [q for q in dev if not dev[q].items() <= train.get(q, {}).items()]  # not from train
-        if stray:
-            rows = carved.read_text(encoding="utf-8").splitlines()
-            line = next(i for i, row in enumerate(rows, 1) if row.split("\t")[0] == stray[0])
-            raise DataError(f"{carved}:{line}: query {stray[0]!r} is not judged so in the train qrels, "
-                            f"which the dev split is carved from; restore it with `git checkout {carved}`, "
-                            f"or delete it and carve it again: `python datasets/make_dev_split.py "
-                            f"{folder.name}`")
-        return dev, carved
+        return _carved_dev(folder, load_qrels(train_path))
     if split == TRAIN_NODEV:
-        train_path = folder / "qrels" / "train.tsv"
-        dev, _ = split_qrels(folder, DEV)
-        return {q: d for q, d in load_qrels(train_path).items() if q not in dev}, train_path
+        train, own_dev = load_qrels(train_path), folder / "qrels" / f"{DEV}.tsv"
+        dev = load_qrels(own_dev) if own_dev.is_file() else _carved_dev(folder, train)[0]
+        return {q: d for q, d in train.items() if q not in dev}, train_path
     return load_qrels(own), own
+
+
+def _carved_dev(folder: Path, train: Qrels) -> tuple[Qrels, Path]:
+    """The dev split carved from the dataset's ``train`` qrels, checked against them."""
+    carved = carved_dev_path(folder.name)
+    if not carved.is_file():
+        raise DataError(
+            f"{carved}: {folder.name} has no dev split; carve one from its train queries with "
+            f"`python datasets/make_dev_split.py {folder.name}`"
+        )
+    dev = load_qrels(carved)
+    stray = [q for q in dev if not dev[q].items() <= train.get(q, {}).items()]  # not from train
+    if stray:
+        rows = carved.read_text(encoding="utf-8").splitlines()
+        line = next(i for i, row in enumerate(rows, 1) if row.split("\t")[0] == stray[0])
+        raise DataError(f"{carved}:{line}: query {stray[0]!r} is not judged so in the train qrels, "
+                        f"which the dev split is carved from; restore it with `git checkout {carved}`, "
+                        f"or delete it and carve it again: `python datasets/make_dev_split.py "
+                        f"{folder.name}`")
+    return dev, carved
 
 
 def carve_dev_split(

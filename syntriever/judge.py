@@ -332,7 +332,7 @@ def run_comparisons(
     if not source.is_file():
         raise DataError(f"{source}: retrieval file not found; make it with "
                         f"`python retrieval.py {model_name} {dataset}`")
-    records = load_retrieval(source)[:limit]
+    records = load_retrieval(source, model_name)[:limit]
     stray = next((r["query_id"] for r in records if qrels is not None and r["query_id"] not in qrels), None)
     if stray is not None:  # the judge would be asked about a query stage 2 never trains on
         raise DataError(f"{source}: query {stray!r} is not a training query of {dataset}; make the file "

@@ -399,10 +399,10 @@ def retrieve_training_queries(
     return out
 
 
-def load_retrieval(path: Path) -> list[dict[str, Any]]:
-    """Read a retrieval file, checking every line (one record per query, each passage once)."""
+def load_retrieval(path: Path, model: str | None = None) -> list[dict[str, Any]]:
+    """Read ``model``'s retrieval file, checking every line (one record per query, each passage once)."""
     records, seen = [], set()
-    make = f"`python retrieval.py {path.stem.removeprefix('retrieval-')} {path.parent.name}`"
+    make = f"`python retrieval.py {model or path.stem.removeprefix('retrieval-')} {path.parent.name}`"
     for line, rec in read_jsonl_numbered(path):
         for key in RETRIEVAL_KEYS:
             if key not in rec:

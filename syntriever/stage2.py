@@ -50,6 +50,7 @@ from syntriever.judge import (
 )
 from syntriever.likelihood import likelihood_path, load_likelihoods, with_likelihood
 from syntriever.llm.config import LLMConfig
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.llm.requests import load_results
 from syntriever.names import model_dir, name_split, top_k_error
 from syntriever.paths import file_safe, portable
@@ -183,10 +184,14 @@ def compared_pairs(
         raise DataError(f"{answers}: judge answers not found; make them with `{make}`")
     qrels = load_dataset(dataset, split).qrels
     source = retrieval_path(dataset, pairs_model)
-    records = [rec for rec in load_retrieval(source) if rec["query_id"] in qrels]
+    records = [rec for rec in load_retrieval(source, pairs_model) if rec["query_id"] in qrels]
     if not records:
         raise DataError(f"{source}: no query of split {split!r}; make it with "
                         f"`python retrieval.py {pairs_model} {dataset}`")
+    if len(records) < len(qrels):  # e.g. a file made for another split: stage 2 would train on fewer
+        logger.warning("%s: %d of the %d queries of split %r have no retrieval record; stage 2 leaves "
+                       "them out (make the file again with `python retrieval.py %s %s` to use them)",
+                       portable(source), len(qrels) - len(records), len(qrels), split, pairs_model, dataset)
     if top_k is not None:
         settings = dataclasses.replace(settings, k=top_k, pairs=None)
     records = attach_texts(records, dataset, settings.k)
@@ -211,15 +216,17 @@ def order_model_for(
 
 def _likelihood_pairs(
     pairs: list[Pair], teacher: str, qrels: dict[str, dict[str, int]], preferences: Path, pairs_model: str,
-    dataset: str, top_k: int | None = None,
+    dataset: str, judge: str, top_k: int | None = None,
 ) -> tuple[list[Pair], dict[str, Any]]:
     """``pairs`` with the query likelihood's verdicts and the report's record of them; refuses
     scores that do not cover every pair the teacher decides (the checkable ones for a
-    ``-checkable`` teacher), which would silently make it another teacher."""
+    ``-checkable`` teacher), which would silently make it another teacher. ``judge``: the LLM
+    whose comparison folder holds the scores (the command that makes them names it)."""
     scores_file = likelihood_path(preferences.parent)
     checkable_only = LIKELIHOOD_OF[teacher] in CHECKABLE_ONLY
     scope = f" --top-k {top_k}" if top_k is not None else " --checkable-only" if checkable_only else ""
-    make = f"python stage2/score_likelihood.py MODEL {dataset} --pairs-from {pairs_model}{scope}"
+    make = (f"python stage2/score_likelihood.py MODEL {dataset} --pairs-from {pairs_model}{scope} "
+            f"--llm-model {judge}")
     scores, cut = load_likelihoods(scores_file)
     scored = with_likelihood(pairs, scores)
     needed = [p for p in scored if not checkable_only or p.checkable_truth(qrels) is not None]
@@ -262,8 +269,9 @@ def teacher_preferences(
         raise ValueError(f"the given pairs were made with {compared.made_with}, not {made_with}")
     pairs, extra = compared.pairs, {}
     if teacher in LIKELIHOOD_OF:
+        judge = compared.judged.get("llm", {}).get("model", DEFAULT_JUDGE_PRESET)
         pairs, extra = _likelihood_pairs(pairs, teacher, compared.qrels, preferences, pairs_model, dataset,
-                                         top_k)
+                                         judge, top_k)
     triples, report = teach(pairs, teacher, compared.qrels, min_pairs)
     report.update(split=split, queries=compared.queries, pairs_model=pairs_model,
                   order_from="the trained stage-1 model's scores" if order_model is not None

@@ -633,6 +633,10 @@ def test_an_unknown_embedded_llm_is_refused_before_anything_is_written(
     path.write_text(json.dumps({**row, "doc_ids": ["d1", "d1"]}) + "\n")
     with pytest.raises(DataError, match=r"retrieval-m-sft.jsonl:1: .* a passage twice"):
         load_retrieval(path)
+    hub = folder / "retrieval-org__m.jsonl"  # a hub model's file: the hint names the model, not the file
+    hub.write_text("")
+    with pytest.raises(DataError, match=r"`python retrieval.py org/m toy`"):
+        load_retrieval(hub, "org/m")
 
 
 def test_training_flags_refuse_numbers_that_would_train_nothing_or_diverge(

@@ -190,7 +190,7 @@ def test_likelihood_verdicts_replace_the_judges_and_drive_its_teachers() -> None
 
 
 def test_likelihood_teacher_reads_the_scores_beside_the_judges_answers(toy: dict[str, Any]) -> None:  # noqa: F811
-    make = "`python stage2/score_likelihood.py MODEL toy --pairs-from m-sft`"
+    make = "`python stage2/score_likelihood.py MODEL toy --pairs-from m-sft --llm-model judge-test`"
     with pytest.raises(DataError, match=f"12 of the 12 .* {make}"):
         teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train")
     # the judge prefers the lower doc id; the likelihood the higher one

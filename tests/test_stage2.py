@@ -691,17 +691,28 @@ def test_the_order_model_is_the_trained_model_only_for_another_models_pairs(
 def test_trainers_read_what_the_llm_scripts_write_without_llm_model(monkeypatch, env) -> None:
     """Without --llm-model, train_stage1.py and train_stage2.py look for the data of the LLM that
     parse_synthetic.py and parse_comparison.py would use in the same environment."""
-    from syntriever.llm.config import add_llm_args, config_from_args
+    from syntriever import cli
     from syntriever.llm.local import DEFAULT_JUDGE_PRESET, DEFAULT_PRESET
+
+    class Parsed(Exception):
+        """Raised with the LLM script's configuration once its flags are read."""
+
+    def parse_and_stop(*args: Any, **kwargs: Any) -> None:
+        raise Parsed(cli.parse_llm_cli(*args, **kwargs)[1])
 
     for var in ("OPENAI_API_KEY", "SYNTRIEVER_LLM_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
-    scripts = (("train_stage1.py", DEFAULT_PRESET), ("train_stage2.py", DEFAULT_JUDGE_PRESET))
-    for script, local_model in scripts:
-        llm_script = argparse.ArgumentParser()
-        add_llm_args(llm_script, local_model=local_model)
-        writes = config_from_args(llm_script.parse_args([])).model
+    scripts = (("train_stage1.py", "datasets/parse_synthetic.py", ["scifact"], DEFAULT_PRESET),
+               ("train_stage2.py", "stage2/parse_comparison.py", ["minilm-sft", "scifact"],
+                DEFAULT_JUDGE_PRESET))
+    for script, llm_script, argv, local_model in scripts:
+        module = load_script(llm_script)
+        monkeypatch.setattr(module, "parse_llm_cli", parse_and_stop)
+        monkeypatch.setattr("sys.argv", [llm_script, *argv])
+        with pytest.raises(Parsed) as parsed:
+            module.main()
+        writes = parsed.value.args[0].model
         reads = load_script(script).build_parser().parse_args(["minilm-sft", "scifact"]).llm_model
         assert reads == writes == (local_model if not env else "gpt-4o"), (script, env)

@@ -346,6 +346,18 @@ def test_prebuilt_compared_pairs_teach_as_the_built_ones(toy: dict[str, Any]) ->
         teacher_preferences("toy", toy["prefs"], "m-sft", ORACLE, TRAIN_NODEV, top_k=3, compared=compared)
 
 
+def test_queries_missing_from_the_retrieval_file_are_warned_about(
+    toy: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    compared_pairs("toy", toy["prefs"], "m-sft", "train")
+    assert "no retrieval record" not in caplog.text
+    source = paths.generated_root() / "toy" / "retrieval-m-sft.jsonl"
+    source.write_text("".join(source.read_text().splitlines(keepends=True)[:2]))  # q1, q2 only
+    compared = compared_pairs("toy", toy["prefs"], "m-sft", "train")
+    assert compared.queries == 2
+    assert "2 of the 4 queries of split 'train' have no retrieval record" in caplog.text
+
+
 def test_oracle_on_train_nodev_uses_only_train_nodev_labels(toy: dict[str, Any]) -> None:
     triples, report = teacher_preferences("toy", toy["prefs"], "m-sft", ORACLE, TRAIN_NODEV)
     # each query has one relevant passage among 3: 2 checkable pairs per query, 1 unlabelled
