@@ -201,8 +201,8 @@ def main() -> None:
             len(configs) * max(1, round(args.queries / len(configs))))
     settings = ComparisonSettings.for_profile(EMBEDDED)
     llm = LLMConfig(backend="local", model=args.llm_model)
-    records = attach_texts(load_retrieval(retrieval_path("scifact", "minilm-sft"))[:args.queries],
-                           "scifact", settings.k)
+    retrieved = load_retrieval(retrieval_path("scifact", "minilm-sft"), "minilm-sft")
+    records = attach_texts(retrieved[:args.queries], "scifact", settings.k)
     # per configuration, the requests of each query (a configuration may change the prompt)
     config_blocks = {c.name: [comparison_requests([rec], llm, dataclasses.replace(settings, **c.settings))
                               for rec in records] for c in configs}

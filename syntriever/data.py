@@ -190,7 +190,7 @@ def split_qrels(folder: Path, split: str) -> tuple[Qrels, Path]:
     """
     own, train_path = folder / "qrels" / f"{split}.tsv", folder / "qrels" / "train.tsv"
     if split == DEV and not own.is_file():
-        return _carved_dev(folder, load_qrels(train_path))
+        return _carved_dev(folder)
     if split == TRAIN_NODEV:
         train, own_dev = load_qrels(train_path), folder / "qrels" / f"{DEV}.tsv"
         dev = load_qrels(own_dev) if own_dev.is_file() else _carved_dev(folder, train)[0]
@@ -198,8 +198,8 @@ def split_qrels(folder: Path, split: str) -> tuple[Qrels, Path]:
     return load_qrels(own), own
 
 
-def _carved_dev(folder: Path, train: Qrels) -> tuple[Qrels, Path]:
-    """The dev split carved from the dataset's ``train`` qrels, checked against them."""
+def _carved_dev(folder: Path, train: Qrels | None = None) -> tuple[Qrels, Path]:
+    """The dev split carved from the dataset's train qrels (``train``, else read), checked against them."""
     carved = carved_dev_path(folder.name)
     if not carved.is_file():
         raise DataError(
@@ -207,6 +207,7 @@ def _carved_dev(folder: Path, train: Qrels) -> tuple[Qrels, Path]:
             f"`python datasets/make_dev_split.py {folder.name}`"
         )
     dev = load_qrels(carved)
+    train = train if train is not None else load_qrels(folder / "qrels" / "train.tsv")
     stray = [q for q in dev if not dev[q].items() <= train.get(q, {}).items()]  # not from train
     if stray:
         rows = carved.read_text(encoding="utf-8").splitlines()

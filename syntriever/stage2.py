@@ -36,7 +36,7 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 
 from syntriever import prompts
-from syntriever.data import load_dataset
+from syntriever.data import load_dataset, relevant_query_ids
 from syntriever.encoders import add_prefix, load_encoder, resolve
 from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_json, read_jsonl_numbered
@@ -188,10 +188,11 @@ def compared_pairs(
     if not records:
         raise DataError(f"{source}: no query of split {split!r}; make it with "
                         f"`python retrieval.py {pairs_model} {dataset}`")
-    if len(records) < len(qrels):  # e.g. a file made for another split: stage 2 would train on fewer
-        logger.warning("%s: %d of the %d queries of split %r have no retrieval record; stage 2 leaves "
-                       "them out (make the file again with `python retrieval.py %s %s` to use them)",
-                       portable(source), len(qrels) - len(records), len(qrels), split, pairs_model, dataset)
+    if len(records) < (wanted := len(relevant_query_ids(qrels))):  # retrieval.py writes these queries
+        logger.warning("%s: %d of the %d queries of split %r with a relevant passage have no retrieval "
+                       "record; stage 2 leaves them out (make the file again with `python retrieval.py %s "
+                       "%s` to use them)", portable(source), wanted - len(records), wanted, split,
+                       pairs_model, dataset)
     if top_k is not None:
         settings = dataclasses.replace(settings, k=top_k, pairs=None)
     records = attach_texts(records, dataset, settings.k)
@@ -216,24 +217,29 @@ def order_model_for(
 
 def _likelihood_pairs(
     pairs: list[Pair], teacher: str, qrels: dict[str, dict[str, int]], preferences: Path, pairs_model: str,
-    dataset: str, judge: str, top_k: int | None = None,
+    dataset: str, judge: dict[str, str], top_k: int | None = None,
 ) -> tuple[list[Pair], dict[str, Any]]:
     """``pairs`` with the query likelihood's verdicts and the report's record of them; refuses
     scores that do not cover every pair the teacher decides (the checkable ones for a
     ``-checkable`` teacher), which would silently make it another teacher. ``judge``: the LLM
-    whose comparison folder holds the scores (the command that makes them names it)."""
+    whose comparison folder holds the scores (``backend``, ``model``), which scores them."""
     scores_file = likelihood_path(preferences.parent)
     checkable_only = LIKELIHOOD_OF[teacher] in CHECKABLE_ONLY
     scope = f" --top-k {top_k}" if top_k is not None else " --checkable-only" if checkable_only else ""
-    make = (f"python stage2/score_likelihood.py MODEL {dataset} --pairs-from {pairs_model}{scope} "
-            f"--llm-model {judge}")
+    scorer = judge["model"] if judge["backend"] == "local" else DEFAULT_JUDGE_PRESET
+    make = (f"`python stage2/score_likelihood.py MODEL {dataset} --pairs-from {pairs_model}{scope} "
+            f"--llm-model {scorer}` (MODEL: the stage-1 model)")
+    if judge["backend"] != "local":  # score_likelihood.py runs the LLM of the judge's folder here
+        make = (f"an embedded LLM, on pairs it judged ({judge['model']}, {judge['backend']}, judged these): "
+                f"`python stage2/parse_comparison.py {pairs_model} {dataset} --llm-model {scorer}`, then "
+                f"{make}, and train with --llm-model {scorer}")
     scores, cut = load_likelihoods(scores_file)
     scored = with_likelihood(pairs, scores)
     needed = [p for p in scored if not checkable_only or p.checkable_truth(qrels) is not None]
     missing = sum(p.verdict.status == "missing" for p in needed)
     if missing:
         raise DataError(f"{scores_file}: {missing} of the {len(needed)} pairs teacher {teacher} decides have "
-                        f"no query likelihood score; make them with `{make}` (MODEL: the stage-1 model)")
+                        f"no query likelihood score; make them with {make}")
     return scored, {
         "verdicts_from": "query likelihood (the report's judge_* fields are its figures)",
         "likelihood_file": portable(scores_file.resolve()), "likelihood_max_chars": cut,
@@ -269,7 +275,7 @@ def teacher_preferences(
         raise ValueError(f"the given pairs were made with {compared.made_with}, not {made_with}")
     pairs, extra = compared.pairs, {}
     if teacher in LIKELIHOOD_OF:
-        judge = compared.judged.get("llm", {}).get("model", DEFAULT_JUDGE_PRESET)
+        judge = compared.judged.get("llm") or {"backend": "local", "model": DEFAULT_JUDGE_PRESET}
         pairs, extra = _likelihood_pairs(pairs, teacher, compared.qrels, preferences, pairs_model, dataset,
                                          judge, top_k)
     triples, report = teach(pairs, teacher, compared.qrels, min_pairs)

@@ -35,6 +35,10 @@ def test_dev_and_train_nodev_splits_load(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(paths, "ROOT", tmp_path / "repo")
     with pytest.raises(DataError, match="make_dev_split.py toy"):
         load_dataset(folder, DEV)
+    train = (folder / "qrels" / "train.tsv").rename(folder / "qrels" / "train.kept")
+    with pytest.raises(DataError, match="toy has no dev split; carve one"):  # no train qrels: still says so
+        load_dataset(folder, DEV)
+    train.rename(folder / "qrels" / "train.tsv")
     write_qrels(data.carved_dev_path("toy"), {"q2": {"d1": 1}})
     assert load_qrels(data.carved_dev_path("toy")) == {"q2": {"d1": 1}}
     dev, nodev = load_dataset(folder, DEV), load_dataset(folder, TRAIN_NODEV)

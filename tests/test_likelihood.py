@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +14,7 @@ import pytest
 
 from syntriever import prompts
 from syntriever.errors import UserError
-from syntriever.jsonl import DataError, read_jsonl, write_jsonl
+from syntriever.jsonl import DataError, read_jsonl, write_json, write_jsonl
 from syntriever.judge import ComparisonSettings, answers_path
 from syntriever.likelihood import (
     LikelihoodClient,
@@ -24,6 +25,7 @@ from syntriever.likelihood import (
     token_grammar,
     with_likelihood,
 )
+from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.stage2 import compared_pairs, teacher_preferences
 from syntriever.teachers import (
     JUDGE_RETRIEVER_CHECKABLE,
@@ -190,8 +192,16 @@ def test_likelihood_verdicts_replace_the_judges_and_drive_its_teachers() -> None
 
 
 def test_likelihood_teacher_reads_the_scores_beside_the_judges_answers(toy: dict[str, Any]) -> None:  # noqa: F811
-    make = "`python stage2/score_likelihood.py MODEL toy --pairs-from m-sft --llm-model judge-test`"
-    with pytest.raises(DataError, match=f"12 of the 12 .* {make}"):
+    # the toy's pairs were judged by a remote LLM, which cannot score them: judge with an embedded one
+    with pytest.raises(DataError, match=f"12 of the 12 .* embedded LLM, on pairs it judged .*judge-test.* "
+                       f"`python stage2/parse_comparison.py m-sft toy --llm-model {DEFAULT_JUDGE_PRESET}`, "
+                       f"then `python stage2/score_likelihood.py MODEL toy --pairs-from m-sft --llm-model "
+                       f"{DEFAULT_JUDGE_PRESET}`"):
+        teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train")
+    summary = toy["prefs"].with_suffix(".summary.json")  # judged by an embedded LLM: it scores them
+    write_json(summary, {**json.loads(summary.read_text()), "llm": {"backend": "local", "model": "qwen0.5b"}})
+    make = "`python stage2/score_likelihood.py MODEL toy --pairs-from m-sft --llm-model qwen0.5b`"
+    with pytest.raises(DataError, match=f"12 of the 12 .* make them with {re.escape(make)}"):
         teacher_preferences("toy", toy["prefs"], "m-sft", LIKELIHOOD, "train")
     # the judge prefers the lower doc id; the likelihood the higher one
     rows = [{"query_id": q, "doc_id": d, "loglik": float(d[1]), "max_chars": 1500}

@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from sentence_transformers import SentenceTransformer
@@ -691,14 +691,15 @@ def test_the_order_model_is_the_trained_model_only_for_another_models_pairs(
 def test_trainers_read_what_the_llm_scripts_write_without_llm_model(monkeypatch, env) -> None:
     """Without --llm-model, train_stage1.py and train_stage2.py look for the data of the LLM that
     parse_synthetic.py and parse_comparison.py would use in the same environment."""
-    from syntriever import cli
+    from syntriever.llm.config import add_llm_args, config_from_args
     from syntriever.llm.local import DEFAULT_JUDGE_PRESET, DEFAULT_PRESET
 
     class Parsed(Exception):
         """Raised with the LLM script's configuration once its flags are read."""
 
-    def parse_and_stop(*args: Any, **kwargs: Any) -> None:
-        raise Parsed(cli.parse_llm_cli(*args, **kwargs)[1])
+    def parse_and_stop(parser: argparse.ArgumentParser, **kwargs: Any) -> NoReturn:
+        add_llm_args(parser, **kwargs)  # as syntriever.cli.parse_llm_cli, without its logging set-up
+        raise Parsed(config_from_args(parser.parse_args()))
 
     for var in ("OPENAI_API_KEY", "SYNTRIEVER_LLM_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)

@@ -355,7 +355,7 @@ def test_queries_missing_from_the_retrieval_file_are_warned_about(
     source.write_text("".join(source.read_text().splitlines(keepends=True)[:2]))  # q1, q2 only
     compared = compared_pairs("toy", toy["prefs"], "m-sft", "train")
     assert compared.queries == 2
-    assert "2 of the 4 queries of split 'train' have no retrieval record" in caplog.text
+    assert "2 of the 4 queries of split 'train' with a relevant passage have no retrieval" in caplog.text
 
 
 def test_oracle_on_train_nodev_uses_only_train_nodev_labels(toy: dict[str, Any]) -> None:
