@@ -76,6 +76,8 @@ def evaluate_model(
         if stats.passages_per_s:
             config["passages_per_s"] = stats.passages_per_s
         config["queries_per_s"] = stats.queries_per_s
+        if (phases := training_phases(model_path)) is not None:
+            config["training"] = phases
     aggregate, per_query = evaluate_run(ds.qrels, run)
     metrics = {name: aggregate[name] for name in REPORTED}
     timings = {**stats.timings, "total_s": round(time.perf_counter() - start, 2)}
@@ -89,6 +91,19 @@ def evaluate_model(
     )
     path = save_result(record, results_root)
     return record, path
+
+
+def training_phases(model_path: str | Path) -> list[dict[str, Any]] | None:
+    """What the trained model's card records of its training, phase by phase (examples, steps,
+    seconds, bf16), so that a result file keeps it where the model is not committed; None for a
+    model without a card (a preset, a hub id)."""
+    card_file = Path(model_path) / CARD_NAME
+    if not card_file.is_file():
+        return None
+    card = read_json(card_file, "train the model again, or evaluate another")
+    return [{"phase": phase.get("phase", "training"), "examples": phase.get("examples"),
+             "steps": phase.get("steps"), "train_seconds": phase.get("train_seconds"),
+             "bf16": (phase.get("settings") or {}).get("bf16")} for phase in [card, *card.get("then", [])]]
 
 
 def current_result(name: str, dataset: str, split: str) -> dict[str, Any] | None:

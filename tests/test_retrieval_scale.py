@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 from syntriever import retrieval
 from syntriever.data import Corpus, passage_text
 from syntriever.evaluation import evaluate_model
-from syntriever.jsonl import write_jsonl
+from syntriever.jsonl import write_json, write_jsonl
+from syntriever.provenance import CARD_NAME
 from syntriever.retrieval import dense_search, encode, encode_corpus, encoding_pool, faiss_top_k, top_k
 from tests.conftest import TINY_WORDS
 
@@ -134,3 +136,14 @@ def test_evaluate_model_records_faiss_backend(tiny_st_model_dir: Path, tmp_path:
     assert records["faiss"]["metrics"] == records["exact"]["metrics"]
     # each query is a passage's own text, so that passage must rank first
     assert records["faiss"]["metrics"]["MRR@10"] > 0.9
+    # a trained model's card: the result keeps its training record, phase by phase
+    assert "training" not in records["exact"]["config"]  # no card
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_st_model_dir, trained)
+    card = {"examples": 100, "steps": 4, "train_seconds": 9.5, "settings": {"bf16": True},
+            "then": [{"phase": "labelled", "examples": 60, "steps": 2, "train_seconds": 3.0, "settings": {}}]}
+    write_json(trained / CARD_NAME, card)
+    record = evaluate_model(str(trained), folder, top_k=10, results_root=tmp_path / "trained-results")[0]
+    assert record["config"]["training"] == [
+        {"phase": "training", "examples": 100, "steps": 4, "train_seconds": 9.5, "bf16": True},
+        {"phase": "labelled", "examples": 60, "steps": 2, "train_seconds": 3.0, "bf16": None}]
