@@ -188,18 +188,23 @@ def split_qrels(folder: Path, split: str) -> tuple[Qrels, Path]:
     ``dev`` is the dataset's own ``qrels/dev.tsv`` when it has one, else the split carved from its
     train queries (:func:`carved_dev_path`); ``train-nodev`` is ``train`` without the dev queries.
     """
-    own, train_path = folder / "qrels" / f"{split}.tsv", folder / "qrels" / "train.tsv"
-    if split == DEV and not own.is_file():
-        return _carved_dev(folder)
+    if split == DEV:
+        return _dev_qrels(folder)
     if split == TRAIN_NODEV:
-        train, own_dev = load_qrels(train_path), folder / "qrels" / f"{DEV}.tsv"
-        dev = load_qrels(own_dev) if own_dev.is_file() else _carved_dev(folder, train)[0]
+        train_path = folder / "qrels" / "train.tsv"
+        train = load_qrels(train_path)
+        dev, _ = _dev_qrels(folder, train)
         return {q: d for q, d in train.items() if q not in dev}, train_path
+    own = folder / "qrels" / f"{split}.tsv"
     return load_qrels(own), own
 
 
-def _carved_dev(folder: Path, train: Qrels | None = None) -> tuple[Qrels, Path]:
-    """The dev split carved from the dataset's train qrels (``train``, else read), checked against them."""
+def _dev_qrels(folder: Path, train: Qrels | None = None) -> tuple[Qrels, Path]:
+    """The dataset's own dev qrels, else the split carved from its train qrels (``train``, else
+    read), checked against them; and the file they came from."""
+    own = folder / "qrels" / f"{DEV}.tsv"
+    if own.is_file():
+        return load_qrels(own), own
     carved = carved_dev_path(folder.name)
     if not carved.is_file():
         raise DataError(

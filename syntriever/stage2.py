@@ -226,10 +226,11 @@ def _likelihood_pairs(
     scores_file = likelihood_path(preferences.parent)
     checkable_only = LIKELIHOOD_OF[teacher] in CHECKABLE_ONLY
     scope = f" --top-k {top_k}" if top_k is not None else " --checkable-only" if checkable_only else ""
-    scorer = judge["model"] if judge["backend"] == "local" else DEFAULT_JUDGE_PRESET
+    local = judge["backend"] == "local"  # score_likelihood.py runs the LLM of the judge's folder here
+    scorer = judge["model"] if local else DEFAULT_JUDGE_PRESET
     make = (f"`python stage2/score_likelihood.py MODEL {dataset} --pairs-from {pairs_model}{scope} "
             f"--llm-model {scorer}` (MODEL: the stage-1 model)")
-    if judge["backend"] != "local":  # score_likelihood.py runs the LLM of the judge's folder here
+    if not local:
         make = (f"an embedded LLM, on pairs it judged ({judge['model']}, {judge['backend']}, judged these): "
                 f"`python stage2/parse_comparison.py {pairs_model} {dataset} --llm-model {scorer}`, then "
                 f"{make}, and train with --llm-model {scorer}")
