@@ -65,6 +65,7 @@ from syntriever.retrieval import load_retrieval, retrieval_path
 from syntriever.verdicts import choice_score, compact_answer
 
 OUT = Path(__file__).resolve().parent / "results" / "judge_throughput.json"
+PAIRS_MODEL = "minilm-sft"  # the stage-1 model whose top 3 the committed judge answers are of
 
 logger = logging.getLogger("judge_throughput")
 
@@ -201,14 +202,14 @@ def main() -> None:
             len(configs) * max(1, round(args.queries / len(configs))))
     settings = ComparisonSettings.for_profile(EMBEDDED)
     llm = LLMConfig(backend="local", model=args.llm_model)
-    retrieved = load_retrieval(retrieval_path("scifact", "minilm-sft"), "minilm-sft")
+    retrieved = load_retrieval(retrieval_path("scifact", PAIRS_MODEL), PAIRS_MODEL)
     records = attach_texts(retrieved[:args.queries], "scifact", settings.k)
     # per configuration, the requests of each query (a configuration may change the prompt)
     config_blocks = {c.name: [comparison_requests([rec], llm, dataclasses.replace(settings, **c.settings))
                               for rec in records] for c in configs}
     blocks = config_blocks[configs[0].name]  # the baseline's: the report's query and request counts
     load_before = background_load()
-    committed = load_results(answers_path(comparison_dir("scifact", llm, "minilm-sft"), settings))
+    committed = load_results(answers_path(comparison_dir("scifact", llm, PAIRS_MODEL), settings))
     rows: dict[str, list[dict[str, Any]]] = {c.name: [] for c in configs}
     results: dict[str, dict[str, dict]] = {c.name: {} for c in configs}
     start = time.perf_counter()

@@ -191,12 +191,24 @@ def split_qrels(folder: Path, split: str) -> tuple[Qrels, Path]:
     if split == DEV:
         return _dev_qrels(folder)
     if split == TRAIN_NODEV:
-        train_path = folder / "qrels" / "train.tsv"
+        train_path = _qrels_file(folder, "train", split)
         train = load_qrels(train_path)
         dev, _ = _dev_qrels(folder, train)
         return {q: d for q, d in train.items() if q not in dev}, train_path
-    own = folder / "qrels" / f"{split}.tsv"
+    own = _qrels_file(folder, split, split)
     return load_qrels(own), own
+
+
+def _qrels_file(folder: Path, name: str, split: str) -> Path:
+    """``qrels/<name>.tsv`` of ``folder``, which ``split`` reads; a one-line error naming the
+    splits the dataset has when it is missing."""
+    path = folder / "qrels" / f"{name}.tsv"
+    if not path.is_file():
+        have = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+        raise DataError(f"{path}: file not found: split {split!r} needs it; {folder.name} has qrels for "
+                        f"{', '.join(have) or 'no split'} (`python datasets/download.py {folder.name}` "
+                        "fetches a whole BEIR dataset)")
+    return path
 
 
 def _dev_qrels(folder: Path, train: Qrels | None = None) -> tuple[Qrels, Path]:

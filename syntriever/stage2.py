@@ -24,6 +24,7 @@ with repeated query tokens, as a second guard.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -189,10 +190,7 @@ def compared_pairs(
         raise DataError(f"{source}: no query of split {split!r}; make it with "
                         f"`python retrieval.py {pairs_model} {dataset}`")
     if len(records) < (wanted := len(relevant_query_ids(qrels))):  # retrieval.py writes these queries
-        logger.warning("%s: %d of the %d queries of split %r with a relevant passage have no retrieval "
-                       "record; stage 2 leaves them out (make the file again with `python retrieval.py %s "
-                       "%s` to use them)", portable(source), wanted - len(records), wanted, split,
-                       pairs_model, dataset)
+        _warn_missing_records(portable(source), wanted - len(records), wanted, split, pairs_model, dataset)
     if top_k is not None:
         settings = dataclasses.replace(settings, k=top_k, pairs=None)
     records = attach_texts(records, dataset, settings.k)
@@ -202,6 +200,15 @@ def compared_pairs(
         pairs = rescore_pairs(pairs, order_model)
     return ComparedPairs(pairs, qrels, len(records), source, answers, judged,
                          (pairs_model, split, top_k, order_model is not None))
+
+
+@functools.cache  # once per file and split: a script may build the pairs twice (score_likelihood --top-k)
+def _warn_missing_records(source: str, missing: int, wanted: int, split: str, pairs_model: str,
+                          dataset: str) -> None:
+    """Say that queries of ``split`` with a relevant passage have no record in the retrieval file."""
+    logger.warning("%s: %d of the %d queries of split %r with a relevant passage have no retrieval "
+                   "record; stage 2 leaves them out (make the file again with `python retrieval.py %s "
+                   "%s` to use them)", source, missing, wanted, split, pairs_model, dataset)
 
 
 def order_model_for(

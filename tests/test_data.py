@@ -47,8 +47,13 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_missing_split(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"qrels/train\.tsv: file not found"):
-        load_dataset(make_dataset(tmp_path), "train")
+    folder = make_dataset(tmp_path)
+    with pytest.raises(DataError, match=r"qrels/train\.tsv: file not found: split 'train' needs it; .* has "
+                       r"qrels for test \("):
+        load_dataset(folder, "train")
+    # train-nodev of a dataset without train qrels: the train file is what is missing, not a dev split
+    with pytest.raises(DataError, match=r"qrels/train\.tsv: file not found: split 'train-nodev' needs it"):
+        load_dataset(folder, "train-nodev")
 
 
 def test_malformed_json_line_names_file_and_line(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from syntriever import data, paths
+from syntriever import data, paths, stage2
 from syntriever.data import TRAIN_NODEV, write_qrels
 from syntriever.errors import UserError
 from syntriever.jsonl import DataError, write_json, write_jsonl
@@ -349,6 +349,7 @@ def test_prebuilt_compared_pairs_teach_as_the_built_ones(toy: dict[str, Any]) ->
 def test_queries_missing_from_the_retrieval_file_are_warned_about(
     toy: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
+    stage2._warn_missing_records.cache_clear()  # said once per process; this test must see it said
     compared_pairs("toy", toy["prefs"], "m-sft", "train")
     assert "no retrieval record" not in caplog.text
     source = paths.generated_root() / "toy" / "retrieval-m-sft.jsonl"
@@ -356,6 +357,8 @@ def test_queries_missing_from_the_retrieval_file_are_warned_about(
     compared = compared_pairs("toy", toy["prefs"], "m-sft", "train")
     assert compared.queries == 2
     assert "2 of the 4 queries of split 'train' with a relevant passage have no retrieval" in caplog.text
+    compared_pairs("toy", toy["prefs"], "m-sft", "train", top_k=3)  # the same file again: said once
+    assert caplog.text.count("have no retrieval record") == 1
 
 
 def test_oracle_on_train_nodev_uses_only_train_nodev_labels(toy: dict[str, Any]) -> None:
