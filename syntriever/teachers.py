@@ -172,7 +172,7 @@ def calibrate_threshold(
     return best
 
 
-def _spread(values: Sequence[float]) -> float:
+def spread(values: Sequence[float]) -> float:
     """Root mean square of ``values`` (their spread around zero), 1.0 when it is zero."""
     rms = math.sqrt(math.fsum(v * v for v in values) / len(values)) if values else 0.0
     return rms or 1.0
@@ -198,8 +198,8 @@ def teacher_winners(
     rule = fill or teacher  # what decides the pairs the labels do not (all pairs for the others)
     if rule == JUDGE_RETRIEVER:
         scored = [p for p in pairs if p.margin is not None]
-        d_scale = _spread([p.margin for p in scored])
-        gap_scale = _spread([p.retrieval_scores[0] - p.retrieval_scores[1] for p in scored])
+        d_scale = spread([p.margin for p in scored])
+        gap_scale = spread([p.retrieval_scores[0] - p.retrieval_scores[1] for p in scored])
     for pair in pairs:
         winner: str | None
         labelled = pair.relevant(qrels)

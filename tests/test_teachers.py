@@ -257,6 +257,19 @@ def test_override_benchmark_counts_net_corrections_on_checkable_pairs() -> None:
     assert row["net_corrections_checkable"] == 2 - 1
 
 
+def test_vote_benchmark_sums_signals_in_units_of_their_spread() -> None:
+    # per pair A minus B; truth: q0 "b", q1 "a", q2 unlabelled, q3 "b"
+    signals = {"likelihood": [-3.0, 1.0, 1.0, 0.5], "order": [1.0, 1.0, -1.0, 1.0]}
+    rows = load_benchmark("teacher_votes").vote_rows(signals, ["b", "a", None, "b"])
+    assert rows["order"] == {"accuracy_checkable": round(1 / 3, 4), "overrides_order": 0,
+                             "overrides_order_checkable": 0, "net_corrections_checkable": 0}
+    # alone the likelihood overrides q0 (right) and q2; with the order (spread 1.68 against 1) only q0
+    assert rows["likelihood"]["overrides_order"] == 2 and rows["likelihood"]["net_corrections_checkable"] == 1
+    assert rows["likelihood+order"] == {"accuracy_checkable": round(2 / 3, 4), "overrides_order": 1,
+                                        "overrides_order_checkable": 1, "net_corrections_checkable": 1}
+    assert list(rows)[-1] == "order"  # best first
+
+
 def test_stage2_names_distinguish_teachers_and_nodev() -> None:
     assert final_name("minilm-sft") == "minilm-final"
     assert final_name("minilm-sft", teacher=ORACLE) == "minilm-final-oracle"
