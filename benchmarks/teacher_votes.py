@@ -5,14 +5,16 @@ no LLM request.
 
 Over the pairs stage 2 of STAGE1_MODEL would train on (as ``benchmarks/teacher_overrides.py``
 builds them, the committed query-likelihood scores as verdicts), each non-empty subset of five
-signals votes by the sign of the sum of its members, each in units of its spread over the pairs
-(the ``likelihood-retriever`` rule, :data:`syntriever.teachers` ``judge-retriever``, is the subset
-likelihood + order): the query likelihood (A's minus B's), STAGE1_MODEL's score gap (its order),
-BM25's score gap, the zero-shot encoder's score gap, and the pairwise judge's order-averaged
-margin. Per subset, on the pairs with exactly one labelled-relevant passage: how often it picks
-that passage, how often it overrides STAGE1_MODEL's order, and right minus wrong overrides (net
-corrections; the oracle's is the number of pairs the order gets wrong). The dev split's
-``oracle-flip-<P>pct`` rows (README) tell how accurate a teacher must be to gain.
+signals votes by the sign of the sum of its members, each in units of its spread over the pairs, as
+the ``likelihood-retriever`` teacher sums two of them (:func:`syntriever.teachers.teacher_winners`;
+the run checks that its subset "likelihood+order" picks what that teacher picks): the query
+likelihood (A's minus B's), STAGE1_MODEL's score gap (its order), BM25's score gap, the zero-shot
+encoder's score gap, and the pairwise judge's order-averaged margin (0 where it gave none). A sum
+of 0 picks nothing (as the teacher drops a tie). Per subset, on the pairs with exactly one
+labelled-relevant passage: how often it picks that passage, how often it overrides
+STAGE1_MODEL's order, and right minus wrong overrides (net corrections; the oracle's is the number
+of pairs the order gets wrong). The dev split's ``oracle-flip-<P>pct`` rows (README) tell how
+accurate a teacher must be to gain.
 Writes benchmarks/results/teacher_votes-<STAGE1_MODEL>-<DATASET>.json.
 """
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from syntriever.cli import run, setup_logging
 from syntriever.data import load_dataset
 from syntriever.encoders import load_encoder
+from syntriever.errors import UserError
 from syntriever.jsonl import write_json
 from syntriever.likelihood import likelihood_path, load_likelihoods, with_likelihood
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
@@ -38,7 +41,7 @@ from syntriever.stage2 import (
     rescore_pairs,
     trained_stage1,
 )
-from syntriever.teachers import spread
+from syntriever.teachers import LIKELIHOOD_RETRIEVER, spread, teacher_winners
 
 ROOT = Path(__file__).resolve().parents[1]
 ZERO_SHOT = "minilm"
@@ -46,24 +49,37 @@ ZERO_SHOT = "minilm"
 
 def vote_rows(signals: dict[str, list[float]], truth: list[str | None]) -> dict[str, dict[str, float]]:
     """Per non-empty subset of ``signals`` (per pair, A's score minus B's; ``order`` among them),
-    best first: its accuracy on the pairs whose ``truth`` ("a", "b") labels decide, its overrides
-    of ``order`` (all pairs; checkable ones) and its net corrections there."""
-    scaled = {name: [v / spread(values) for v in values] for name, values in signals.items()}
+    best first: its accuracy on the pairs whose ``truth`` ("a", "b") labels decide (a tie counts as
+    not right), its ties there, its overrides of ``order`` (all pairs; checkable ones) and its net
+    corrections there."""
     checkable = [i for i, t in enumerate(truth) if t is not None]
-    order_a = [gap > 0 for gap in signals["order"]]
+    if not checkable:
+        raise UserError("no pair with exactly one labelled-relevant passage: nothing to score the votes on")
+    order = [_pick(gap) for gap in signals["order"]]
     rows = {}
-    for size in range(1, len(scaled) + 1):
-        for members in itertools.combinations(scaled, size):
-            picks_a = [sum(scaled[m][i] for m in members) > 0 for i in range(len(truth))]
-            overrides = [i for i in checkable if picks_a[i] != order_a[i]]
-            right_overrides = sum(picks_a[i] == (truth[i] == "a") for i in overrides)
+    for size in range(1, len(signals) + 1):
+        for members in itertools.combinations(signals, size):
+            picks = subset_picks(signals, members)
+            overrides = [i for i in checkable if picks[i] is not None and picks[i] != order[i]]
+            right_overrides = sum(picks[i] == truth[i] for i in overrides)
             rows["+".join(members)] = {
-                "accuracy_checkable": round(sum(picks_a[i] == (truth[i] == "a") for i in checkable)
-                                            / len(checkable), 4),
-                "overrides_order": sum(a != o for a, o in zip(picks_a, order_a, strict=True)),
+                "accuracy_checkable": round(sum(picks[i] == truth[i] for i in checkable) / len(checkable), 4),
+                "ties_checkable": sum(picks[i] is None for i in checkable),
+                "overrides_order": sum(p is not None and p != o for p, o in zip(picks, order, strict=True)),
                 "overrides_order_checkable": len(overrides),
                 "net_corrections_checkable": 2 * right_overrides - len(overrides)}
     return dict(sorted(rows.items(), key=lambda kv: -kv[1]["accuracy_checkable"]))
+
+
+def subset_picks(signals: dict[str, list[float]], members: tuple[str, ...]) -> list[str | None]:
+    """Per pair, what the sum of ``members``' signals, each in units of its spread, picks."""
+    scales = {m: spread(signals[m]) for m in members}
+    return [_pick(sum(signals[m][i] / scales[m] for m in members)) for i in range(len(signals[members[0]]))]
+
+
+def _pick(total: float) -> str | None:
+    """The passage a summed vote picks: "a" above 0, "b" below, None at 0."""
+    return "a" if total > 0 else "b" if total < 0 else None
 
 
 def main() -> None:
@@ -81,8 +97,9 @@ def main() -> None:
                               order_model_for(args.model, pairs_model, args.dataset))
     scores_file = likelihood_path(preferences.parent)
     scores, _ = load_likelihoods(scores_file)
+    # the pairs the likelihood teacher decides: both passages scored (a tie is decided by the order)
     pairs = [(p, q) for p, q in zip(compared.pairs, with_likelihood(compared.pairs, scores), strict=True)
-             if q.verdict.winner and p.margin is not None]
+             if q.margin is not None]
     zero_shot = rescore_pairs([p for p, _ in pairs], load_encoder(ZERO_SHOT, args.dataset))
     data = load_dataset(args.dataset, split)
     bm25, _ = bm25_search(data.corpus, {p.query_id: p.query for p, _ in pairs}, k=len(data.corpus))
@@ -91,10 +108,15 @@ def main() -> None:
         "order": [p.retrieval_scores[0] - p.retrieval_scores[1] for p, _ in pairs],
         "bm25": [bm25[p.query_id].get(p.ids[0], 0.0) - bm25[p.query_id].get(p.ids[1], 0.0) for p, _ in pairs],
         "zero_shot": [z.retrieval_scores[0] - z.retrieval_scores[1] for z in zero_shot],
-        "pairwise_judge": [p.margin for p, _ in pairs],
+        "pairwise_judge": [p.margin or 0.0 for p, _ in pairs],
     }
     truth = [p.checkable_truth(compared.qrels) for p, _ in pairs]
     rows = vote_rows(signals, truth)
+    teacher, _ = teacher_winners([q for _, q in pairs], LIKELIHOOD_RETRIEVER, compared.qrels)
+    vote = subset_picks(signals, ("likelihood", "order"))
+    if teacher != vote:
+        raise UserError(f"the vote likelihood+order differs from teacher {LIKELIHOOD_RETRIEVER} on "
+                        f"{sum(t != v for t, v in zip(teacher, vote, strict=True))} pairs")
     checkable = sum(t is not None for t in truth)
     out = ROOT / "benchmarks" / "results" / f"teacher_votes-{file_safe(args.model)}-{args.dataset}.json"
     write_json(out, {"stage1_model": args.model, "dataset": args.dataset, "split": split,

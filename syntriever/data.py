@@ -224,7 +224,7 @@ def _dev_qrels(folder: Path, train: Qrels | None = None) -> tuple[Qrels, Path]:
             f"`python datasets/make_dev_split.py {folder.name}`"
         )
     dev = load_qrels(carved)
-    train = train if train is not None else load_qrels(folder / "qrels" / "train.tsv")
+    train = train if train is not None else load_qrels(_qrels_file(folder, "train", DEV))
     stray = [q for q in dev if not dev[q].items() <= train.get(q, {}).items()]  # not from train
     if stray:
         rows = carved.read_text(encoding="utf-8").splitlines()

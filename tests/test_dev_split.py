@@ -41,6 +41,11 @@ def test_dev_and_train_nodev_splits_load(tmp_path: Path, monkeypatch: pytest.Mon
     train.rename(folder / "qrels" / "train.tsv")
     write_qrels(data.carved_dev_path("toy"), {"q2": {"d1": 1}})
     assert load_qrels(data.carved_dev_path("toy")) == {"q2": {"d1": 1}}
+    # the carved split is checked against the train qrels: without them, the error names train.tsv
+    train = (folder / "qrels" / "train.tsv").rename(folder / "qrels" / "train.kept")
+    with pytest.raises(DataError, match=r"train\.tsv: file not found: split 'dev' needs it"):
+        load_dataset(folder, DEV)
+    train.rename(folder / "qrels" / "train.tsv")
     dev, nodev = load_dataset(folder, DEV), load_dataset(folder, TRAIN_NODEV)
     assert dev.qrels == {"q2": {"d1": 1}} and list(dev.queries) == ["q2"]
     assert nodev.qrels == {"q1": {"d0": 1}} and list(nodev.queries) == ["q1"]

@@ -261,13 +261,18 @@ def test_vote_benchmark_sums_signals_in_units_of_their_spread() -> None:
     # per pair A minus B; truth: q0 "b", q1 "a", q2 unlabelled, q3 "b"
     signals = {"likelihood": [-3.0, 1.0, 1.0, 0.5], "order": [1.0, 1.0, -1.0, 1.0]}
     rows = load_benchmark("teacher_votes").vote_rows(signals, ["b", "a", None, "b"])
-    assert rows["order"] == {"accuracy_checkable": round(1 / 3, 4), "overrides_order": 0,
+    assert rows["order"] == {"accuracy_checkable": round(1 / 3, 4), "ties_checkable": 0, "overrides_order": 0,
                              "overrides_order_checkable": 0, "net_corrections_checkable": 0}
     # alone the likelihood overrides q0 (right) and q2; with the order (spread 1.68 against 1) only q0
     assert rows["likelihood"]["overrides_order"] == 2 and rows["likelihood"]["net_corrections_checkable"] == 1
-    assert rows["likelihood+order"] == {"accuracy_checkable": round(2 / 3, 4), "overrides_order": 1,
-                                        "overrides_order_checkable": 1, "net_corrections_checkable": 1}
+    assert rows["likelihood+order"] == {"accuracy_checkable": round(2 / 3, 4), "ties_checkable": 0,
+                                        "overrides_order": 1, "overrides_order_checkable": 1,
+                                        "net_corrections_checkable": 1}
     assert list(rows)[-1] == "order"  # best first
+    # a sum of 0 picks nothing: not right, no override
+    tied = load_benchmark("teacher_votes").vote_rows({"order": [1.0, -1.0], "bm25": [0.0, 2.0]}, ["a", "a"])
+    assert tied["bm25"] == {"accuracy_checkable": 0.5, "ties_checkable": 1, "overrides_order": 1,
+                            "overrides_order_checkable": 1, "net_corrections_checkable": 1}
 
 
 def test_stage2_names_distinguish_teachers_and_nodev() -> None:
