@@ -31,6 +31,7 @@ import argparse
 from pathlib import Path
 
 from syntriever.cli import (
+    add_pairs_from,
     add_train_args,
     check_top_k,
     positive_int,
@@ -82,9 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-split", choices=["train", TRAIN_NODEV], default=None,
                         help="queries whose pairs give triples (default: train-nodev for a -nodev "
                         "stage-1 model, else train)")
-    parser.add_argument("--pairs-from", default=None, metavar="MODEL",
-                        help="stage-1 model whose retrieval file and judge answers give the pairs "
-                        "(default: MODEL)")
+    add_pairs_from(parser)
     parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
                         help="every pair of the top K of the retrieval file, not only the judged ones "
                         "(oracle, identity, likelihood teachers; the likelihood scores them with "

@@ -32,7 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from syntriever.cli import check_top_k, positive_float, positive_int, run, setup_logging, teacher_list
+from syntriever.cli import (
+    add_pairs_from,
+    check_top_k,
+    positive_float,
+    positive_int,
+    run,
+    setup_logging,
+    teacher_list,
+)
 from syntriever.data import DEV, TRAIN_NODEV
 from syntriever.errors import UserError
 from syntriever.evaluation import current_result
@@ -125,8 +133,7 @@ def main() -> None:
     parser.add_argument("--split", choices=(DEV, "test"), default=DEV, help="evaluation split (default: dev)")
     parser.add_argument("--teachers", type=teacher_list, default=list(DEFAULT_TEACHERS),
                         help=f"comma-separated (default: {','.join(DEFAULT_TEACHERS)})")
-    parser.add_argument("--pairs-from", default=None, metavar="MODEL",
-                        help="stage-1 model whose judged pairs are used (default: MODEL)")
+    add_pairs_from(parser)
     parser.add_argument("--loss", choices=["pl", "bt"], default="pl")
     parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
                         help="every pair of the top K, not the judged ones (train_stage2.py --top-k)")

@@ -22,7 +22,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from syntriever.cli import check_top_k, positive_int, run, setup_logging, teacher_list
+from syntriever.cli import add_pairs_from, check_top_k, positive_int, run, setup_logging, teacher_list
 from syntriever.jsonl import read_json, write_json
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.names import judge_suffix, top_k_suffix
@@ -63,8 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="the stage-1 model stage 2 would train")
     parser.add_argument("dataset")
-    parser.add_argument("--pairs-from", default=None, metavar="MODEL",
-                        help="stage-1 model whose judged pairs are used (default: MODEL)")
+    add_pairs_from(parser)
     parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",
                         help="every pair of the top K (train_stage2.py --top-k), not the judged pairs")
     parser.add_argument("--teachers", type=teacher_list, default=list(DEFAULT_TEACHERS),

@@ -24,7 +24,7 @@ import argparse
 import itertools
 from pathlib import Path
 
-from syntriever.cli import run, setup_logging
+from syntriever.cli import add_pairs_from, run, setup_logging
 from syntriever.data import load_dataset
 from syntriever.encoders import load_encoder
 from syntriever.errors import UserError
@@ -86,8 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="the stage-1 model stage 2 would train (its order is one voter)")
     parser.add_argument("dataset")
-    parser.add_argument("--pairs-from", default=None, metavar="MODEL",
-                        help="stage-1 model whose judged pairs are used (default: MODEL)")
+    add_pairs_from(parser)
     args = parser.parse_args()
     setup_logging()
     _, split = trained_stage1(args.model, args.dataset)

@@ -30,7 +30,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from syntriever.cli import positive_int, run, setup_logging
+from syntriever.cli import add_pairs_from, positive_int, run, setup_logging
 from syntriever.jsonl import read_json, write_json
 from syntriever.likelihood import (
     DEFAULT_MAX_CHARS,
@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="the stage-1 model stage 2 will train (its order is the reports')")
     parser.add_argument("dataset")
-    parser.add_argument("--pairs-from", default=None, help="the stage-1 model whose judged pairs to score")
+    add_pairs_from(parser)
     parser.add_argument("--checkable-only", action="store_true",
                         help="only the pairs with exactly one labelled-relevant passage")
     parser.add_argument("--top-k", type=positive_int, default=None, metavar="K",

@@ -117,6 +117,14 @@ def check_top_k(parser: argparse.ArgumentParser, teachers: list[str], top_k: int
             parser.error(problem)
 
 
+def add_pairs_from(parser: argparse.ArgumentParser) -> None:
+    """``--pairs-from MODEL``: the stage-1 model whose retrieval file and judge answers give the
+    stage-2 pairs (default: the MODEL argument)."""
+    parser.add_argument("--pairs-from", default=None, metavar="MODEL",
+                        help="stage-1 model whose retrieval file and judge answers give the pairs "
+                        "(default: MODEL)")
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     return _number(text, int, 1)
