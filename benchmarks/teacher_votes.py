@@ -28,7 +28,7 @@ from syntriever.cli import add_pairs_from, run, setup_logging
 from syntriever.data import load_dataset
 from syntriever.encoders import load_encoder
 from syntriever.errors import UserError
-from syntriever.jsonl import write_json
+from syntriever.jsonl import DataError, write_json
 from syntriever.likelihood import likelihood_path, load_likelihoods, with_likelihood
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.paths import file_safe, portable
@@ -96,9 +96,11 @@ def main() -> None:
                               order_model_for(args.model, pairs_model, args.dataset))
     scores_file = likelihood_path(preferences.parent)
     scores, _ = load_likelihoods(scores_file)
-    # the pairs the likelihood teacher decides: both passages scored (a tie is decided by the order)
-    pairs = [(p, q) for p, q in zip(compared.pairs, with_likelihood(compared.pairs, scores), strict=True)
-             if q.margin is not None]
+    pairs = list(zip(compared.pairs, with_likelihood(compared.pairs, scores), strict=True))
+    if missing := sum(q.margin is None for _, q in pairs):  # the teacher refuses them too
+        raise DataError(f"{scores_file}: {missing} of the {len(pairs)} pairs have no query likelihood score; "
+                        f"score them with `python stage2/score_likelihood.py {args.model} {args.dataset} "
+                        f"--pairs-from {pairs_model}`")
     zero_shot = rescore_pairs([p for p, _ in pairs], load_encoder(ZERO_SHOT, args.dataset))
     data = load_dataset(args.dataset, split)
     bm25, _ = bm25_search(data.corpus, {p.query_id: p.query for p, _ in pairs}, k=len(data.corpus))
