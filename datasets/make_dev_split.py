@@ -34,7 +34,8 @@ def main() -> None:
         raise DataError(f"{folder}: no dataset there; fetch it with "
                         f"`python datasets/download.py {args.dataset}`")
     if not (folder / "qrels" / "train.tsv").is_file():
-        raise DataError(f"{folder}: {args.dataset} has no qrels/train.tsv to carve a dev split from")
+        raise DataError(f"{folder}: {args.dataset} has no qrels/train.tsv to carve a dev split from; "
+                        "evaluate on a split it has (evaluate.py --split)")
     train = load_qrels(folder / "qrels" / "train.tsv")
     rest, dev = carve_dev_split(train, args.share, args.seed)
     out = carved_dev_path(args.dataset)

@@ -218,6 +218,10 @@ def _dev_qrels(folder: Path, train: Qrels | None = None) -> tuple[Qrels, Path]:
     if own.is_file():
         return load_qrels(own), own
     carved = carved_dev_path(folder.name)
+    if not carved.is_file() and not (folder / "qrels" / "train.tsv").is_file():
+        have = ", ".join(sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))) or "none"
+        raise DataError(f"{carved}: {folder.name} has no dev split and no qrels/train.tsv to carve one from; "
+                        f"use a split it has (qrels: {have})")
     if not carved.is_file():
         raise DataError(
             f"{carved}: {folder.name} has no dev split; carve one from its train queries with "

@@ -37,7 +37,7 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 
 from syntriever import prompts
-from syntriever.data import load_dataset, relevant_query_ids
+from syntriever.data import check_available, load_dataset, relevant_query_ids
 from syntriever.encoders import add_prefix, load_encoder, resolve
 from syntriever.errors import UserError
 from syntriever.jsonl import DataError, read_json, read_jsonl_numbered
@@ -53,7 +53,7 @@ from syntriever.likelihood import likelihood_path, load_likelihoods, with_likeli
 from syntriever.llm.config import LLMConfig
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
 from syntriever.llm.requests import load_results
-from syntriever.names import model_dir, name_split, top_k_error
+from syntriever.names import model_dir, name_split, top_k_error, train_command
 from syntriever.paths import file_safe, portable
 from syntriever.precision import resolve_precision
 from syntriever.provenance import CARD_NAME
@@ -122,10 +122,13 @@ def stage1_split(model: str, folder: Path) -> str:
 def trained_stage1(model: str, dataset: str) -> tuple[Path, str]:
     """The folder of the trained stage-1 ``model`` for ``dataset`` and the split it was trained on
     (:func:`stage1_split`); a one-line error when it is not a trained model."""
+    check_available(dataset)  # a misspelt dataset is named as such, not as a missing model
     source, preset = resolve(model, dataset)
     if preset is not None or not Path(source).is_dir():
+        command = train_command(model, dataset) or (
+            f"python train_stage1.py ENCODER {dataset} ... --output-name {model}")
         raise UserError(f"{model!r} is not a trained stage-1 model for {dataset} (expected "
-                        f"{model_dir(file_safe(model), dataset)}); run train_stage1.py first")
+                        f"{model_dir(file_safe(model), dataset)}); train it first: `{command}`")
     return Path(source), stage1_split(model, Path(source))
 
 

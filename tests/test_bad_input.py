@@ -345,6 +345,7 @@ def test_scripts_print_one_line_errors_with_the_next_command(tmp_path: Path) -> 
     (tmp_path / "output" / "m-sft-toy" / "modules.json").write_text("[]")
     env = {"SYNTRIEVER_OUTPUT": str(tmp_path / "output"), "SYNTRIEVER_DATA": str(tmp_path / "data"),
            "SYNTRIEVER_MIRROR": str(tmp_path / "mirror")}
+    folder = make_dataset(tmp_path / "data")
     proc = script("train_stage2.py", "m-sft", "toy", env=env)
     (line,) = error_lines(proc)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
@@ -356,7 +357,6 @@ def test_scripts_print_one_line_errors_with_the_next_command(tmp_path: Path) -> 
     assert "'nosuch': no dataset at" in line and "not one of the BEIR datasets" in line
     assert line.endswith("once fixed, run again: python run_pipeline.py nosuch --plan")
     # a bad data file: one line naming file and line; --debug keeps the traceback
-    folder = make_dataset(tmp_path / "data")
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td0\t1\nq2\td3\t0.5\n")
     proc = script("evaluate.py", "bm25", "toy", env=env)
     (line,) = error_lines(proc)

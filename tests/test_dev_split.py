@@ -36,7 +36,9 @@ def test_dev_and_train_nodev_splits_load(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(DataError, match="make_dev_split.py toy"):
         load_dataset(folder, DEV)
     train = (folder / "qrels" / "train.tsv").rename(folder / "qrels" / "train.kept")
-    with pytest.raises(DataError, match="toy has no dev split; carve one"):  # no train qrels: still says so
+    # no train qrels: no carve to suggest
+    with pytest.raises(DataError, match=r"toy has no dev split and no qrels/train.tsv to carve one from; "
+                       r"use a split it has \(qrels: test\)"):
         load_dataset(folder, DEV)
     train.rename(folder / "qrels" / "train.tsv")
     write_qrels(data.carved_dev_path("toy"), {"q2": {"d1": 1}})

@@ -24,7 +24,7 @@ from syntriever.judge import (
 )
 from syntriever.llm.config import LLMConfig
 from syntriever.names import final_name
-from syntriever.stage2 import compared_pairs, rescore_pairs, stage1_split, teacher_preferences
+from syntriever.stage2 import compared_pairs, rescore_pairs, stage1_split, teacher_preferences, trained_stage1
 from syntriever.teachers import (
     CONFIDENT,
     IDENTITY,
@@ -283,6 +283,15 @@ def test_stage2_names_distinguish_teachers_and_nodev() -> None:
     assert final_name("minilm-sft-nodev", nodev=True) == "minilm-final-nodev"
     assert final_name("minilm-labelled-L256-nodev", teacher=CONFIDENT, nodev=True) == (
         "minilm-labelled-L256-final-judge-confident-nodev")
+
+
+def test_a_missing_stage1_model_gets_its_training_command(toy: dict[str, Any]) -> None:
+    with pytest.raises(UserError, match=r"'m-sft' is not a trained .* first: `python train_stage1.py m toy`"):
+        trained_stage1("m-sft", "toy")
+    with pytest.raises(UserError, match=r"--output-name my-model`"):  # a name of the user's own
+        trained_stage1("my-model", "toy")
+    with pytest.raises(DataError, match=r"'nosuchdata': no dataset"):  # the dataset named, not the model
+        trained_stage1("m-sft", "nosuchdata")
 
 
 def test_stage1_split_reads_the_card_then_the_name(tmp_path: Path) -> None:
