@@ -204,11 +204,15 @@ def _qrels_file(folder: Path, name: str, split: str) -> Path:
     splits the dataset has when it is missing."""
     path = folder / "qrels" / f"{name}.tsv"
     if not path.is_file():
-        have = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
         raise DataError(f"{path}: file not found: split {split!r} needs it; {folder.name} has qrels for "
-                        f"{', '.join(have) or 'no split'} (`python datasets/download.py {folder.name}` "
+                        f"{_qrels_names(folder) or 'no split'} (`python datasets/download.py {folder.name}` "
                         "fetches a whole BEIR dataset)")
     return path
+
+
+def _qrels_names(folder: Path) -> str:
+    """The splits ``folder`` has qrels files for, comma-separated ("" for none)."""
+    return ", ".join(sorted(p.stem for p in (folder / "qrels").glob("*.tsv")))
 
 
 def _dev_qrels(folder: Path, train: Qrels | None = None) -> tuple[Qrels, Path]:
@@ -219,9 +223,8 @@ def _dev_qrels(folder: Path, train: Qrels | None = None) -> tuple[Qrels, Path]:
         return load_qrels(own), own
     carved = carved_dev_path(folder.name)
     if not carved.is_file() and not (folder / "qrels" / "train.tsv").is_file():
-        have = ", ".join(sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))) or "none"
         raise DataError(f"{carved}: {folder.name} has no dev split and no qrels/train.tsv to carve one from; "
-                        f"use a split it has (qrels: {have})")
+                        f"use a split it has (qrels: {_qrels_names(folder) or 'none'})")
     if not carved.is_file():
         raise DataError(
             f"{carved}: {folder.name} has no dev split; carve one from its train queries with "
