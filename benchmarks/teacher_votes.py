@@ -28,14 +28,14 @@ from syntriever.cli import add_pairs_from, run, setup_logging
 from syntriever.data import load_dataset
 from syntriever.encoders import load_encoder
 from syntriever.errors import UserError
-from syntriever.jsonl import DataError, write_json
-from syntriever.likelihood import likelihood_path, load_likelihoods, with_likelihood
+from syntriever.jsonl import write_json
 from syntriever.llm.local import DEFAULT_JUDGE_PRESET
-from syntriever.paths import file_safe, portable
+from syntriever.paths import file_safe
 from syntriever.provenance import command_line
 from syntriever.retrieval import bm25_search
 from syntriever.stage2 import (
     compared_pairs,
+    likelihood_pairs,
     order_model_for,
     pairs_preferences,
     rescore_pairs,
@@ -94,13 +94,9 @@ def main() -> None:
                                                  DEFAULT_JUDGE_PRESET)
     compared = compared_pairs(args.dataset, preferences, pairs_model, split,
                               order_model_for(args.model, pairs_model, args.dataset))
-    scores_file = likelihood_path(preferences.parent)
-    scores, _ = load_likelihoods(scores_file)
-    pairs = list(zip(compared.pairs, with_likelihood(compared.pairs, scores), strict=True))
-    if missing := sum(q.margin is None for _, q in pairs):  # the teacher refuses them too
-        raise DataError(f"{scores_file}: {missing} of the {len(pairs)} pairs have no query likelihood score; "
-                        f"score them with `python stage2/score_likelihood.py {args.model} {args.dataset} "
-                        f"--pairs-from {pairs_model}`")
+    # the verdicts the teacher decides on; refused, with the command, where a pair has no score
+    scored, record = likelihood_pairs(compared, LIKELIHOOD_RETRIEVER, preferences, pairs_model, args.dataset)
+    pairs = list(zip(compared.pairs, scored, strict=True))
     zero_shot = rescore_pairs([p for p, _ in pairs], load_encoder(ZERO_SHOT, args.dataset))
     data = load_dataset(args.dataset, split)
     bm25, _ = bm25_search(data.corpus, {p.query_id: p.query for p, _ in pairs}, k=len(data.corpus))
@@ -121,7 +117,7 @@ def main() -> None:
     checkable = sum(t is not None for t in truth)
     out = ROOT / "benchmarks" / "results" / f"teacher_votes-{file_safe(args.model)}-{args.dataset}.json"
     write_json(out, {"stage1_model": args.model, "dataset": args.dataset, "split": split,
-                     "pairs_from": pairs_model, "likelihood_file": portable(scores_file.resolve()),
+                     "pairs_from": pairs_model, "likelihood_file": record["likelihood_file"],
                      "zero_shot": ZERO_SHOT, "pairs": len(pairs), "label_checkable_pairs": checkable,
                      "command": command_line(),
                      "subsets": rows})

@@ -225,14 +225,16 @@ def order_model_for(
     return loaded if loaded is not None else load_encoder(model, dataset)
 
 
-def _likelihood_pairs(
-    pairs: list[Pair], teacher: str, qrels: dict[str, dict[str, int]], preferences: Path, pairs_model: str,
-    dataset: str, judge: dict[str, str], top_k: int | None = None,
+def likelihood_pairs(
+    compared: ComparedPairs, teacher: str, preferences: Path, pairs_model: str, dataset: str,
+    top_k: int | None = None,
 ) -> tuple[list[Pair], dict[str, Any]]:
-    """``pairs`` with the query likelihood's verdicts and the report's record of them; refuses
-    scores that do not cover every pair the teacher decides (the checkable ones for a
-    ``-checkable`` teacher), which would silently make it another teacher. ``judge``: the LLM
-    whose comparison folder holds the scores (``backend``, ``model``), which scores them."""
+    """The ``compared`` pairs with the query likelihood's verdicts and the report's record of them;
+    refuses scores that do not cover every pair the likelihood ``teacher`` decides (the checkable
+    ones for a ``-checkable`` teacher), which would silently make it another teacher. The scores
+    lie beside ``preferences``, in the comparison folder of the judge that made them."""
+    pairs, qrels = compared.pairs, compared.qrels
+    judge = compared.judged.get("llm") or {"backend": "local", "model": DEFAULT_JUDGE_PRESET}
     scores_file = likelihood_path(preferences.parent)
     checkable_only = LIKELIHOOD_OF[teacher] in CHECKABLE_ONLY
     scope = f" --top-k {top_k}" if top_k is not None else " --checkable-only" if checkable_only else ""
@@ -286,9 +288,7 @@ def teacher_preferences(
         raise ValueError(f"the given pairs were made with {compared.made_with}, not {made_with}")
     pairs, extra = compared.pairs, {}
     if teacher in LIKELIHOOD_OF:
-        judge = compared.judged.get("llm") or {"backend": "local", "model": DEFAULT_JUDGE_PRESET}
-        pairs, extra = _likelihood_pairs(pairs, teacher, compared.qrels, preferences, pairs_model, dataset,
-                                         judge, top_k)
+        pairs, extra = likelihood_pairs(compared, teacher, preferences, pairs_model, dataset, top_k)
     triples, report = teach(pairs, teacher, compared.qrels, min_pairs)
     report.update(split=split, queries=compared.queries, pairs_model=pairs_model,
                   order_from="the trained stage-1 model's scores" if order_model is not None
